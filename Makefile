@@ -1,0 +1,36 @@
+# hydralab — the two README commands: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+EXTRAS := speech,notebooks,dev
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test venv lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## One offline conversation of the default record (caller -> bridge -> Hydra emulator).
+demo: $(STAMP)
+	$(BIN)/hydralab run --out runs
+
+## The whole suite: lint, types, unit + end-to-end tests, notebooks (nbval).
+test: $(STAMP) lint typecheck
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check hydralab tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy hydralab
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/resample_bench.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

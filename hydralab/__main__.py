@@ -1,0 +1,5 @@
+import sys
+
+from hydralab.cli import main
+
+sys.exit(main())

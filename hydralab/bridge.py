@@ -1,0 +1,571 @@
+"""The bridge: a Twilio Media Streams server on 127.0.0.1 that puts a caller through to Hydra.
+
+One :class:`BridgeSession` per caller connection (``/ws`` or ``/``). Its tasks shuttle data into the
+sans-I/O core (:class:`~hydralab.turns.TurnTracker`, :class:`~hydralab.audio.Timeline`) and out:
+
+- caller reader: μ-law 8 kHz → PCM 16 kHz → ``input_audio_buffer.append``; the 48 kHz copy goes
+  to the user track at arrival time; ``user_speech_start/stop`` delimit utterances for STT;
+- silence fill: when the caller sends nothing, 20 ms of silence per 20 ms keeps Hydra's stream
+  continuous (its VAD and idle timer need it);
+- model reader: Hydra events → turn state; audio → 8 kHz frames for the wire + 48 kHz for the
+  record; tools run in their own tasks, one debounced ``response.create`` after the outputs;
+- pacer: one 160-byte μ-law frame every 20 ms; the assistant track is written at play time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from hydralab.audio import StreamResampler, Timeline, ulaw_decode, ulaw_encode
+from hydralab.client import HydraClient, HydraConfig, HydraError
+from hydralab.clock import Clock
+from hydralab.protocol import twilio as tw
+from hydralab.protocol.hydra import (
+    ConversationItemCreate,
+    ErrorEvent,
+    FunctionCallArgumentsDone,
+    HydraEvent,
+    ResponseCreate,
+    ResponseDone,
+    ResponseOutputAudioDelta,
+    ResponseOutputAudioDone,
+    decode_pcm16,
+)
+from hydralab.rundir import RunWriter
+from hydralab.secrets import Secret, redact
+from hydralab.speech.stt import Transcriber
+from hydralab.tools import ToolExecutor
+from hydralab.turns import BargeIn, TurnComplete, TurnTracker, dumps_result
+
+__all__ = ["TURN_END_MARK", "Bridge", "BridgeConfig", "BridgeSession"]
+
+TURN_END_MARK = "hydralab:turn_end:{index}"
+"""Name of the Twilio ``mark`` sent after the last frame of a complete assistant turn."""
+
+_F8 = 160  # samples per 20 ms at 8 kHz
+_F48 = 960  # samples per 20 ms at 48 kHz
+_F16 = 320
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    hydra: HydraConfig = field(default_factory=HydraConfig)
+    silence_fill_after_ms: float = 60.0
+    response_create_debounce_ms: float = 200.0
+    preroll_ms: float = 200.0
+    stt_timeout_s: float = 60.0
+    tool_timeout_s: float = 30.0
+
+
+@dataclass
+class _Frame:
+    ulaw: bytes
+    pcm48: npt.NDArray[np.int16]
+    response_id: str | None
+
+
+@dataclass
+class _Mark:
+    name: str
+
+
+class BridgeSession:
+    """One caller ↔ Hydra conversation. ``run(ws)`` returns when the call has ended."""
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        *,
+        tools: ToolExecutor,
+        writer_factory: Callable[[Clock], RunWriter],
+        transcriber: Transcriber | None = None,
+        api_key: Secret | str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config
+        self.tools = tools
+        self.transcriber = transcriber
+        self.clock = clock or Clock()
+        self.writer = writer_factory(self.clock)
+        self.timeline = Timeline(t0_ns=self.clock.t0_ns)
+        self.tracker = TurnTracker(epoch_ms=self.clock.epoch_ms, model=config.hydra.model)
+        self.client = HydraClient(
+            config.hydra,
+            api_key=api_key,
+            frame_logger=self.writer.hydra_frame,
+            now_ns=self.clock.now_ns,
+        )
+        self.stream_sid = "hydralab"
+        self.ended_reason: str | None = None
+        self.error: str | None = None
+        self.started_ns = self.clock.now_ns()
+        self.ended_ns: int | None = None
+        self.done = asyncio.Event()
+        self.output_rate_hz = 48_000
+        self.reconnects = 0
+        self.stt_failures: list[dict[str, Any]] = []
+        # caller → model
+        self._up16 = StreamResampler(8000, out_rate_hz=16000)
+        self._up48 = StreamResampler(8000, out_rate_hz=48000)
+        self._send16 = np.zeros(0, dtype=np.int16)
+        self._last_forward_ns = self.clock.now_ns()
+        self._preroll: deque[npt.NDArray[np.int16]] = deque(
+            maxlen=max(1, int(config.preroll_ms // 20))
+        )
+        self._utt: list[npt.NDArray[np.int16]] | None = None
+        self._send_lock = asyncio.Lock()
+        # model → caller
+        self._down8: StreamResampler | None = None
+        self._to48: StreamResampler | None = None
+        self._carry: dict[str, bytes] = {}
+        self._buf8 = np.zeros(0, dtype=np.int16)
+        self._buf48 = np.zeros(0, dtype=np.int16)
+        self._buf_rid: str | None = None
+        self._queue: deque[_Frame | _Mark] = deque()
+        self._queue_event = asyncio.Event()
+        self._play_pos: int | None = None
+        # tools
+        self._tool_tasks: set[asyncio.Task[None]] = set()
+        self._pending_calls: set[str] = set()
+        self._tool_response_done = False
+        self._debounce: asyncio.Task[None] | None = None
+        self._stt_tasks: set[asyncio.Task[None]] = set()
+        self._stop = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self, ws: ServerConnection) -> None:
+        try:
+            await self._run(ws)
+        except Exception as exc:  # reported in the run, never silent
+            self.error = redact(f"{type(exc).__name__}: {exc}")
+            self.ended_reason = self.ended_reason or "error"
+        finally:
+            self.ended_ns = self.clock.now_ns()
+            with contextlib.suppress(Exception):
+                await self.client.close()
+            self.tracker.finish(self.ended_ns)
+            self.finalize()
+            self.done.set()
+
+    async def _run(self, ws: ServerConnection) -> None:
+        try:
+            await self.client.connect()
+        except HydraError as exc:
+            self.error = str(exc)
+            self.ended_reason = "model_connect_failed"
+            self._log_bridge("model_connect_failed", {"error": self.error})
+            await ws.close(1011, "model connection failed")
+            return
+        self.output_rate_hz = self.client.output_rate_hz
+        self._down8 = StreamResampler(self.output_rate_hz, out_rate_hz=8000)
+        self._to48 = StreamResampler(self.output_rate_hz, out_rate_hz=48000)
+        self._log_bridge(
+            "session_configured",
+            {"output_rate_hz": self.output_rate_hz, "configure_bytes": self.client.configure_bytes},
+        )
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._caller_reader(ws))
+            tg.create_task(self._model_reader())
+            tg.create_task(self._pacer(ws))
+            tg.create_task(self._silence_fill())
+            await self._stop.wait()
+            await self._drain()
+            await self.client.close()
+            with contextlib.suppress(Exception):
+                await ws.close()
+            self._queue_event.set()
+
+    async def _drain(self) -> None:
+        """Stop intake, then let pending tools and transcriptions finish (bounded)."""
+        if self._tool_tasks:
+            await asyncio.wait(list(self._tool_tasks), timeout=self.config.tool_timeout_s)
+        if self._debounce is not None:
+            self._debounce.cancel()
+        if self._stt_tasks:
+            _, pending = await asyncio.wait(
+                list(self._stt_tasks), timeout=self.config.stt_timeout_s
+            )
+            for t in pending:
+                t.cancel()
+
+    def _end(self, reason: str) -> None:
+        if self.ended_reason is None:
+            self.ended_reason = reason
+        self._stop.set()
+        self._queue_event.set()
+
+    def _log_bridge(self, kind: str, data: dict[str, Any]) -> None:
+        self.writer.log("bridge", "-", {"type": kind, **data}, self.clock.now_ns())
+
+    # ------------------------------------------------------------------ caller side
+    async def _caller_reader(self, ws: ServerConnection) -> None:
+        n_media = 0
+        try:
+            async for msg in ws:
+                t = self.clock.now_ns()
+                try:
+                    ev = tw.parse_twilio(msg)
+                except tw.TwilioFrameError as exc:
+                    self.writer.log("twilio", "in", {"event": "<bad frame>", "error": str(exc)}, t)
+                    continue
+                if not isinstance(ev, tw.Media):
+                    self.writer.log("twilio", "in", ev.raw, t)
+                match ev:
+                    case tw.Start() | tw.Connected():
+                        if ev.stream_sid:
+                            self.stream_sid = ev.stream_sid
+                    case tw.Media():
+                        n_media += 1
+                        await self._on_caller_audio(ev.payload, t)
+                    case tw.UserSpeechStart():
+                        self._start_utterance(t, ev.timestamp_ms)
+                    case tw.UserSpeechStop():
+                        self._stop_utterance(t, ev.timestamp_ms)
+                    case tw.Stop():
+                        self._end("goodbye")
+                        return
+                    case _:
+                        pass
+        except ConnectionClosed:
+            pass
+        finally:
+            self._log_bridge("caller_media_frames", {"count": n_media})
+            if self._utt is not None:
+                self._stop_utterance(self.clock.now_ns(), None)
+            self._end("caller_disconnected")
+
+    async def _on_caller_audio(self, payload: bytes, t_ns: int) -> None:
+        pcm8 = ulaw_decode(payload)
+        if pcm8.size == 0:
+            return
+        self.timeline.append_user(self._up48.process(pcm8), t_ns=t_ns)
+        await self._forward(self._up16.process(pcm8), t_ns)
+
+    async def _forward(self, pcm16: npt.NDArray[np.int16], t_ns: int) -> None:
+        self._last_forward_ns = t_ns
+        self._preroll.append(pcm16)
+        if self._utt is not None:
+            self._utt.append(pcm16)
+        self._send16 = np.concatenate([self._send16, pcm16])
+        while self._send16.size >= _F16 and not self._stop.is_set():
+            chunk, self._send16 = self._send16[:_F16], self._send16[_F16:]
+            async with self._send_lock:
+                await self.client.send_audio(chunk)
+
+    async def _silence_fill(self) -> None:
+        silence8 = np.zeros(_F8, dtype=np.int16)
+        gap_ns = int(self.config.silence_fill_after_ms * 1e6)
+        while not self._stop.is_set():
+            await asyncio.sleep(0.02)
+            now = self.clock.now_ns()
+            if now - self._last_forward_ns >= gap_ns and not self._stop.is_set():
+                pcm16 = self._up16.process(silence8)
+                self._last_forward_ns = now - gap_ns + 20_000_000
+                self._send16 = np.concatenate([self._send16, pcm16])
+                while self._send16.size >= _F16:
+                    chunk, self._send16 = self._send16[:_F16], self._send16[_F16:]
+                    async with self._send_lock:
+                        await self.client.send_audio(chunk)
+
+    def _start_utterance(self, t_ns: int, timestamp_ms: int | None) -> None:
+        if self._utt is not None:
+            self._stop_utterance(t_ns, None)
+        self.tracker.user_speech_start(t_ns, timestamp_ms=timestamp_ms)
+        self._utt = list(self._preroll)
+
+    def _stop_utterance(self, t_ns: int, timestamp_ms: int | None) -> None:
+        u = self.tracker.user_speech_stop(t_ns, timestamp_ms=timestamp_ms)
+        chunks, self._utt = self._utt or [], None
+        if u is None:
+            return
+        pcm = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+        task = asyncio.create_task(self._transcribe(u.index, pcm))
+        self._stt_tasks.add(task)
+        task.add_done_callback(self._stt_tasks.discard)
+
+    async def _transcribe(self, index: int, pcm: npt.NDArray[np.int16]) -> None:
+        if self.transcriber is None:
+            self.tracker.user_transcript(index, "", ok=False, error="no_transcriber")
+            return
+        tr = await self.transcriber.transcribe(pcm, sample_rate_hz=16000)
+        if not tr.ok:
+            self.stt_failures.append({"utterance": index, "error": tr.error})
+        self.tracker.user_transcript(index, tr.text, ok=tr.ok, error=tr.error)
+        self._log_bridge(
+            "user_transcript", {"utterance": index, "ok": tr.ok, "text": tr.text, "error": tr.error}
+        )
+
+    # ------------------------------------------------------------------ model side
+    async def _model_reader(self) -> None:
+        async for ev in self.client:
+            t = self.clock.now_ns()
+            actions = self.tracker.on_event(ev, t)
+            await self._handle(ev, t)
+            for a in actions:
+                match a:
+                    case TurnComplete(index=i):
+                        self._flush_audio()
+                        self._queue.append(_Mark(TURN_END_MARK.format(index=i)))
+                        self._queue_event.set()
+                    case BargeIn(index=i):
+                        await self._barge_in(i)
+            if self._stop.is_set():
+                break
+        if not self._stop.is_set():
+            code = self.client.close_code
+            self._log_bridge("model_closed", {"close_code": code})
+            self._end("model_disconnected")
+
+    async def _handle(self, ev: HydraEvent, t_ns: int) -> None:
+        match ev:
+            case ResponseOutputAudioDelta():
+                rid = ev.response_id or ""
+                pcm, self._carry[rid] = decode_pcm16(ev.payload, carry=self._carry.get(rid, b""))
+                self._enqueue_audio(ev.response_id, pcm, t_ns)
+            case ResponseOutputAudioDone():
+                self._flush_audio()
+            case FunctionCallArgumentsDone():
+                self._pending_calls.add(ev.call_id)
+                task = asyncio.create_task(self._run_tool(ev))
+                self._tool_tasks.add(task)
+                task.add_done_callback(self._tool_tasks.discard)
+            case ResponseDone():
+                self._flush_audio()
+                if ev.function_calls or self._pending_calls:
+                    self._tool_response_done = True
+                    self._arm_response_create()
+            case ErrorEvent():
+                self.tracker.error(t_ns, code=ev.code, message=redact(ev.message))
+            case _:
+                pass
+
+    def _enqueue_audio(
+        self, response_id: str | None, pcm: npt.NDArray[np.int16], t_ns: int
+    ) -> None:
+        assert self._down8 is not None and self._to48 is not None
+        if pcm.size == 0:
+            return
+        if self._buf_rid != response_id:
+            self._flush_audio()
+            self._buf_rid = response_id
+        p8, p48 = self._down8.process(pcm), self._to48.process(pcm)
+        self.tracker.audio_received(response_id, int(p48.size), t_ns)
+        self._buf8 = np.concatenate([self._buf8, p8])
+        self._buf48 = np.concatenate([self._buf48, p48])
+        while self._buf8.size >= _F8 and self._buf48.size >= _F48:
+            self._queue.append(
+                _Frame(ulaw_encode(self._buf8[:_F8]), self._buf48[:_F48], response_id)
+            )
+            self._buf8, self._buf48 = self._buf8[_F8:], self._buf48[_F48:]
+        self._queue_event.set()
+
+    def _flush_audio(self) -> None:
+        """Pad the last partial frame of a response with silence and queue it."""
+        if self._buf8.size or self._buf48.size:
+            f8 = np.zeros(_F8, dtype=np.int16)
+            f48 = np.zeros(_F48, dtype=np.int16)
+            f8[: min(_F8, self._buf8.size)] = self._buf8[:_F8]
+            f48[: min(_F48, self._buf48.size)] = self._buf48[:_F48]
+            self._queue.append(_Frame(ulaw_encode(f8), f48, self._buf_rid))
+            self._queue_event.set()
+        self._buf8 = np.zeros(0, dtype=np.int16)
+        self._buf48 = np.zeros(0, dtype=np.int16)
+
+    async def _barge_in(self, index: int) -> None:
+        dropped = sum(isinstance(x, _Frame) for x in self._queue)
+        self._queue = deque(x for x in self._queue if isinstance(x, _Mark))
+        self._buf8 = np.zeros(0, dtype=np.int16)
+        self._buf48 = np.zeros(0, dtype=np.int16)
+        self._log_bridge("barge_in", {"turn": index, "dropped_frames": dropped})
+
+    # ------------------------------------------------------------------ tools
+    async def _run_tool(self, ev: FunctionCallArgumentsDone) -> None:
+        name = ev.name
+        raw = ev.arguments or self.tracker.tool_call_args(ev.call_id)
+        try:
+            params = json.loads(raw) if raw.strip() else {}
+            if not isinstance(params, dict):
+                raise ValueError("arguments are not a JSON object")
+        except ValueError as exc:
+            params = {}
+            result: dict[str, Any] = {
+                "status": "error",
+                "error_type": "invalid_parameter",
+                "message": f"arguments are not valid JSON: {exc}",
+            }
+            self.tracker.tool_called(self.clock.now_ns(), name=name, params={"_raw": raw})
+        else:
+            self.tracker.tool_called(self.clock.now_ns(), name=name, params=params)
+            result = self.tools.execute(name, params)
+        self.tracker.tool_result(self.clock.now_ns(), name=name, params=params, result=result)
+        await self.client.send(
+            ConversationItemCreate.function_call_output(ev.call_id, dumps_result(result))
+        )
+        self.tracker.output_sent(self.clock.now_ns())
+        self._pending_calls.discard(ev.call_id)
+        self._arm_response_create()
+
+    def _arm_response_create(self) -> None:
+        if self._pending_calls or not self._tool_response_done:
+            return
+        if self._debounce is not None:
+            self._debounce.cancel()
+        self._debounce = asyncio.create_task(self._send_response_create())
+
+    async def _send_response_create(self) -> None:
+        await asyncio.sleep(self.config.response_create_debounce_ms / 1000.0)
+        if self._pending_calls or self._stop.is_set():
+            return
+        self._tool_response_done = False
+        await self.client.send(ResponseCreate())
+        self.tracker.response_create_sent(self.clock.now_ns())
+
+    # ------------------------------------------------------------------ pacer
+    async def _pacer(self, ws: ServerConnection) -> None:
+        loop = asyncio.get_running_loop()
+        next_t = loop.time()
+        while not self._stop.is_set():
+            if not self._queue:
+                self._queue_event.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._queue_event.wait(), 0.1)
+                next_t = max(next_t, loop.time())
+                continue
+            item = self._queue.popleft()
+            try:
+                if isinstance(item, _Mark):
+                    await ws.send(tw.mark_frame(self.stream_sid, item.name))
+                    self.writer.log(
+                        "twilio", "out", {"event": "mark", "name": item.name}, self.clock.now_ns()
+                    )
+                    continue
+                delay = next_t - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                t = self.clock.now_ns()
+                await ws.send(tw.media_frame(self.stream_sid, item.ulaw))
+            except ConnectionClosed:
+                self._end("caller_disconnected")
+                return
+            self._record_played(item, t)
+            # Absolute 20 ms grid: scheduling jitter does not accumulate; after a real stall
+            # (>100 ms) restart the grid instead of bursting to catch up.
+            next_t += 0.02
+            if loop.time() - next_t > 0.1:
+                next_t = loop.time()
+
+    def _record_played(self, frame: _Frame, t_ns: int) -> None:
+        idx = self.timeline.index_of(t_ns)
+        # Contiguous with the previous frame unless the pacer really stalled (>10 ms).
+        if self._play_pos is not None and abs(idx - self._play_pos) <= 480:
+            idx = self._play_pos
+        self.timeline.write("assistant", frame.pcm48, t_ns=self.timeline.time_of(idx))
+        self._play_pos = idx + frame.pcm48.size
+        self.tracker.audio_played(frame.response_id, int(frame.pcm48.size), t_ns)
+
+    # ------------------------------------------------------------------ outputs
+    def finalize(self) -> None:
+        """Write every file of the run directory; safe on any exit path."""
+        w = self.writer
+        try:
+            w.audit_log(self.tracker.audit, self.tracker.conversation_messages)
+            w.jsonl("framework_logs.jsonl", self.tracker.framework_logs)
+            w.jsonl("pipecat_metrics.jsonl", self.tracker.metrics)
+            w.scenario_dbs(self.tools.initial_db, self.tools.db)
+            self.timeline.save(w.dir)
+        finally:
+            w.close()
+
+    def summary(self) -> dict[str, Any]:
+        rows = self.tracker.turn_rows()
+        lat = [r["model_response_ms"] for r in rows if r["model_response_ms"] is not None]
+        return {
+            "ended_reason": self.ended_reason,
+            "error": self.error,
+            "model": self.config.hydra.model,
+            "url": self.config.hydra.redacted_url(),
+            "session_id": self.client.session_id,
+            "output_rate_hz": self.output_rate_hz,
+            "configure_bytes": self.client.configure_bytes,
+            "warnings": self.client.stats.warnings,
+            "frames_in": self.client.stats.frames_in,
+            "frames_out": self.client.stats.frames_out,
+            "turns": rows,
+            "user_utterances": [
+                {
+                    "index": u.index,
+                    "start_epoch_ms": u.start_epoch_ms,
+                    "stop_epoch_ms": u.stop_epoch_ms,
+                    "text": u.text,
+                    "ok": u.transcript_ok,
+                    "error": u.transcript_error,
+                }
+                for u in self.tracker.users
+            ],
+            "model_response_ms": lat,
+            "stt_failures": self.stt_failures,
+            "errors": self.tracker.errors,
+            "duration_s": ((self.ended_ns or self.clock.now_ns()) - self.started_ns) / 1e9,
+        }
+
+
+class Bridge:
+    """The Twilio-media-stream server. Each connection gets a session from ``session_factory``."""
+
+    def __init__(self, session_factory: Callable[[], BridgeSession]) -> None:
+        self._factory = session_factory
+        self._server: Server | None = None
+        self.sessions: list[BridgeSession] = []
+        self._new_session = asyncio.Event()
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    async def start(self, *, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._server = await serve(self._handler, host, port, compression=None, max_size=None)
+        self.port = int(next(iter(self._server.sockets)).getsockname()[1])
+        return self.url
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        path = ws.request.path.split("?")[0] if ws.request is not None else "/"
+        if path not in ("/", "/ws"):
+            await ws.close(1008, f"unknown path {path}")
+            return
+        session = self._factory()
+        self.sessions.append(session)
+        self._new_session.set()
+        await session.run(ws)
+
+    async def wait_session(self, *, timeout_s: float | None = None) -> BridgeSession:
+        """The first session, once it has ended."""
+        async with asyncio.timeout(timeout_s):
+            await self._new_session.wait()
+            s = self.sessions[0]
+            await s.done.wait()
+            return s
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> Bridge:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

@@ -1,0 +1,215 @@
+"""Twilio Media Streams frames, both directions (hydra-protocol.md §B).
+
+Accepts EVA's minimal variant (``conversation_id``, no ``streamSid``) and canonical Twilio frames.
+``user_speech_start`` / ``user_speech_stop`` carry epoch milliseconds as a string; hydralab's
+caller stamps both on the wall clock (EVA's simulator stamps ``stop`` on the monotonic clock, so
+values that are not plausible epoch times are reported as ``None``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "FRAME_BYTES",
+    "Clear",
+    "Connected",
+    "Mark",
+    "Media",
+    "Start",
+    "Stop",
+    "TwilioEvent",
+    "TwilioFrameError",
+    "TwilioUnknown",
+    "UserSpeechStart",
+    "UserSpeechStop",
+    "clear_frame",
+    "connected_frame",
+    "mark_frame",
+    "media_frame",
+    "parse_twilio",
+    "start_frame",
+    "stop_frame",
+    "user_speech_frame",
+]
+
+FRAME_BYTES = 160
+"""20 ms of 8 kHz μ-law."""
+
+_MIN_EPOCH_MS = 1_000_000_000_000  # 2001-09-09: anything smaller is not an epoch-ms stamp
+
+
+class TwilioFrameError(ValueError):
+    """A frame that is not a JSON object with an ``event`` (or ``type``) string."""
+
+
+@dataclass(frozen=True)
+class TwilioEvent:
+    stream_sid: str | None = field(default=None, kw_only=True)
+    raw: dict[str, Any] = field(default_factory=dict, kw_only=True, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Connected(TwilioEvent):
+    protocol: str | None = None
+
+
+@dataclass(frozen=True)
+class Start(TwilioEvent):
+    call_sid: str | None = None
+    media_format: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Media(TwilioEvent):
+    payload: bytes = b""
+    track: str | None = None
+
+
+@dataclass(frozen=True)
+class UserSpeechStart(TwilioEvent):
+    timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class UserSpeechStop(TwilioEvent):
+    timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Mark(TwilioEvent):
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Clear(TwilioEvent):
+    pass
+
+
+@dataclass(frozen=True)
+class Stop(TwilioEvent):
+    pass
+
+
+@dataclass(frozen=True)
+class TwilioUnknown(TwilioEvent):
+    event: str = ""
+
+
+def _epoch_ms(v: Any) -> int | None:
+    try:
+        ms = int(float(v))
+    except (TypeError, ValueError):
+        return None
+    return ms if ms >= _MIN_EPOCH_MS else None
+
+
+def parse_twilio(frame: str | bytes) -> TwilioEvent:
+    """Parse one text frame from either side of a Twilio media stream.
+
+    Raises:
+        TwilioFrameError: not JSON, not an object, or no ``event``/``type`` string; or a media
+            frame whose payload is not base64.
+    """
+    try:
+        d = json.loads(frame)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TwilioFrameError(f"Twilio frame is not JSON: {exc}") from None
+    if not isinstance(d, dict):
+        raise TwilioFrameError("Twilio frame is not a JSON object")
+    ev = d.get("event", d.get("type"))
+    if not isinstance(ev, str):
+        raise TwilioFrameError("Twilio frame has no 'event' string")
+    sid = d.get("streamSid") or (d.get("start") or {}).get("streamSid") or d.get("conversation_id")
+    sid = str(sid) if sid is not None else None
+    match ev:
+        case "connected":
+            return Connected(protocol=d.get("protocol"), stream_sid=sid, raw=d)
+        case "start":
+            start = d.get("start") or {}
+            return Start(
+                call_sid=start.get("callSid"),
+                media_format=start.get("mediaFormat"),
+                stream_sid=sid,
+                raw=d,
+            )
+        case "media":
+            media = d.get("media") or {}
+            try:
+                payload = base64.b64decode(media.get("payload") or "", validate=True)
+            except ValueError as exc:
+                raise TwilioFrameError(f"media payload is not base64: {exc}") from None
+            return Media(payload=payload, track=media.get("track"), stream_sid=sid, raw=d)
+        case "user_speech_start":
+            return UserSpeechStart(
+                timestamp_ms=_epoch_ms(d.get("timestamp_ms")), stream_sid=sid, raw=d
+            )
+        case "user_speech_stop":
+            return UserSpeechStop(
+                timestamp_ms=_epoch_ms(d.get("timestamp_ms")), stream_sid=sid, raw=d
+            )
+        case "mark":
+            return Mark(name=str((d.get("mark") or {}).get("name", "")), stream_sid=sid, raw=d)
+        case "clear":
+            return Clear(stream_sid=sid, raw=d)
+        case "stop":
+            return Stop(stream_sid=sid, raw=d)
+        case _:
+            return TwilioUnknown(event=ev, stream_sid=sid, raw=d)
+
+
+def _dumps(d: dict[str, Any]) -> str:
+    return json.dumps(d, separators=(",", ":"))
+
+
+def media_frame(stream_sid: str, ulaw: bytes) -> str:
+    """Server → caller audio (EVA's ``create_twilio_media_message`` shape)."""
+    payload = base64.b64encode(ulaw).decode("ascii")
+    return _dumps({"event": "media", "streamSid": stream_sid, "media": {"payload": payload}})
+
+
+def clear_frame(stream_sid: str) -> str:
+    return _dumps({"event": "clear", "streamSid": stream_sid})
+
+
+def mark_frame(stream_sid: str, name: str) -> str:
+    return _dumps({"event": "mark", "streamSid": stream_sid, "mark": {"name": name}})
+
+
+def connected_frame() -> str:
+    return _dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+
+
+def start_frame(stream_sid: str, *, call_sid: str = "CAhydralab") -> str:
+    return _dumps(
+        {
+            "event": "start",
+            "streamSid": stream_sid,
+            "start": {
+                "streamSid": stream_sid,
+                "callSid": call_sid,
+                "tracks": ["inbound"],
+                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+            },
+        }
+    )
+
+
+def user_speech_frame(stream_sid: str, *, started: bool, timestamp_ms: int) -> str:
+    """``user_speech_start`` / ``user_speech_stop`` with an epoch-ms string, as EVA sends."""
+    ev = "user_speech_start" if started else "user_speech_stop"
+    return _dumps(
+        {
+            "event": ev,
+            "streamSid": stream_sid,
+            "conversation_id": stream_sid,
+            "timestamp_ms": str(int(timestamp_ms)),
+        }
+    )
+
+
+def stop_frame(stream_sid: str) -> str:
+    return _dumps({"event": "stop", "streamSid": stream_sid})

@@ -1,0 +1,120 @@
+"""The run directory (design §6): EVA-compatible files plus hydralab's own.
+
+``events.jsonl`` is appended and flushed line by line while the call runs, so a crash leaves a
+valid partial log; everything else is written by :meth:`RunWriter.finalize`, which the bridge
+calls on every exit path. Every JSON write is atomic (temp file + rename) and passes through
+:func:`hydralab.secrets.redact_obj`, so no API key reaches the disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import IO, Any
+
+from hydralab.secrets import redact_obj
+
+__all__ = ["RunWriter", "write_json", "write_jsonl"]
+
+
+def _dump(obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> str:
+    return json.dumps(
+        redact_obj(obj), indent=indent, ensure_ascii=False, default=str, sort_keys=sort_keys
+    )
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any, *, sort_keys: bool = False) -> Path:
+    """Pretty JSON (``indent=2``, UTF-8 kept), atomically."""
+    _atomic_write(path, _dump(obj, sort_keys=sort_keys) + "\n")
+    return path
+
+
+def write_jsonl(path: Path, rows: Iterable[Any]) -> Path:
+    """One compact JSON object per line, atomically."""
+    _atomic_write(path, "".join(_dump(r, indent=None) + "\n" for r in rows))
+    return path
+
+
+class RunWriter:
+    """Writes one conversation's directory. ``epoch_ms`` maps the session clock to wall time."""
+
+    def __init__(
+        self, directory: Path | str, *, epoch_ms: Callable[[int], int], t0_ns: int
+    ) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._epoch_ms = epoch_ms
+        self._t0_ns = t0_ns
+        self._lock = threading.Lock()
+        self._events: IO[str] | None = open(self.dir / "events.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self.n_events = 0
+
+    # ------------------------------------------------------------------ incremental log
+    def log(self, src: str, direction: str, frame: dict[str, Any], t_ns: int) -> None:
+        """One wire event or bridge event, stamped on the session clock."""
+        row = {
+            "t_ms": self._epoch_ms(t_ns),
+            "rel_ms": round((t_ns - self._t0_ns) / 1e6, 3),
+            "src": src,
+            "dir": direction,
+            "frame": frame,
+        }
+        line = _dump(row, indent=None) + "\n"
+        with self._lock:
+            if self._events is not None:
+                self._events.write(line)
+                self._events.flush()
+                self.n_events += 1
+
+    def hydra_frame(self, direction: str, frame: dict[str, Any], t_ns: int) -> None:
+        """``FrameLogger`` for :class:`~hydralab.client.HydraClient`."""
+        self.log("hydra", direction, frame, t_ns)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._events is not None:
+                self._events.close()
+                self._events = None
+
+    # ------------------------------------------------------------------ final files
+    def json(self, name: str, obj: Any, *, sort_keys: bool = False) -> Path:
+        return write_json(self.dir / name, obj, sort_keys=sort_keys)
+
+    def jsonl(self, name: str, rows: Iterable[Any]) -> Path:
+        return write_jsonl(self.dir / name, rows)
+
+    def audit_log(self, transcript: list[dict[str, Any]], messages: list[dict[str, Any]]) -> Path:
+        """EVA's ``audit_log.json`` (transcript sorted by timestamp) and ``transcript.jsonl``."""
+        ordered = sorted(transcript, key=lambda e: int(e["timestamp"]))
+        self.jsonl(
+            "transcript.jsonl",
+            (
+                {"timestamp": e["timestamp"], "type": e["message_type"], "content": e["value"]}
+                for e in ordered
+                if e["message_type"] in ("user", "assistant")
+            ),
+        )
+        return self.json(
+            "audit_log.json",
+            {"transcript": ordered, "llm_prompts": [], "conversation_messages": messages},
+        )
+
+    def scenario_dbs(self, initial: dict[str, Any], final: dict[str, Any]) -> None:
+        self.json("initial_scenario_db.json", initial, sort_keys=True)
+        self.json("final_scenario_db.json", final, sort_keys=True)

@@ -1,0 +1,349 @@
+"""Run orchestration: one record's conversation, caller → bridge → model and back.
+
+``run_record`` (async) wires the parts for one conversation and writes its run directory;
+``run_record_sync`` is the same for scripts and notebooks (in a notebook, where an event loop is
+already running, it runs the call on a private loop in a worker thread: no monkey-patching).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime as dt
+import platform
+import secrets as _secrets
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+import websockets
+
+from hydralab.bridge import Bridge, BridgeConfig, BridgeSession
+from hydralab.caller import Caller, CallerConfig, CallerResult
+from hydralab.client import HYDRA_URL, HydraConfig
+from hydralab.clock import Clock
+from hydralab.emulator import Emulator, EmulatorConfig
+from hydralab.records import Record, build_instructions, load_record
+from hydralab.rundir import RunWriter, write_json, write_jsonl
+from hydralab.scoring import db_hash, task_completion
+from hydralab.script import Script, script_from_record
+from hydralab.secrets import ENV_VAR, Secret, get_api_key
+from hydralab.speech.stt import LocalTranscriber, Transcriber
+from hydralab.tools import ToolExecutor, declarations
+
+__all__ = ["RunResult", "latency_summary", "run_record", "run_record_sync"]
+
+ModelName = Literal["emulator", "hydra"]
+T = TypeVar("T")
+
+
+@dataclass
+class RunResult:
+    """What one conversation produced. ``run_dir`` holds every file."""
+
+    record_id: str
+    run_dir: Path
+    model: str
+    ended_reason: str | None
+    error: str | None
+    turns: list[dict[str, Any]]
+    user_utterances: list[dict[str, Any]]
+    tools_called: list[str]
+    latency: dict[str, Any]
+    scores: dict[str, Any]
+    caller: CallerResult | None = field(default=None, repr=False)
+    session: BridgeSession | None = field(default=None, repr=False)
+
+    @property
+    def model_response_ms(self) -> list[float]:
+        return [t["model_response_ms"] for t in self.turns if t["model_response_ms"] is not None]
+
+    def summary(self) -> str:
+        """The short text summary ``make demo`` prints."""
+        lines = [
+            f"record {self.record_id} · model {self.model} · ended: {self.ended_reason}"
+            + (f" · error: {self.error}" if self.error else ""),
+            f"turns: {len(self.user_utterances)} user, {len(self.turns)} assistant · "
+            f"tools called: {', '.join(self.tools_called) or 'none'}",
+        ]
+        for t in self.turns:
+            lat = (
+                f"{t['model_response_ms']:.0f} ms"
+                if t["model_response_ms"] is not None
+                else f"— ({t['latency_reason']})"
+            )
+            lines.append(f"  turn {t['index']:>2} {t['kind']:<8} model_response {lat}")
+        s = self.latency.get("model_response", {})
+        if s.get("n"):
+            lines.append(
+                f"model_response: n={s['n']} p50={s['p50_ms']:.0f} ms max={s['max_ms']:.0f} ms"
+            )
+        tc = self.scores.get("task_completion")
+        if tc is not None:
+            lines.append(f"task_completion: {tc}")
+        lines.append(f"run directory: {self.run_dir}")
+        return "\n".join(lines)
+
+
+def latency_summary(values: list[float]) -> dict[str, Any]:
+    """n, mean, p50, p90, p95, p99, max in ms (``n=0`` and no stats when empty)."""
+    if not values:
+        return {"n": 0}
+    a = np.asarray(values, dtype=float)
+    return {
+        "n": int(a.size),
+        "mean_ms": float(a.mean()),
+        "p50_ms": float(np.percentile(a, 50)),
+        "p90_ms": float(np.percentile(a, 90)),
+        "p95_ms": float(np.percentile(a, 95)),
+        "p99_ms": float(np.percentile(a, 99)),
+        "max_ms": float(a.max()),
+    }
+
+
+def _domain_text(record: Record) -> str:
+    """Vocabulary for the offline STT's LM: agent policy and tool names, not the record's lines."""
+    agent = record.agent
+    parts = [agent.description, agent.role, agent.instructions]
+    for tool in agent.tools:
+        parts.append(str(tool.get("name", "")).replace("_", " "))
+        parts.append(str(tool.get("description", "")))
+    return "\n".join(p for p in parts if p)
+
+
+def _run_id() -> str:
+    return dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + _secrets.token_hex(2)
+
+
+async def run_record(
+    record: str | Record | None = None,
+    *,
+    out_dir: Path | str = "runs",
+    run_id: str | None = None,
+    model: ModelName = "emulator",
+    hydra_model: str = "hydra-v1.1",
+    voice: str | None = None,
+    port: int = 0,
+    data_dir: Path | str | None = None,
+    api_key: str | Secret | None = None,
+    emulator_config: EmulatorConfig | None = None,
+    caller_config: CallerConfig | None = None,
+    bridge_config: BridgeConfig | None = None,
+    transcriber: Transcriber | Literal["local"] | None = "local",
+    session_timeout_s: float = 60.0,
+) -> RunResult:
+    """Run one record's conversation end to end and write its run directory.
+
+    Args:
+        record: Record id (default: hydralab's default record) or a loaded :class:`Record`.
+        out_dir: Parent of run directories; files go to ``out_dir/run_id/record_id/``.
+        model: ``"emulator"`` (offline, default) or ``"hydra"`` (needs ``SMALLEST_API_KEY``).
+        hydra_model: Hydra model tag for the ``?model=`` query.
+        port: Bridge port on 127.0.0.1 (0 = any free port).
+        transcriber: User-turn STT; ``"local"`` = offline pocketsphinx, ``None`` = none.
+    """
+    rec = (
+        record
+        if isinstance(record, Record)
+        else load_record(record, data_dir=Path(data_dir) if data_dir is not None else None)
+    )
+    script = script_from_record(rec)
+    run_dir = Path(out_dir) / (run_id or _run_id()) / rec.id
+    key = get_api_key(api_key)
+    emulator: Emulator | None = None
+    if model == "emulator":
+        emulator = Emulator(script, config=emulator_config or EmulatorConfig())
+        url = await emulator.start()
+    elif model == "hydra":
+        if not key:
+            raise ValueError(f"model 'hydra' needs an API key: set {ENV_VAR} in the environment")
+        url = HYDRA_URL
+    else:
+        raise ValueError(f"unknown model {model!r}: use 'emulator' or 'hydra'")
+    hydra = HydraConfig(
+        url=url,
+        model=hydra_model,
+        instructions=build_instructions(rec),
+        voice=voice,
+        tools=tuple(declarations(rec.agent)),
+        generate_initial_response=True,
+    )
+    bcfg = bridge_config or BridgeConfig()
+    bcfg = BridgeConfig(**{**bcfg.__dict__, "hydra": hydra})
+    tools = ToolExecutor(rec.initial_db, domain=rec.domain, current_date_time=rec.current_date_time)
+    stt: Transcriber | None
+    stt = LocalTranscriber(_domain_text(rec)) if transcriber == "local" else transcriber
+    started = dt.datetime.now()
+
+    def writer_factory(clock: Clock) -> RunWriter:
+        return RunWriter(run_dir, epoch_ms=clock.epoch_ms, t0_ns=clock.t0_ns)
+
+    def session_factory() -> BridgeSession:
+        return BridgeSession(
+            bcfg, tools=tools, writer_factory=writer_factory, transcriber=stt, api_key=key
+        )
+
+    bridge = Bridge(session_factory)
+    caller_result: CallerResult | None = None
+    session: BridgeSession | None = None
+    try:
+        await bridge.start(port=port)
+        caller = Caller(script, url=bridge.url, config=caller_config or CallerConfig())
+        caller_result = await caller.run()
+        session = await bridge.wait_session(timeout_s=session_timeout_s)
+    finally:
+        await bridge.stop()
+        if emulator is not None:
+            await emulator.stop()
+        if stt is not None:
+            await stt.aclose()
+    ended = dt.datetime.now()
+    return _write_results(
+        rec, script, run_dir, model, session, caller_result, started, ended, emulator
+    )
+
+
+def _write_results(
+    rec: Record,
+    script: Script,
+    run_dir: Path,
+    model: str,
+    session: BridgeSession,
+    caller: CallerResult | None,
+    started: dt.datetime,
+    ended: dt.datetime,
+    emulator: Emulator | None,
+) -> RunResult:
+    summary = session.summary()
+    turns = summary["turns"]
+    tools_called = [t for row in turns for t in row["tools"]]
+    by_kind: dict[str, list[float]] = {}
+    for row in turns:
+        if row["model_response_ms"] is not None:
+            kind = "barged_in" if row["interrupted"] else row["kind"]
+            by_kind.setdefault(kind, []).append(row["model_response_ms"])
+    latency = {
+        "model_response": latency_summary(summary["model_response_ms"]),
+        "model_response_by_type": {k: latency_summary(v) for k, v in by_kind.items()},
+    }
+    final_db = session.tools.db
+    tc = task_completion(rec.expected_db, final_db)
+    scores = {
+        "task_completion": tc["score"],
+        "authentication_success": tc["auth_success"],
+        "db_match": tc["db_match"],
+        "db_diff": tc["diff"],
+    }
+    if caller is not None:
+        write_jsonl(run_dir / "user_simulator_events.jsonl", caller.events)
+    lat = latency["model_response"]
+    files = {
+        "audio_assistant_path": "audio_assistant.wav",
+        "audio_user_path": "audio_user.wav",
+        "audio_mixed_path": "audio_mixed.wav",
+        "transcript_path": "transcript.jsonl",
+        "audit_log_path": "audit_log.json",
+        "pipecat_logs_path": "framework_logs.jsonl",
+        "user_simulator_logs_path": "user_simulator_events.jsonl",
+    }
+    result = {
+        "record_id": rec.id,
+        "completed": session.error is None and session.ended_reason == "goodbye",
+        "error": session.error,
+        "error_details": None,
+        "model_response_latency": (
+            {k: lat[f"{k}"] for k in ("mean_ms", "p50_ms", "p95_ms", "p99_ms")}
+            | {"total_calls": lat["n"]}
+            if lat["n"]
+            else None
+        ),
+        "started_at": started.isoformat(),
+        "ended_at": ended.isoformat(),
+        "duration_seconds": (ended - started).total_seconds(),
+        "output_dir": str(run_dir),
+        **{k: str(run_dir / v) for k, v in files.items()},
+        "num_turns": len(turns),
+        "num_tool_calls": len(tools_called),
+        "tools_called": sorted(set(tools_called)),
+        "conversation_ended_reason": session.ended_reason,
+        "initial_scenario_db_hash": db_hash(session.tools.initial_db),
+        "final_scenario_db_hash": db_hash(final_db),
+    }
+    write_json(run_dir / "result.json", result)
+    write_json(run_dir / "scores.json", scores)
+    run_meta = {
+        "record_id": rec.id,
+        "domain": rec.domain,
+        "model": model,
+        "hydra": {
+            k: summary[k]
+            for k in ("model", "url", "session_id", "output_rate_hz", "configure_bytes", "warnings")
+        },
+        "versions": {
+            "hydralab": _version(),
+            "python": platform.python_version(),
+            "websockets": websockets.__version__,
+            "numpy": np.__version__,
+        },
+        "emulator": emulator.config.__dict__ if emulator is not None else None,
+        "latency": latency,
+        "turns": turns,
+        "user_utterances": summary["user_utterances"],
+        "stt_failures": summary["stt_failures"],
+        "errors": summary["errors"],
+        "ended_reason": session.ended_reason,
+        "error": session.error,
+        "caller": None
+        if caller is None
+        else {
+            "ended_reason": caller.ended_reason,
+            "error": caller.error,
+            "user_turns": len(caller.user_turns),
+            "assistant_turns": len(caller.assistant_turns),
+        },
+        "script": {
+            "user_turns": len(script.user_turns),
+            "assistant_turns": len(script.assistant_turns),
+        },
+    }
+    write_json(run_dir / "run.json", run_meta)
+    return RunResult(
+        record_id=rec.id,
+        run_dir=run_dir,
+        model=model,
+        ended_reason=session.ended_reason,
+        error=session.error,
+        turns=turns,
+        user_utterances=summary["user_utterances"],
+        tools_called=tools_called,
+        latency=latency,
+        scores=scores,
+        caller=caller,
+        session=session,
+    )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hydralab")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # A loop is already running (Jupyter): run on a private loop in a worker thread.
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hydralab") as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def run_record_sync(record: str | Record | None = None, **kwargs: Any) -> RunResult:
+    """Blocking :func:`run_record`; works in scripts and inside Jupyter alike."""
+    return _run_sync(run_record(record, **kwargs))

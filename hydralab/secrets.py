@@ -1,0 +1,71 @@
+"""API-key handling: read from the environment, never logged, printed, saved or raised."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+__all__ = ["ENV_VAR", "Secret", "get_api_key", "redact", "redact_obj"]
+
+ENV_VAR = "SMALLEST_API_KEY"
+
+_QUERY_KEY = re.compile(r"(?i)((?:api_key|apikey|access_token|token|key)=)[^&\s\"']+")
+_BEARER = re.compile(r"(?i)(bearer\s+|token\s+)[A-Za-z0-9._\-]{8,}")
+_known: set[str] = set()
+
+
+class Secret:
+    """A string that never shows itself in ``repr``/``str``/f-strings."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+        if value:
+            _known.add(value)
+
+    def reveal(self) -> str:
+        """The real value, for the one place that must put it on the wire."""
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return "***"
+
+
+def get_api_key(explicit: str | Secret | None = None, *, env_var: str = ENV_VAR) -> Secret:
+    """The key given, else the environment's ``SMALLEST_API_KEY``, else an empty Secret."""
+    if isinstance(explicit, Secret):
+        return explicit
+    if explicit:
+        return Secret(explicit)
+    return Secret(os.environ.get(env_var, ""))
+
+
+def redact(text: str) -> str:
+    """Masks ``api_key=…`` style query values, bearer tokens and every key seen by ``Secret``."""
+    out = _QUERY_KEY.sub(r"\1***", text)
+    out = _BEARER.sub(r"\1***", out)
+    for k in _known:
+        if len(k) >= 4:
+            out = out.replace(k, "***")
+    return out
+
+
+def redact_obj(obj: Any) -> Any:
+    """``redact`` applied to every string inside nested dicts/lists."""
+    if isinstance(obj, str):
+        return redact(obj)
+    if isinstance(obj, dict):
+        return {k: redact_obj(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [redact_obj(v) for v in obj]
+    return obj

@@ -1,0 +1,442 @@
+"""The turn and latency state machine (sans-I/O, design §2 and §4).
+
+Fed Hydra events, caller (Twilio) events, tool activity and pacer reports, each with the session
+clock's ``t_ns``, it keeps the conversation's turns and derives EVA-compatible audit entries,
+framework-log lines, latency metrics and token usage. It never reads a clock itself: wall time
+comes from the ``epoch_ms`` mapping it is given (the session clock's one anchor).
+
+Latency (``model_response``, EVA-compatible): first ``response.output_audio.delta`` received −
+``input_audio_buffer.speech_stopped`` received, kept when 50 ms ≤ v < 30 s. A missing or invalid
+anchor gives ``None`` with a reason, never 0.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydralab.protocol.hydra import (
+    FunctionCallArgumentsDelta,
+    FunctionCallArgumentsDone,
+    HydraEvent,
+    ResponseCreated,
+    ResponseDone,
+    ResponseOutputAudioDelta,
+    ResponseOutputAudioTranscriptDelta,
+    SpeechStarted,
+    SpeechStopped,
+)
+
+__all__ = [
+    "LATENCY_MAX_MS",
+    "LATENCY_MIN_MS",
+    "TRANSCRIPTION_PLACEHOLDER",
+    "Action",
+    "AssistantTurn",
+    "BargeIn",
+    "TurnComplete",
+    "TurnTracker",
+    "UserUtterance",
+]
+
+LATENCY_MIN_MS = 50.0
+LATENCY_MAX_MS = 30_000.0
+TRANSCRIPTION_PLACEHOLDER = "[user speech - transcription unavailable]"
+
+
+@dataclass(frozen=True)
+class TurnComplete:
+    """All of assistant turn ``index`` has been received: mark its end after its audio."""
+
+    index: int
+
+
+@dataclass(frozen=True)
+class BargeIn:
+    """The caller spoke over assistant turn ``index``: drop unplayed audio, send ``clear``."""
+
+    index: int
+
+
+Action = TurnComplete | BargeIn
+
+
+@dataclass
+class UserUtterance:
+    index: int
+    start_t_ns: int
+    start_epoch_ms: int
+    stop_t_ns: int | None = None
+    stop_epoch_ms: int | None = None
+    text: str | None = None
+    transcript_ok: bool | None = None
+    transcript_error: str | None = None
+
+
+@dataclass
+class AssistantTurn:
+    """One assistant turn: one or more responses (speak → tools → speak) until it is complete."""
+
+    index: int
+    kind: str  # "greeting" | "plain" | "tool"
+    created_t_ns: int
+    response_ids: list[str] = field(default_factory=list)
+    anchor_t_ns: int | None = None  # speech_stopped received
+    first_delta_t_ns: int | None = None
+    first_played_t_ns: int | None = None
+    last_played_t_ns: int | None = None
+    done_t_ns: int | None = None
+    status: str = "open"  # open | completed | cancelled | incomplete | failed | interrupted
+    status_reason: str | None = None
+    interrupted: bool = False
+    model_response_ms: float | None = None
+    latency_reason: str | None = None
+    # raw transcript deltas with the received-audio position (48 kHz samples) at their arrival
+    text_deltas: list[tuple[int, str]] = field(default_factory=list)
+    samples_received: int = 0
+    samples_played: int = 0
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)
+    stages: dict[str, int] = field(default_factory=dict)  # tool waterfall anchors, t_ns
+    awaiting_tools: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return self.status != "open"
+
+    @property
+    def text(self) -> str:
+        return " ".join("".join(d for _, d in self.text_deltas).split())
+
+    @property
+    def heard_text(self) -> str:
+        """Phrases whose audio had started playing (by received-audio position)."""
+        if not self.interrupted:
+            return self.text
+        parts = [d for pos, d in self.text_deltas if pos < self.samples_played]
+        return " ".join("".join(parts).split())
+
+
+class TurnTracker:
+    """Turn bookkeeping for one session. All inputs carry ``t_ns`` from the session clock."""
+
+    def __init__(self, *, epoch_ms: Callable[[int], int], model: str = "hydra") -> None:
+        self._epoch_ms = epoch_ms
+        self.model = model
+        self.users: list[UserUtterance] = []
+        self.turns: list[AssistantTurn] = []
+        self.audit: list[dict[str, Any]] = []
+        self.framework_logs: list[dict[str, Any]] = []
+        self.metrics: list[dict[str, Any]] = []
+        self.conversation_messages: list[dict[str, Any]] = []
+        self.errors: list[dict[str, Any]] = []
+        self._anchor_t_ns: int | None = None
+        self._heard_user = False
+        self._by_response: dict[str, AssistantTurn] = {}
+        self._args: dict[str, list[str]] = {}
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def current(self) -> AssistantTurn | None:
+        return self.turns[-1] if self.turns and not self.turns[-1].complete else None
+
+    def _ms(self, t_ns: int) -> int:
+        return self._epoch_ms(t_ns)
+
+    def _audit(self, t_ms: int, kind: str, value: Any) -> None:
+        names = {
+            "user": ("User", False, "text"),
+            "assistant": ("Bot", True, "text"),
+            "tool_call": ("Tool", True, "tool_call"),
+            "tool_response": ("Tool Response", True, "tool_response"),
+        }
+        display, is_bot, typ = names[kind]
+        self.audit.append(
+            {
+                "value": value,
+                "displayName": display,
+                "type": typ,
+                "isBotMessage": is_bot,
+                "timestamp": str(int(t_ms)),
+                "message_type": kind,
+            }
+        )
+
+    def _framework(self, t_ns: int, typ: str, data: dict[str, Any]) -> None:
+        self.framework_logs.append({"timestamp": self._ms(t_ns), "type": typ, "data": data})
+
+    def _open_turn(self, t_ns: int) -> AssistantTurn:
+        kind = "plain" if self._heard_user else "greeting"
+        turn = AssistantTurn(index=len(self.turns), kind=kind, created_t_ns=t_ns)
+        if kind != "greeting":
+            turn.anchor_t_ns = self._anchor_t_ns
+        self._anchor_t_ns = None
+        self.turns.append(turn)
+        return turn
+
+    # ------------------------------------------------------------------ caller events
+    def user_speech_start(self, t_ns: int, *, timestamp_ms: int | None = None) -> UserUtterance:
+        """Caller's ``user_speech_start``; its epoch-ms stamp is used when plausible."""
+        ms = timestamp_ms if timestamp_ms is not None else self._ms(t_ns)
+        u = UserUtterance(index=len(self.users), start_t_ns=t_ns, start_epoch_ms=ms)
+        self.users.append(u)
+        self._heard_user = True
+        return u
+
+    def user_speech_stop(
+        self, t_ns: int, *, timestamp_ms: int | None = None
+    ) -> UserUtterance | None:
+        if not self.users or self.users[-1].stop_t_ns is not None:
+            return None
+        u = self.users[-1]
+        u.stop_t_ns = t_ns
+        u.stop_epoch_ms = timestamp_ms if timestamp_ms is not None else self._ms(t_ns)
+        return u
+
+    def user_transcript(self, index: int, text: str, *, ok: bool, error: str | None = None) -> None:
+        """STT result for utterance ``index``; a failure leaves a placeholder entry, not a gap."""
+        u = self.users[index]
+        u.transcript_ok, u.transcript_error = ok, error
+        u.text = text if ok and text else None
+        value = text if ok and text else TRANSCRIPTION_PLACEHOLDER
+        self._audit(u.start_epoch_ms, "user", value)
+        self.conversation_messages.append({"role": "user", "content": value})
+
+    # ------------------------------------------------------------------ Hydra events
+    def on_event(self, ev: HydraEvent, t_ns: int) -> list[Action]:
+        """Feed one Hydra server event received at ``t_ns``."""
+        actions: list[Action] = []
+        match ev:
+            case SpeechStarted():
+                self._heard_user = True
+                cur = self.current
+                if cur is not None and cur.first_delta_t_ns is not None:
+                    cur.interrupted = True
+                    actions.append(BargeIn(cur.index))
+            case SpeechStopped():
+                cur = self.current
+                if cur is not None and cur.first_delta_t_ns is not None and cur.anchor_t_ns is None:
+                    # Hydra's late-speech_stopped quirk: it belongs to the turn already speaking.
+                    if cur.latency_reason == "no_speech_stopped":
+                        cur.latency_reason = "speech_stopped_after_first_audio"
+                else:
+                    self._anchor_t_ns = t_ns
+            case ResponseCreated():
+                cur = self.current or self._open_turn(t_ns)
+                rid = ev.response_id or f"resp_{len(self._by_response)}"
+                cur.response_ids.append(rid)
+                self._by_response[rid] = cur
+                cur.awaiting_tools = False
+                if cur.kind == "tool" and "response_created_after_tools" not in cur.stages:
+                    cur.stages["response_created_after_tools"] = t_ns
+            case ResponseOutputAudioDelta():
+                cur = self._turn_for(ev.response_id, t_ns)
+                if cur.first_delta_t_ns is None:
+                    cur.first_delta_t_ns = t_ns
+                    self._latency(cur, t_ns)
+                if (
+                    cur.kind == "tool"
+                    and "response_create_sent" in cur.stages
+                    and "first_audio_after_tools" not in cur.stages
+                ):
+                    cur.stages["first_audio_after_tools"] = t_ns
+            case ResponseOutputAudioTranscriptDelta():
+                cur = self._turn_for(ev.response_id, t_ns)
+                cur.text_deltas.append((cur.samples_received, ev.delta))
+            case FunctionCallArgumentsDelta():
+                cur = self._turn_for(ev.response_id, t_ns)
+                self._args.setdefault(ev.call_id, []).append(ev.delta)
+                if cur.kind != "greeting":
+                    cur.kind = "tool"
+                cur.stages.setdefault("first_args_delta", t_ns)
+            case FunctionCallArgumentsDone():
+                cur = self._turn_for(ev.response_id, t_ns)
+                if cur.kind != "greeting":
+                    cur.kind = "tool"
+                cur.stages.setdefault("first_args_delta", t_ns)
+                cur.stages["args_done"] = t_ns
+                cur.awaiting_tools = True
+            case ResponseDone():
+                cur = self._turn_for(ev.response_id, t_ns)
+                if ev.usage:
+                    self._usage(cur, ev, t_ns)
+                if ev.function_calls or (cur.awaiting_tools and ev.status == "completed"):
+                    cur.awaiting_tools = True
+                    return actions
+                self._close(cur, t_ns, status=ev.status, reason=ev.reason)
+                if not cur.interrupted:
+                    actions.append(TurnComplete(cur.index))
+            case _:
+                pass
+        return actions
+
+    def _turn_for(self, response_id: str | None, t_ns: int) -> AssistantTurn:
+        if response_id is not None and response_id in self._by_response:
+            return self._by_response[response_id]
+        cur = self.current or self._open_turn(t_ns)
+        if response_id is not None:
+            cur.response_ids.append(response_id)
+            self._by_response[response_id] = cur
+        return cur
+
+    def _latency(self, turn: AssistantTurn, t_ns: int) -> None:
+        if turn.kind == "greeting":
+            turn.latency_reason = "greeting"
+            return
+        if turn.anchor_t_ns is None:
+            turn.latency_reason = "no_speech_stopped"
+            return
+        v = (t_ns - turn.anchor_t_ns) / 1e6
+        if v < LATENCY_MIN_MS:
+            turn.latency_reason = f"below_{LATENCY_MIN_MS:g}ms_floor"
+            return
+        if v >= LATENCY_MAX_MS:
+            turn.latency_reason = f"above_{LATENCY_MAX_MS:g}ms"
+            return
+        turn.model_response_ms = v
+        self.metrics.append(
+            {
+                "timestamp": self._ms(t_ns),
+                "type": "LatencyMetric",
+                "stage": "model_response",
+                "model": self.model,
+                "value": round(v / 1000.0, 6),
+            }
+        )
+
+    def _usage(self, turn: AssistantTurn, ev: ResponseDone, t_ns: int) -> None:
+        u = ev.usage
+        for k, v in u.items():
+            turn.usage[k] = turn.usage.get(k, 0) + v
+        if u.get("input_tokens") or u.get("output_tokens"):
+            self.metrics.append(
+                {
+                    "timestamp": self._ms(t_ns),
+                    "type": "LLMTokenUsageMetricsData",
+                    "processor": "smallest_hydra",
+                    "model": self.model,
+                    "value": {
+                        "prompt_tokens": u.get("input_tokens", 0),
+                        "completion_tokens": u.get("output_tokens", 0),
+                        "total_tokens": u.get(
+                            "total_tokens", u.get("input_tokens", 0) + u.get("output_tokens", 0)
+                        ),
+                    },
+                }
+            )
+
+    def _close(self, turn: AssistantTurn, t_ns: int, *, status: str, reason: str | None) -> None:
+        turn.done_t_ns = t_ns
+        turn.status_reason = reason
+        if status == "cancelled" and reason == "interrupted":
+            turn.interrupted = True
+        turn.status = "interrupted" if turn.interrupted else status
+        text = turn.heard_text
+        if turn.first_delta_t_ns is None and not text:
+            return  # a response that produced nothing audible (e.g. tool-only, then abandoned)
+        if turn.interrupted:
+            text = f"{text} [interrupted]".strip()
+        start = turn.first_played_t_ns or turn.first_delta_t_ns or turn.created_t_ns
+        self._audit(self._ms(start), "assistant", text)
+        self.conversation_messages.append({"role": "assistant", "content": text})
+        if turn.interrupted:
+            self._framework(t_ns, "s2s_transcript", {"frame": turn.heard_text})
+        else:
+            self._framework(t_ns, "llm_response", {"frame": turn.text})
+        self._framework(
+            t_ns, "turn_end", {"frame": "turn_end", "was_interrupted": turn.interrupted}
+        )
+
+    # ------------------------------------------------------------------ audio and tools
+    def audio_received(self, response_id: str | None, n_samples: int, t_ns: int) -> None:
+        """``n_samples`` of this response's audio (48 kHz) were queued for playback."""
+        self._turn_for(response_id, t_ns).samples_received += n_samples
+
+    def audio_played(self, response_id: str | None, n_samples: int, t_ns: int) -> None:
+        """The pacer sent ``n_samples`` (48 kHz) of this response to the caller at ``t_ns``."""
+        turn = self._by_response.get(response_id or "")
+        if turn is None:
+            return
+        if turn.first_played_t_ns is None:
+            turn.first_played_t_ns = t_ns
+            self._framework(t_ns, "turn_start", {"frame": "turn_start"})
+        turn.last_played_t_ns = t_ns
+        turn.samples_played += n_samples
+
+    def tool_called(self, t_ns: int, *, name: str, params: dict[str, Any]) -> None:
+        turn = self.current
+        if turn is not None:
+            turn.tool_calls.append({"name": name, "params": params})
+        self._audit(self._ms(t_ns), "tool_call", {"tool": name, "parameters": params})
+
+    def tool_result(self, t_ns: int, *, name: str, params: dict[str, Any], result: Any) -> None:
+        turn = self.current
+        if turn is not None:
+            turn.stages["tool_executed"] = t_ns
+            for c in reversed(turn.tool_calls):
+                if c["name"] == name and "result" not in c:
+                    c["result"] = result
+                    break
+        self._audit(self._ms(t_ns), "tool_response", {"tool": name, "response": result})
+        self._framework(
+            t_ns,
+            "tool_call",
+            {"frame": "tool_call", "tool_name": name, "arguments": params, "result": result},
+        )
+
+    def output_sent(self, t_ns: int) -> None:
+        if (turn := self.current) is not None:
+            turn.stages["output_sent"] = t_ns
+
+    def response_create_sent(self, t_ns: int) -> None:
+        if (turn := self.current) is not None:
+            turn.stages["response_create_sent"] = t_ns
+
+    def error(self, t_ns: int, *, code: str, message: str) -> None:
+        self.errors.append({"timestamp": self._ms(t_ns), "code": code, "message": message})
+
+    def finish(self, t_ns: int) -> None:
+        """End of session: a turn still open is flushed as interrupted, never lost."""
+        cur = self.current
+        if cur is not None:
+            cur.interrupted = cur.interrupted or cur.first_delta_t_ns is not None
+            self._close(cur, t_ns, status="incomplete", reason="session_ended")
+
+    # ------------------------------------------------------------------ summaries
+    def turn_rows(self) -> list[dict[str, Any]]:
+        """One plain dict per assistant turn (for run.json and DataFrames)."""
+        rows = []
+        for t in self.turns:
+            rows.append(
+                {
+                    "index": t.index,
+                    "kind": t.kind,
+                    "status": t.status,
+                    "interrupted": t.interrupted,
+                    "text": t.heard_text,
+                    "response_ids": t.response_ids,
+                    "tools": [c["name"] for c in t.tool_calls],
+                    "model_response_ms": t.model_response_ms,
+                    "latency_reason": t.latency_reason,
+                    "first_played_epoch_ms": (
+                        self._ms(t.first_played_t_ns) if t.first_played_t_ns else None
+                    ),
+                    "usage": t.usage,
+                    "stages_ms": {
+                        k: round((v - t.anchor_t_ns) / 1e6, 3)
+                        for k, v in t.stages.items()
+                        if t.anchor_t_ns is not None
+                    },
+                }
+            )
+        return rows
+
+    def tool_call_args(self, call_id: str) -> str:
+        return "".join(self._args.get(call_id, []))
+
+
+def dumps_result(result: Any) -> str:
+    """Tool result as the ``function_call_output`` string."""
+    return json.dumps(result, ensure_ascii=False, default=str)

@@ -1,0 +1,142 @@
+"""Hydra and Twilio frame parsing/serialization (pure)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hydralab.protocol import hydra as h
+from hydralab.protocol import twilio as tw
+
+SERVER_SAMPLES = [
+    {"type": "warning", "code": "model_deprecated", "message": "use hydra-v1.0"},
+    {"type": "session.created", "event_id": "sv_1", "session_id": "abc"},
+    {"type": "session.configured", "event_id": "sv_2",
+     "session": {"voice": "aria", "output_audio_sample_rate": 24000}},
+    {"type": "input_audio_buffer.speech_started", "event_id": "sv_3", "audio_start_ms": 120,
+     "item_id": "it_1"},
+    {"type": "input_audio_buffer.speech_stopped", "event_id": "sv_4", "audio_end_ms": 900,
+     "item_id": "it_1"},
+    {"type": "response.created", "event_id": "sv_5", "response": {"id": "r1", "status": "in_progress"}},
+    {"type": "response.output_audio.delta", "event_id": "sv_6", "response_id": "r1",
+     "item_id": "it_2", "output_index": 0, "content_index": 0, "delta": "AAAA"},
+    {"type": "response.output_audio_transcript.delta", "response_id": "r1", "delta": " Hello"},
+    {"type": "response.function_call_arguments.delta", "response_id": "r1", "call_id": "c1",
+     "name": "get_reservation", "delta": "{\"a\":"},
+    {"type": "response.function_call_arguments.done", "response_id": "r1", "call_id": "c1",
+     "name": "get_reservation", "arguments": "{\"a\":1}"},
+    {"type": "response.done", "response": {"id": "r1", "status": "cancelled",
+     "status_details": {"reason": "interrupted"}, "usage": {"input_tokens": 5, "output_tokens": 7,
+                                                             "total_tokens": 12}}},
+    {"type": "error", "error": {"type": "invalid_request_error", "code": "invalid_audio",
+                                "message": "too small"}},
+]
+
+
+@pytest.mark.parametrize("frame", SERVER_SAMPLES, ids=[f["type"] for f in SERVER_SAMPLES])
+def test_server_events_round_trip(frame: dict) -> None:
+    ev = h.parse_event(json.dumps(frame))
+    assert not isinstance(ev, h.UnknownEvent)
+    assert ev.type == frame["type"]
+    assert ev.to_dict() == frame
+    assert h.parse_event(ev.dumps()) == ev
+
+
+def test_unknown_type_is_kept_whole() -> None:
+    frame = {"type": "response.output_audio_transcript.done", "text": "hi", "x": [1]}
+    ev = h.parse_event(json.dumps(frame))
+    assert isinstance(ev, h.UnknownEvent)
+    assert ev.raw == frame and ev.wire_type == frame["type"]
+    assert ev.to_dict() == frame
+
+
+@pytest.mark.parametrize("bad", ["not json", "[1,2]", '{"no_type": 1}', '{"type": 3}'])
+def test_malformed_frames_raise_protocol_error(bad: str) -> None:
+    with pytest.raises(h.ProtocolError):
+        h.parse_event(bad)
+
+
+def test_convenience_properties() -> None:
+    configured = h.parse_event(SERVER_SAMPLES[2])
+    assert isinstance(configured, h.SessionConfigured)
+    assert configured.output_rate_hz == 24000
+    assert h.SessionConfigured(session={}).output_rate_hz == 48000
+    done = h.parse_event(SERVER_SAMPLES[10])
+    assert isinstance(done, h.ResponseDone)
+    assert (done.status, done.reason, done.usage["total_tokens"]) == ("cancelled", "interrupted", 12)
+    err = h.parse_event(SERVER_SAMPLES[11])
+    assert isinstance(err, h.ErrorEvent) and err.code == "invalid_audio"
+
+
+def test_client_events_only_documented_fields() -> None:
+    item = h.ConversationItemCreate.function_call_output("c1", '{"status":"success"}')
+    assert item.to_dict() == {
+        "type": "conversation.item.create",
+        "item": {"type": "function_call_output", "call_id": "c1", "output": '{"status":"success"}'},
+    }
+    assert h.ResponseCreate().to_dict() == {"type": "response.create"}
+
+
+@given(st.lists(st.integers(-32768, 32767), min_size=0, max_size=400))
+def test_pcm16_base64_round_trip(samples: list[int]) -> None:
+    pcm = np.asarray(samples, dtype=np.int16)
+    ev = h.InputAudioBufferAppend.from_pcm(pcm)
+    back, carry = h.decode_pcm16(ev.audio)
+    assert carry == b""
+    np.testing.assert_array_equal(back, pcm)
+
+
+def test_pcm16_odd_byte_is_carried() -> None:
+    raw = np.arange(5, dtype="<i2").tobytes()
+    a, carry = h.decode_pcm16(base64.b64encode(raw[:3]).decode())
+    assert a.tolist() == [0] and len(carry) == 1
+    b, carry = h.decode_pcm16(base64.b64encode(raw[3:]).decode(), carry=carry)
+    assert b.tolist() == [1, 2, 3, 4] and carry == b""
+
+
+# ------------------------------------------------------------------ Twilio
+
+
+def test_twilio_eva_minimal_frames() -> None:
+    c = tw.parse_twilio('{"event":"connected","protocol":"voice-bench-v1","conversation_id":"x"}')
+    assert isinstance(c, tw.Connected) and c.stream_sid == "x"
+    s = tw.parse_twilio('{"event":"start","conversation_id":"x"}')
+    assert isinstance(s, tw.Start) and s.stream_sid == "x"
+    payload = base64.b64encode(bytes(range(160))).decode()
+    m = tw.parse_twilio(json.dumps({"event": "media", "conversation_id": "x",
+                                    "media": {"payload": payload}}))
+    assert isinstance(m, tw.Media) and m.payload == bytes(range(160))
+    start = tw.parse_twilio('{"event":"user_speech_start","timestamp_ms":"1764000000000"}')
+    assert isinstance(start, tw.UserSpeechStart) and start.timestamp_ms == 1_764_000_000_000
+    # EVA's simulator stamps stop with loop.time() (monotonic): not an epoch, so no timestamp.
+    stop = tw.parse_twilio('{"event":"user_speech_stop","timestamp_ms":"438123"}')
+    assert isinstance(stop, tw.UserSpeechStop) and stop.timestamp_ms is None
+    assert isinstance(tw.parse_twilio('{"event":"stop"}'), tw.Stop)
+    assert isinstance(tw.parse_twilio('{"type":"media","media":{"payload":""}}'), tw.Media)
+
+
+def test_twilio_canonical_frames_and_builders() -> None:
+    start = tw.parse_twilio(tw.start_frame("MZ1"))
+    assert isinstance(start, tw.Start) and start.stream_sid == "MZ1"
+    assert start.media_format == {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
+    media = tw.parse_twilio(tw.media_frame("MZ1", b"\xff" * 160))
+    assert isinstance(media, tw.Media) and media.payload == b"\xff" * 160
+    mark = tw.parse_twilio(tw.mark_frame("MZ1", "hydralab:turn_end:2"))
+    assert isinstance(mark, tw.Mark) and mark.name == "hydralab:turn_end:2"
+    assert isinstance(tw.parse_twilio(tw.clear_frame("MZ1")), tw.Clear)
+    sp = tw.parse_twilio(tw.user_speech_frame("MZ1", started=False, timestamp_ms=1_764_000_000_123))
+    assert isinstance(sp, tw.UserSpeechStop) and sp.timestamp_ms == 1_764_000_000_123
+    assert isinstance(tw.parse_twilio('{"event":"dtmf"}'), tw.TwilioUnknown)
+
+
+@pytest.mark.parametrize(
+    "bad", ["nope", "[]", '{"x":1}', '{"event":"media","media":{"payload":"!!notb64"}}']
+)
+def test_twilio_bad_frames_raise(bad: str) -> None:
+    with pytest.raises(tw.TwilioFrameError):
+        tw.parse_twilio(bad)
