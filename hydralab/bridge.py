@@ -48,10 +48,7 @@ from hydralab.speech.stt import Transcriber
 from hydralab.tools import ToolExecutor
 from hydralab.turns import BargeIn, TurnComplete, TurnTracker, dumps_result
 
-__all__ = ["TURN_END_MARK", "Bridge", "BridgeConfig", "BridgeSession"]
-
-TURN_END_MARK = "hydralab:turn_end:{index}"
-"""Name of the Twilio ``mark`` sent after the last frame of a complete assistant turn."""
+__all__ = ["Bridge", "BridgeConfig", "BridgeSession"]
 
 _F8 = 160  # samples per 20 ms at 8 kHz
 _F48 = 960  # samples per 20 ms at 48 kHz
@@ -316,7 +313,7 @@ class BridgeSession:
                 match a:
                     case TurnComplete(index=i):
                         self._flush_audio()
-                        self._queue.append(_Mark(TURN_END_MARK.format(index=i)))
+                        self._queue.append(_Mark(tw.turn_end_mark(i)))
                         self._queue_event.set()
                     case BargeIn(index=i):
                         await self._barge_in(i)
@@ -516,6 +513,7 @@ class BridgeSession:
             "model_response_ms": lat,
             "stt_failures": self.stt_failures,
             "errors": self.tracker.errors,
+            "timeline_t0_epoch_ms": self.clock.epoch_ms(self.clock.t0_ns),
             "duration_s": ((self.ended_ns or self.clock.now_ns()) - self.started_ns) / 1e9,
         }
 

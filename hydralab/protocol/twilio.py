@@ -15,6 +15,7 @@ from typing import Any
 
 __all__ = [
     "FRAME_BYTES",
+    "TURN_END_MARK_PREFIX",
     "Clear",
     "Connected",
     "Mark",
@@ -33,11 +34,20 @@ __all__ = [
     "parse_twilio",
     "start_frame",
     "stop_frame",
+    "turn_end_mark",
     "user_speech_frame",
 ]
 
 FRAME_BYTES = 160
 """20 ms of 8 kHz μ-law."""
+
+TURN_END_MARK_PREFIX = "hydralab:turn_end:"
+"""A ``mark`` named ``hydralab:turn_end:<k>`` follows the last frame of assistant turn ``k``."""
+
+
+def turn_end_mark(index: int) -> str:
+    """Name of the mark the bridge sends after the last frame of assistant turn ``index``."""
+    return f"{TURN_END_MARK_PREFIX}{index}"
 
 _MIN_EPOCH_MS = 1_000_000_000_000  # 2001-09-09: anything smaller is not an epoch-ms stamp
 
