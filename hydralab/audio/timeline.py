@@ -1,0 +1,339 @@
+"""The session timeline: caller and assistant audio as 48 kHz PCM16 tracks on one clock.
+
+Design §3: a chunk is written at the sample position of its clock time; where nothing was
+written a track holds silence. Caller audio is appended contiguously while frames arrive steadily
+(jitter never inserts silence, cf. EVA #176) and padded to the clock position when the sender
+fell silent (real silence is never collapsed, cf. pipecat #4561). Assistant audio is written by
+the pacer at the moment each frame is played, so burst delivery and barge-in drops never
+distort it. The WAV files are views of this timeline.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from hydralab.audio.wav import write_wav
+
+__all__ = ["TRACK_NAMES", "Timeline", "first_onset", "last_offset"]
+
+TRACK_NAMES: Final = ("user", "assistant")
+_NS_PER_S: Final = 1_000_000_000
+_SCAN_BLOCK: Final = 1 << 16  # windows examined per vectorised step of the onset scans
+
+
+class _Track:
+    """A growable int16 buffer with amortised doubling; unwritten samples are zero."""
+
+    __slots__ = ("_buf", "length")
+
+    def __init__(self, capacity: int) -> None:
+        self._buf = np.zeros(max(capacity, 1), dtype=np.int16)
+        self.length = 0
+
+    def write(self, start: int, pcm: npt.NDArray[np.int16]) -> None:
+        if pcm.shape[0] == 0:
+            return  # an empty chunk neither writes nor extends the track
+        end = start + pcm.shape[0]
+        if end > self._buf.shape[0]:
+            grown = np.zeros(max(end, 2 * self._buf.shape[0]), dtype=np.int16)
+            grown[: self.length] = self._buf[: self.length]
+            self._buf = grown
+        self._buf[start:end] = pcm
+        self.length = max(self.length, end)
+
+    def view(self) -> npt.NDArray[np.int16]:
+        return self._buf[: self.length]
+
+
+def _check_pcm(pcm: object) -> npt.NDArray[np.int16]:
+    if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1:
+        desc = (
+            f"dtype {pcm.dtype}, shape {pcm.shape}"
+            if isinstance(pcm, np.ndarray)
+            else type(pcm).__name__
+        )
+        raise TypeError(f"expected mono 1-D int16 PCM, got {desc}")
+    return pcm
+
+
+class Timeline:
+    """Two PCM16 tracks, ``"user"`` and ``"assistant"``, positioned by the session clock.
+
+    Sample index ``i`` of every track is the clock time ``t0_ns + i / sample_rate_hz`` seconds.
+
+    Args:
+        t0_ns: monotonic time of sample 0 (usually the session clock's ``t0_ns``).
+        sample_rate_hz: rate of both tracks (48 kHz for the EVA files).
+    """
+
+    def __init__(self, *, t0_ns: int, sample_rate_hz: int = 48000) -> None:
+        if sample_rate_hz <= 0:
+            raise ValueError(f"sample_rate_hz must be positive, got {sample_rate_hz}")
+        self.t0_ns = int(t0_ns)
+        self.sample_rate_hz = int(sample_rate_hz)
+        self._tracks = {name: _Track(self.sample_rate_hz) for name in TRACK_NAMES}
+
+    def _get(self, track: str) -> _Track:
+        try:
+            return self._tracks[track]
+        except KeyError:
+            raise ValueError(f"unknown track {track!r}; tracks are {TRACK_NAMES}") from None
+
+    def index_of(self, t_ns: int) -> int:
+        """Sample index of clock time ``t_ns`` (rounded half up; negative before ``t0_ns``)."""
+        num = (int(t_ns) - self.t0_ns) * self.sample_rate_hz
+        return (2 * num + _NS_PER_S) // (2 * _NS_PER_S)
+
+    def time_of(self, index: int) -> int:
+        """Clock time (monotonic ns, rounded half up) of sample ``index``."""
+        num = int(index) * _NS_PER_S
+        return self.t0_ns + (2 * num + self.sample_rate_hz) // (2 * self.sample_rate_hz)
+
+    def write(self, track: str, pcm: npt.NDArray[np.int16], *, t_ns: int) -> int:
+        """Write a chunk whose first sample plays at clock time ``t_ns``.
+
+        Overlapping writes overwrite (the later write wins); gaps stay zero. Samples that would
+        fall before ``t0_ns`` are dropped.
+
+        Args:
+            track: ``"user"`` or ``"assistant"``.
+            pcm: mono int16 samples at ``sample_rate_hz``.
+            t_ns: monotonic time of the chunk's first sample.
+
+        Returns:
+            The sample index of the chunk's first sample (negative if it started before t0).
+        """
+        return self._write_at(self._get(track), _check_pcm(pcm), self.index_of(t_ns))
+
+    @staticmethod
+    def _write_at(tr: _Track, pcm: npt.NDArray[np.int16], start: int) -> int:
+        if start < 0:
+            tr.write(0, pcm[min(-start, pcm.shape[0]) :])
+        else:
+            tr.write(start, pcm)
+        return start
+
+    def append(
+        self,
+        track: str,
+        pcm: npt.NDArray[np.int16],
+        *,
+        t_ns: int,
+        gap_tolerance_ms: float = 60.0,
+    ) -> int:
+        """Append a chunk of a live stream that *arrived* at ``t_ns``.
+
+        The chunk's nominal start is ``t_ns`` minus its duration. If that start is more than
+        ``gap_tolerance_ms`` after the track's end, the sender fell silent: the gap is left as
+        zeros and the chunk lands at its nominal start. Otherwise (steady stream with jitter,
+        or a chunk arriving early in a burst) it is appended right after the track's end.
+
+        Args:
+            track: ``"user"`` or ``"assistant"``.
+            pcm: mono int16 samples at ``sample_rate_hz``.
+            t_ns: monotonic arrival time of the chunk (its last sample).
+            gap_tolerance_ms: largest lateness still treated as jitter.
+
+        Returns:
+            The sample index where the chunk was placed.
+        """
+        tr = self._get(track)
+        pcm = _check_pcm(pcm)
+        nominal = self.index_of(t_ns) - pcm.shape[0]
+        tolerance = round(gap_tolerance_ms * self.sample_rate_hz / 1000.0)
+        start = nominal if nominal - tr.length > tolerance else tr.length
+        return self._write_at(tr, pcm, start)
+
+    def append_user(
+        self, pcm: npt.NDArray[np.int16], *, t_ns: int, gap_tolerance_ms: float = 60.0
+    ) -> int:
+        """Append caller audio that arrived at ``t_ns``; see :meth:`append`."""
+        return self.append("user", pcm, t_ns=t_ns, gap_tolerance_ms=gap_tolerance_ms)
+
+    def track(self, name: str) -> npt.NDArray[np.int16]:
+        """A copy of one track (``"user"`` or ``"assistant"``)."""
+        return self._get(name).view().copy()
+
+    def track_length(self, name: str) -> int:
+        """Number of samples in one track."""
+        return self._get(name).length
+
+    @property
+    def n_samples(self) -> int:
+        """Length of the longest track in samples."""
+        return max(tr.length for tr in self._tracks.values())
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the longest track in seconds."""
+        return self.n_samples / self.sample_rate_hz
+
+    def padded(self, name: str) -> npt.NDArray[np.int16]:
+        """One track zero-padded to :attr:`n_samples`."""
+        out = np.zeros(self.n_samples, dtype=np.int16)
+        view = self._get(name).view()
+        out[: view.shape[0]] = view
+        return out
+
+    def mixed(self) -> npt.NDArray[np.int16]:
+        """Sum of both tracks (shorter one zero-padded), clipped to int16."""
+        acc = np.zeros(self.n_samples, dtype=np.int32)
+        for tr in self._tracks.values():
+            acc[: tr.length] += tr.view()
+        return np.clip(acc, -32768, 32767).astype(np.int16)
+
+    def save(self, directory: str | os.PathLike[str]) -> dict[str, Path]:
+        """Write ``audio_user.wav``, ``audio_assistant.wav`` and ``audio_mixed.wav``.
+
+        All three are mono PCM16 at ``sample_rate_hz`` and have the same length.
+
+        Args:
+            directory: target directory (created if missing).
+
+        Returns:
+            ``{"user": path, "assistant": path, "mixed": path}``.
+        """
+        out_dir = Path(directory)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rate = self.sample_rate_hz
+        paths = {name: out_dir / f"audio_{name}.wav" for name in (*TRACK_NAMES, "mixed")}
+        for name in TRACK_NAMES:
+            write_wav(paths[name], self.padded(name), sample_rate_hz=rate)
+        write_wav(paths["mixed"], self.mixed(), sample_rate_hz=rate)
+        return paths
+
+    def first_onset(
+        self,
+        track: str,
+        *,
+        start_index: int = 0,
+        end_index: int | None = None,
+        rms_threshold_dbfs: float = -40.0,
+        window_ms: float = 10.0,
+    ) -> int | None:
+        """First audible sample of ``track`` from ``start_index`` on; see :func:`first_onset`."""
+        return first_onset(
+            self._get(track).view(),
+            sample_rate_hz=self.sample_rate_hz,
+            start_index=start_index,
+            end_index=end_index,
+            rms_threshold_dbfs=rms_threshold_dbfs,
+            window_ms=window_ms,
+        )
+
+    def last_offset(
+        self,
+        track: str,
+        *,
+        end_index: int | None = None,
+        start_index: int = 0,
+        rms_threshold_dbfs: float = -40.0,
+        window_ms: float = 10.0,
+    ) -> int | None:
+        """Last audible sample of ``track`` before ``end_index``; see :func:`last_offset`."""
+        return last_offset(
+            self._get(track).view(),
+            sample_rate_hz=self.sample_rate_hz,
+            end_index=end_index,
+            start_index=start_index,
+            rms_threshold_dbfs=rms_threshold_dbfs,
+            window_ms=window_ms,
+        )
+
+
+def _scan_params(
+    pcm: npt.NDArray[np.int16],
+    sample_rate_hz: int,
+    start_index: int,
+    end_index: int | None,
+    rms_threshold_dbfs: float,
+    window_ms: float,
+) -> tuple[int, int, int, float, float]:
+    pcm = _check_pcm(pcm)
+    if window_ms <= 0:
+        raise ValueError(f"window_ms must be positive, got {window_ms}")
+    n = pcm.shape[0]
+    lo = min(max(int(start_index), 0), n)
+    hi = n if end_index is None else min(max(int(end_index), lo), n)
+    window = min(max(1, round(window_ms * sample_rate_hz / 1000.0)), hi - lo)
+    amplitude = 32768.0 * 10.0 ** (rms_threshold_dbfs / 20.0)
+    return lo, hi, window, amplitude, window * amplitude * amplitude
+
+
+def _window_energy(
+    pcm: npt.NDArray[np.int16], a: int, b: int, window: int
+) -> npt.NDArray[np.float64]:
+    """Sum of squares of every ``window``-long window starting in ``[a, b - window]``."""
+    seg = pcm[a:b].astype(np.float64)
+    csum = np.concatenate(([0.0], np.cumsum(seg * seg)))
+    return csum[window:] - csum[:-window]
+
+
+def first_onset(
+    pcm: npt.NDArray[np.int16],
+    *,
+    sample_rate_hz: int,
+    start_index: int = 0,
+    end_index: int | None = None,
+    rms_threshold_dbfs: float = -40.0,
+    window_ms: float = 10.0,
+) -> int | None:
+    """Index where the signal first becomes audible in ``pcm[start_index:end_index]``.
+
+    Finds the first ``window_ms`` window whose RMS reaches ``rms_threshold_dbfs`` (relative to
+    full scale 32768, so a full-scale sine is about -3 dBFS) and returns its first sample whose
+    magnitude reaches the threshold, so the answer is not early by up to a window.
+
+    Returns:
+        The sample index, or ``None`` if nothing in the range is audible.
+    """
+    lo, hi, window, amplitude, energy = _scan_params(
+        pcm, sample_rate_hz, start_index, end_index, rms_threshold_dbfs, window_ms
+    )
+    pos = lo
+    while window > 0 and pos + window <= hi:
+        stop = min(hi, pos + _SCAN_BLOCK + window - 1)
+        hits = np.flatnonzero(_window_energy(pcm, pos, stop, window) >= energy)
+        if hits.size:
+            j = pos + int(hits[0])
+            loud = np.flatnonzero(np.abs(pcm[j : j + window].astype(np.int32)) >= amplitude)
+            return j + int(loud[0]) if loud.size else j
+        pos = stop - window + 1
+    return None
+
+
+def last_offset(
+    pcm: npt.NDArray[np.int16],
+    *,
+    sample_rate_hz: int,
+    end_index: int | None = None,
+    start_index: int = 0,
+    rms_threshold_dbfs: float = -40.0,
+    window_ms: float = 10.0,
+) -> int | None:
+    """Index of the last audible sample in ``pcm[start_index:end_index]``.
+
+    Mirror image of :func:`first_onset`: the last window whose RMS reaches the threshold, then
+    its last sample whose magnitude reaches the threshold.
+
+    Returns:
+        The sample index, or ``None`` if nothing in the range is audible.
+    """
+    lo, hi, window, amplitude, energy = _scan_params(
+        pcm, sample_rate_hz, start_index, end_index, rms_threshold_dbfs, window_ms
+    )
+    pos = hi
+    while window > 0 and pos - window >= lo:
+        begin = max(lo, pos - _SCAN_BLOCK - window + 1)
+        hits = np.flatnonzero(_window_energy(pcm, begin, pos, window) >= energy)
+        if hits.size:
+            j = begin + int(hits[-1])
+            loud = np.flatnonzero(np.abs(pcm[j : j + window].astype(np.int32)) >= amplitude)
+            return j + int(loud[-1]) if loud.size else j + window - 1
+        pos = begin + window - 1
+    return None
