@@ -1,0 +1,532 @@
+"""Evaluation records in EVA's format: loading, validation and placeholder resolution.
+
+Two directory layouts are understood:
+
+- hydralab's own (``data/`` in this repository)::
+
+    <data_dir>/<domain>/<domain>_dataset.json          JSON list of records
+    <data_dir>/<domain>/<domain>_scenarios/<id>.json   initial scenario DB per record
+    <data_dir>/<domain>/agent.yaml                     agent config (EVA agent YAML shape)
+    <data_dir>/<domain>/initial_messages.yaml          greeting per language
+
+- an EVA checkout (``data_dir`` = the EVA root)::
+
+    <data_dir>/data/<domain>_dataset.json
+    <data_dir>/data/<domain>_scenarios/<id>.json
+    <data_dir>/configs/agents/<domain>_agent.yaml
+    <data_dir>/configs/agents/initial_messages.yaml
+
+Records carry identity placeholders (``<FIRST_NAME>``, ``<LAST_NAME_ROMANIZED>``, ``<PHONE>`` ...)
+that are resolved per language from ``culture_overrides`` / ``romanized_culture_overrides``;
+romanized values are emitted lowercase, as EVA does.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "DEFAULT_RECORD_ID",
+    "AgentConfig",
+    "Record",
+    "RecordError",
+    "RecordFormatError",
+    "RecordNotFoundError",
+    "UnknownDomainError",
+    "build_instructions",
+    "list_records",
+    "load_agent_config",
+    "load_record",
+    "resolve_placeholders",
+]
+
+DEFAULT_RECORD_ID = "HL-AIR-001"
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+
+# The libyaml loader is ~10x faster; both are "safe" loaders.
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+TRACE_EVENT_TYPES = frozenset({"user_utterance", "agent_utterance", "tool_call", "tool_response"})
+_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}([ T].*)?$")
+
+
+class RecordError(Exception):
+    """Base class of record loading errors."""
+
+
+class RecordNotFoundError(RecordError, LookupError):
+    """The requested record id is not in the data directory."""
+
+
+class RecordFormatError(RecordError, ValueError):
+    """A record (or its scenario DB / agent config) is missing a field or malformed."""
+
+
+class UnknownDomainError(RecordError, ValueError):
+    """The requested domain has no data in the data directory."""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """An agent config in EVA's agent YAML shape.
+
+    Attributes:
+        id: Config id (``agent_airline``).
+        name: Display name.
+        description: One-line personality ("Handles flight changes ...").
+        role: Role sentence.
+        instructions: Policy text (markdown).
+        tools: Tool entries as in the YAML (name, description, tool_type,
+            required_parameters, optional_parameters).
+        raw: The whole parsed YAML.
+        path: Where it was loaded from.
+    """
+
+    id: str
+    name: str
+    description: str
+    role: str
+    instructions: str
+    tools: tuple[dict[str, Any], ...]
+    raw: dict[str, Any]
+    path: Path | None = None
+
+    @property
+    def tool_names(self) -> tuple[str, ...]:
+        """Declared tool names, in YAML order."""
+        return tuple(str(t["name"]) for t in self.tools)
+
+    def tool_type(self, name: str) -> str | None:
+        """``tool_type`` (auth / read / write / system) of a declared tool."""
+        for tool in self.tools:
+            if tool.get("name") == name:
+                return str(tool.get("tool_type")) if tool.get("tool_type") else None
+        return None
+
+
+@dataclass(frozen=True)
+class Record:
+    """One evaluation record, resolved for a language.
+
+    Attributes:
+        id: Record id (``HL-AIR-001``, ``1.1.2``).
+        domain: ``airline``.
+        language: Language code used for resolution (``en``).
+        current_date_time: Record time, e.g. ``"2026-05-04 09:20 MDT"``.
+        raw: The record exactly as stored (unresolved).
+        initial_db: Resolved initial scenario DB.
+        expected_db: Resolved ``ground_truth.expected_scenario_db`` (includes ``session``).
+        trace: Resolved ``ground_truth.expected_trace.trace`` events.
+        greeting: The agent's opening line for ``language``.
+        agent: The domain's agent config.
+        user_goal: Resolved ``user_goal``.
+        user_config: Resolved ``user_config`` (persona, gender).
+        starting_utterance: The caller's first line for ``language``.
+        source: Dataset file the record came from.
+    """
+
+    id: str
+    domain: str
+    language: str
+    current_date_time: str
+    raw: dict[str, Any]
+    initial_db: dict[str, Any]
+    expected_db: dict[str, Any]
+    trace: tuple[dict[str, Any], ...]
+    greeting: str
+    agent: AgentConfig
+    user_goal: dict[str, Any]
+    user_config: dict[str, Any]
+    starting_utterance: str
+    source: Path | None = None
+
+    @property
+    def current_date(self) -> str:
+        """Date part of :attr:`current_date_time` (what tools see as ``_current_date``)."""
+        return self.current_date_time.split(" ")[0]
+
+    @property
+    def expected_session(self) -> dict[str, Any]:
+        """The session the auth tool must leave behind (may be empty)."""
+        session = self.expected_db.get("session")
+        return dict(session) if isinstance(session, Mapping) else {}
+
+    @property
+    def end_reason(self) -> str:
+        """How the reference conversation ends (``goodbye`` / ``transfer``)."""
+        trace = self.raw.get("ground_truth", {}).get("expected_trace", {})
+        return str(trace.get("end_reason") or "goodbye")
+
+    @property
+    def tool_names(self) -> tuple[str, ...]:
+        """Tools the reference trace calls, in first-call order."""
+        seen: dict[str, None] = {}
+        for event in self.trace:
+            if event["event_type"] == "tool_call":
+                seen.setdefault(str(event["tool_name"]), None)
+        return tuple(seen)
+
+
+# ---------------------------------------------------------------------------------------------
+# Placeholder resolution
+# ---------------------------------------------------------------------------------------------
+
+
+def _culture_values(raw: Mapping[str, Any], language: str) -> dict[str, str]:
+    cultures = raw.get("culture_overrides")
+    if not isinstance(cultures, Mapping) or not isinstance(cultures.get(language), Mapping):
+        available = sorted(cultures) if isinstance(cultures, Mapping) else []
+        raise RecordFormatError(
+            f"record {raw.get('id')!r}: culture_overrides has no entry for language {language!r}"
+            f" (available: {', '.join(available) or 'none'})"
+        )
+    culture = cultures[language]
+    romanized_all = raw.get("romanized_culture_overrides")
+    romanized = culture
+    if isinstance(romanized_all, Mapping) and isinstance(romanized_all.get(language), Mapping):
+        romanized = romanized_all[language]
+    for key in ("first_name", "last_name"):
+        if not isinstance(culture.get(key), str):
+            raise RecordFormatError(
+                f"record {raw.get('id')!r}: culture_overrides.{language}.{key} is missing"
+            )
+    values = {
+        "<FIRST_NAME_ROMANIZED>": str(romanized.get("first_name") or culture["first_name"]).lower(),
+        "<LAST_NAME_ROMANIZED>": str(romanized.get("last_name") or culture["last_name"]).lower(),
+        "<FIRST_NAME>": str(culture["first_name"]),
+        "<LAST_NAME>": str(culture["last_name"]),
+    }
+    if culture.get("phone"):
+        values["<PHONE>"] = str(culture["phone"])
+    companion = culture.get("companion")
+    if isinstance(companion, Mapping) and companion.get("first_name"):
+        rom_comp = romanized.get("companion") if isinstance(romanized, Mapping) else None
+        rom_first = rom_comp.get("first_name") if isinstance(rom_comp, Mapping) else None
+        values["<COMPANION_FIRST_NAME_ROMANIZED>"] = str(
+            rom_first or companion["first_name"]
+        ).lower()
+        values["<COMPANION_FIRST_NAME>"] = str(companion["first_name"])
+    return values
+
+
+def resolve_placeholders(value: Any, values: Mapping[str, str]) -> Any:
+    """Deep copy of ``value`` with every placeholder string replaced.
+
+    Args:
+        value: Any JSON-like value.
+        values: Placeholder -> replacement. Longer placeholders are replaced first, so
+            ``<FIRST_NAME_ROMANIZED>`` is never clobbered by ``<FIRST_NAME>``.
+    """
+    order = sorted(values, key=len, reverse=True)
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            for key in order:
+                if key in item:
+                    item = item.replace(key, values[key])
+            return item
+        if isinstance(item, Mapping):
+            return {k: walk(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [walk(v) for v in item]
+        return item
+
+    return walk(copy.deepcopy(value))
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout discovery
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _DomainFiles:
+    domain: str
+    dataset: Path
+    scenarios: Path
+    agent: Path
+    initial_messages: Path
+
+
+def _domains(data_dir: Path) -> dict[str, _DomainFiles]:
+    found: dict[str, _DomainFiles] = {}
+    eva_data = data_dir / "data"
+    if eva_data.is_dir():
+        agents = data_dir / "configs" / "agents"
+        for dataset in sorted(eva_data.glob("*_dataset.json")):
+            domain = dataset.name[: -len("_dataset.json")]
+            found[domain] = _DomainFiles(
+                domain,
+                dataset,
+                eva_data / f"{domain}_scenarios",
+                agents / f"{domain}_agent.yaml",
+                agents / "initial_messages.yaml",
+            )
+    if data_dir.is_dir():
+        for sub in sorted(p for p in data_dir.iterdir() if p.is_dir()):
+            dataset = sub / f"{sub.name}_dataset.json"
+            if dataset.is_file() and sub.name not in found:
+                found[sub.name] = _DomainFiles(
+                    sub.name,
+                    dataset,
+                    sub / f"{sub.name}_scenarios",
+                    sub / "agent.yaml",
+                    sub / "initial_messages.yaml",
+                )
+    return found
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RecordFormatError(f"missing file: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise RecordFormatError(f"{path}: invalid JSON ({exc})") from None
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
+    except FileNotFoundError:
+        raise RecordFormatError(f"missing file: {path}") from None
+    except yaml.YAMLError as exc:
+        raise RecordFormatError(f"{path}: invalid YAML ({exc})") from None
+
+
+def _dataset(files: _DomainFiles) -> list[dict[str, Any]]:
+    data = _read_json(files.dataset)
+    if not isinstance(data, list):
+        raise RecordFormatError(f"{files.dataset}: expected a JSON list of records")
+    for index, item in enumerate(data):
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            raise RecordFormatError(f"{files.dataset}: element {index} has no string 'id'")
+    return data
+
+
+def _pick_domains(data_dir: Path, domain: str | None) -> list[_DomainFiles]:
+    domains = _domains(data_dir)
+    if domain is None:
+        if not domains:
+            raise RecordNotFoundError(f"no record datasets under {data_dir}")
+        return list(domains.values())
+    if domain not in domains:
+        names = ", ".join(sorted(domains)) or "none"
+        raise UnknownDomainError(f"unknown domain {domain!r} in {data_dir}; available: {names}")
+    return [domains[domain]]
+
+
+def list_records(data_dir: Path | str | None = None, *, domain: str | None = None) -> list[str]:
+    """Record ids available under ``data_dir`` (default: the repository's ``data/``)."""
+    root = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
+    ids: list[str] = []
+    for files in _pick_domains(root, domain):
+        ids.extend(r["id"] for r in _dataset(files))
+    return ids
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------------------------
+
+
+def _need(container: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(container, Mapping) or key not in container:
+        raise RecordFormatError(f"{where}: missing field '{key}'")
+    value = container[key]
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise RecordFormatError(
+            f"{where}: field '{key}' must be {names}, got {type(value).__name__}"
+        )
+    return value
+
+
+def _check_trace(trace: list[Any], where: str) -> None:
+    for index, event in enumerate(trace):
+        here = f"{where}.ground_truth.expected_trace.trace[{index}]"
+        if not isinstance(event, Mapping):
+            raise RecordFormatError(f"{here}: must be an object")
+        kind = _need(event, "event_type", str, here)
+        if kind not in TRACE_EVENT_TYPES:
+            raise RecordFormatError(f"{here}: unknown event_type {kind!r}")
+        if kind in ("user_utterance", "agent_utterance"):
+            _need(event, "utterance", str, here)
+        else:
+            _need(event, "tool_name", str, here)
+            if kind == "tool_call":
+                _need(event, "params", dict, here)
+            else:
+                _need(event, "response", dict, here)
+
+
+def _check_record(raw: Mapping[str, Any]) -> None:
+    where = f"record {raw.get('id')!r}"
+    date_time = _need(raw, "current_date_time", str, where)
+    if not _DATE_TIME.match(date_time):
+        raise RecordFormatError(
+            f"{where}: current_date_time {date_time!r} must start with YYYY-MM-DD"
+        )
+    _need(raw, "user_goal", dict, where)
+    truth = _need(raw, "ground_truth", dict, where)
+    _need(truth, "expected_scenario_db", dict, f"{where}.ground_truth")
+    trace_box = _need(truth, "expected_trace", dict, f"{where}.ground_truth")
+    trace = _need(trace_box, "trace", list, f"{where}.ground_truth.expected_trace")
+    _check_trace(trace, where)
+    _need(raw, "culture_overrides", dict, where)
+
+
+def load_agent_config(path: Path | str) -> AgentConfig:
+    """Parse an agent YAML (EVA shape) into an :class:`AgentConfig`."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    where = f"agent config {path}"
+    if not isinstance(raw, dict):
+        raise RecordFormatError(f"{where}: expected a mapping")
+    tools = raw.get("tools") or []
+    if not isinstance(tools, list):
+        raise RecordFormatError(f"{where}: field 'tools' must be a list")
+    for index, tool in enumerate(tools):
+        _need(tool, "name", str, f"{where}: tools[{index}]")
+        for key in ("required_parameters", "optional_parameters"):
+            params = tool.get(key) or []
+            if not isinstance(params, list):
+                raise RecordFormatError(f"{where}: tools[{index}].{key} must be a list")
+            for pindex, param in enumerate(params):
+                _need(param, "name", str, f"{where}: tools[{index}].{key}[{pindex}]")
+    return AgentConfig(
+        id=str(raw.get("id", "")),
+        name=str(raw.get("name", "")),
+        description=str(raw.get("description", "")).strip(),
+        role=str(raw.get("role", "")).strip(),
+        instructions=str(_need(raw, "instructions", str, where)).strip(),
+        tools=tuple(dict(t) for t in tools),
+        raw=raw,
+        path=path,
+    )
+
+
+def _greeting(path: Path, language: str) -> str:
+    messages = _read_yaml(path)
+    if not isinstance(messages, Mapping):
+        raise RecordFormatError(f"{path}: expected a mapping of language -> greeting")
+    text = messages.get(language, messages.get("en"))
+    if not isinstance(text, str) or not text.strip():
+        raise RecordFormatError(f"{path}: no greeting for {language!r} and no 'en' fallback")
+    return text.strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+def load_record(
+    record_id: str | None = None,
+    *,
+    data_dir: Path | str | None = None,
+    language: str = "en",
+    domain: str | None = None,
+) -> Record:
+    """Load one record, resolved for ``language``.
+
+    Args:
+        record_id: Record id; ``None`` means :data:`DEFAULT_RECORD_ID`.
+        data_dir: hydralab data dir or EVA checkout; default the repository's ``data/``.
+        language: Language whose culture overrides and greeting are used.
+        domain: Only look in this domain (default: every domain found).
+
+    Raises:
+        RecordNotFoundError: No such id (the message lists the available ids).
+        RecordFormatError: The record, its scenario DB or agent config is malformed.
+        UnknownDomainError: ``domain`` has no dataset in ``data_dir``.
+    """
+    root = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
+    wanted = record_id if record_id is not None else DEFAULT_RECORD_ID
+    available: list[str] = []
+    for files in _pick_domains(root, domain):
+        records = _dataset(files)
+        for raw in records:
+            if raw["id"] == wanted:
+                return _build(raw, files, language)
+        available.extend(r["id"] for r in records)
+    shown = ", ".join(available[:50]) + (" ..." if len(available) > 50 else "")
+    raise RecordNotFoundError(
+        f"record {wanted!r} not found in {root}; available: {shown or 'none'}"
+    )
+
+
+def _build(raw: dict[str, Any], files: _DomainFiles, language: str) -> Record:
+    _check_record(raw)
+    values = _culture_values(raw, language)
+    record_id = raw["id"]
+    scenario_path = files.scenarios / f"{record_id}.json"
+    scenario = _read_json(scenario_path)
+    if not isinstance(scenario, dict):
+        raise RecordFormatError(f"{scenario_path}: the scenario DB must be a JSON object")
+    truth = raw["ground_truth"]
+    utterances = raw.get("starting_utterances")
+    trace = resolve_placeholders(truth["expected_trace"]["trace"], values)
+    starting = utterances.get(language) if isinstance(utterances, Mapping) else None
+    if not isinstance(starting, str):
+        first_user = next(
+            (e["utterance"] for e in trace if e["event_type"] == "user_utterance"), None
+        )
+        if first_user is None:
+            raise RecordFormatError(
+                f"record {record_id!r}: no starting_utterances.{language}"
+                " and no user line in the trace"
+            )
+        starting = first_user
+    return Record(
+        id=record_id,
+        domain=files.domain,
+        language=language,
+        current_date_time=raw["current_date_time"],
+        raw=raw,
+        initial_db=resolve_placeholders(scenario, values),
+        expected_db=resolve_placeholders(truth["expected_scenario_db"], values),
+        trace=tuple(trace),
+        greeting=_greeting(files.initial_messages, language),
+        agent=load_agent_config(files.agent),
+        user_goal=resolve_placeholders(raw["user_goal"], values),
+        user_config=resolve_placeholders(raw.get("user_config") or {}, values),
+        starting_utterance=resolve_placeholders(starting, values),
+        source=files.dataset,
+    )
+
+
+_INSTRUCTIONS_TEMPLATE = """\
+You are a voice agent answering a live phone call. {role}
+About you: {description}
+Today is {current_date_time}.
+
+Policies and instructions:
+{instructions}
+
+On the phone:
+- Speak in short, natural sentences; one or two per reply.
+- Say numbers, dates, times and codes the way a person reads them aloud.
+- Call a tool as soon as you have what it needs, and never invent tool results.
+
+Begin the conversation by greeting the user with: {greeting}"""
+
+
+def build_instructions(record: Record) -> str:
+    """System prompt for the model under test: personality, policies, date and greeting steer."""
+    agent = record.agent
+    return _INSTRUCTIONS_TEMPLATE.format(
+        role=agent.role,
+        current_date_time=record.current_date_time,
+        description=agent.description,
+        instructions=agent.instructions,
+        greeting=record.greeting,
+    )

@@ -1,0 +1,1131 @@
+"""Airline domain tools (SkyWay), written for hydralab after EVA's documented semantics.
+
+Every tool is a plain function ``tool(params, db, call_index) -> dict``: it validates its
+parameters, reads and mutates the scenario DB in place, and returns a JSON-able dict that always
+carries ``status`` (``"success"`` or ``"error"``; errors add ``error_type`` and ``message``).
+The tools are deterministic: no clock, no randomness; generated ids derive from the reservation
+and, for refunds and transfers, from ``call_index`` (the 1-based count of calls to *that* tool).
+Responses are snapshots (deep copies), never live references into the DB.
+
+Where EVA's observable DB effects are known (seat numbers, credit and voucher codes, which seat
+counts move), the tools reproduce them so EVA's expected scenario DBs replay exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["FARE_CLASSES", "TOOLS"]
+
+JSON = dict[str, Any]
+
+FARE_CLASSES: tuple[str, ...] = (
+    "basic_economy",
+    "main_cabin",
+    "premium_economy",
+    "business",
+    "first",
+)
+REBOOKING_TYPES = (
+    "voluntary",
+    "same_day",
+    "irrops_cancellation",
+    "irrops_delay",
+    "irrops_schedule_change",
+    "missed_flight_passenger_fault",
+    "missed_connection_airline_fault",
+)
+CANCELLATION_REASONS = (
+    "voluntary",
+    "irrops_refund",
+    "24_hour_rule",
+    "schedule_unacceptable",
+    "medical",
+    "bereavement",
+)
+SEAT_PREFERENCES = ("window", "aisle", "middle", "no_preference")
+MEAL_TYPES = (
+    "vegetarian",
+    "vegan",
+    "kosher",
+    "halal",
+    "gluten_free",
+    "diabetic",
+    "low_sodium",
+    "child",
+    "hindu",
+    "standard",
+    "none",
+)
+CREDIT_REASONS = (
+    "cancellation_non_refundable",
+    "fare_difference_negative",
+    "service_recovery",
+    "goodwill",
+    "downgrade_compensation",
+)
+VOUCHER_REASONS = (
+    "delay_over_2_hours",
+    "delay_over_4_hours",
+    "cancellation_wait_same_day",
+    "irrops_overnight",
+)
+REFUND_TYPES = ("full_fare", "partial_fare", "taxes_only", "ancillary_fees")
+
+_MEAL_VOUCHER_USD = {
+    "delay_over_2_hours": 12,
+    "delay_over_4_hours": 15,
+    "cancellation_wait_same_day": 15,
+    "irrops_overnight": 25,
+}
+_VOLUNTARY_FEE_USD = {
+    "basic_economy": 75,
+    "main_cabin": 75,
+    "premium_economy": 75,
+    "business": 0,
+    "first": 0,
+}
+_SAME_DAY_FEE_USD = 75
+_SAME_DAY_BASIC_FEE_USD = 199
+_NON_REFUNDABLE_CANCEL_FEE_USD = 100
+_FEE_FREE_CANCELLATIONS = frozenset({"irrops_refund", "24_hour_rule"})
+_SEAT_BASE_ROW = {
+    "first": 1,
+    "business": 5,
+    "premium_economy": 10,
+    "main_cabin": 20,
+    "basic_economy": 25,
+}
+_SEAT_LETTER = {"window": "A", "middle": "B", "aisle": "C"}
+_BOOKABLE_STATUSES = frozenset({"scheduled", "on_time", "delayed"})
+_MAX_HOTEL_NIGHTS = 3
+_MAX_BAGS = 5
+
+
+# --------------------------------------------------------------------------------------------
+# Parameter validation
+# --------------------------------------------------------------------------------------------
+
+
+class _Invalid(Exception):
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+
+
+@dataclass(frozen=True)
+class _Field:
+    """One parameter: how to check it, which error type a bad value gives."""
+
+    name: str
+    kind: str  # text | code | enum | int | float | bool | code_list
+    required: bool = True
+    default: Any = None
+    pattern: str = ""
+    describe: str = ""
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    positive: bool = False
+    error_type: str = "invalid_parameter"
+    upper: bool = False
+
+
+def _code(
+    name: str, pattern: str, describe: str, error_type: str, *, required: bool = True
+) -> _Field:
+    return _Field(
+        name,
+        "code",
+        required=required,
+        pattern=pattern,
+        describe=describe,
+        error_type=error_type,
+        upper=True,
+    )
+
+
+def _enum(
+    name: str,
+    choices: tuple[str, ...],
+    error_type: str,
+    *,
+    required: bool = True,
+    default: Any = None,
+) -> _Field:
+    return _Field(
+        name, "enum", required=required, default=default, choices=choices, error_type=error_type
+    )
+
+
+_CONF = _code(
+    "confirmation_number",
+    r"[A-Z0-9]{6}",
+    "6 letters or digits",
+    "invalid_confirmation_number_format",
+)
+_CONF_OPT = _code(
+    "confirmation_number",
+    r"[A-Z0-9]{6}",
+    "6 letters or digits",
+    "invalid_confirmation_number_format",
+    required=False,
+)
+_FLIGHT_PATTERN = r"[A-Z]{2,3}[0-9]{1,4}"
+_FLIGHT_DESC = "2-3 letters then 1-4 digits (e.g. SK621)"
+_FLIGHT = _code("flight_number", _FLIGHT_PATTERN, _FLIGHT_DESC, "invalid_flight_number_format")
+_FLIGHT_OPT = _code(
+    "flight_number", _FLIGHT_PATTERN, _FLIGHT_DESC, "invalid_flight_number_format", required=False
+)
+_JOURNEY_PATTERN = r"FL_(?:[A-Z]{2,3}[0-9]{1,4}_)+[0-9]{8}"
+_JOURNEY_DESC = "FL_<flight>_<YYYYMMDD> (e.g. FL_SK621_20260320)"
+_PAX_PATTERN = r"PAX[0-9]+"
+_PAX_DESC = "PAX followed by digits (e.g. PAX001)"
+
+
+def _journey(name: str) -> _Field:
+    return _code(name, _JOURNEY_PATTERN, _JOURNEY_DESC, "invalid_journey_id_format")
+
+
+def _date(name: str, *, required: bool = True) -> _Field:
+    return _Field(
+        name,
+        "date",
+        required=required,
+        describe="a date YYYY-MM-DD",
+        error_type="invalid_date_format",
+    )
+
+
+def _airport(name: str) -> _Field:
+    return _code(
+        name, r"[A-Z]{3}", "a 3-letter airport code (e.g. JFK)", "invalid_airport_code_format"
+    )
+
+
+_PAX = _code("passenger_id", _PAX_PATTERN, _PAX_DESC, "invalid_passenger_id_format")
+
+
+def _text(name: str, *, required: bool = True) -> _Field:
+    return _Field(name, "text", required=required)
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+        return int(value)
+    return None
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip().lstrip("$"))
+        except ValueError:
+            return None
+    return None
+
+
+def _as_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return None
+
+
+def _check_code(field: _Field, value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(
+            field.error_type, f"Invalid {field.name} {value!r}: must be {field.describe}"
+        )
+    text = value.strip().upper() if field.upper else value.strip()
+    if not re.fullmatch(field.pattern, text):
+        raise _Invalid(
+            field.error_type, f"Invalid {field.name} '{value}': must be {field.describe}"
+        )
+    return text
+
+
+def _check_date(field: _Field, value: Any) -> str:
+    text = value.strip() if isinstance(value, str) else ""
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            raise ValueError(text)
+        _dt.date.fromisoformat(text)
+    except ValueError:
+        raise _Invalid(
+            field.error_type, f"Invalid {field.name} '{value}': must be {field.describe}"
+        ) from None
+    return text
+
+
+def _check_number(field: _Field, value: Any) -> int | float:
+    number: int | float | None = _as_int(value) if field.kind == "int" else _as_float(value)
+    what = "an integer" if field.kind == "int" else "a number"
+    if number is None:
+        raise _Invalid(field.error_type, f"Invalid {field.name} {value!r}: must be {what}")
+    low, high = field.minimum, field.maximum
+    if (low is not None and number < low) or (high is not None and number > high):
+        bounds = f"between {low:g} and {high:g}" if low is not None and high is not None else ""
+        bounds = bounds or (f"at least {low:g}" if low is not None else f"at most {high:g}")
+        raise _Invalid(field.error_type, f"Invalid {field.name} {value!r}: must be {bounds}")
+    if field.positive and number <= 0:
+        raise _Invalid(field.error_type, f"Invalid {field.name} {value!r}: must be greater than 0")
+    return number
+
+
+def _check(field: _Field, value: Any) -> Any:
+    kind = field.kind
+    if kind == "text":
+        if not isinstance(value, str) or not value.strip():
+            raise _Invalid(
+                field.error_type, f"Invalid {field.name} {value!r}: must be a non-empty string"
+            )
+        return value.strip()
+    if kind == "code":
+        return _check_code(field, value)
+    if kind == "date":
+        return _check_date(field, value)
+    if kind == "enum":
+        text = value.strip().lower() if isinstance(value, str) else value
+        if text not in field.choices:
+            raise _Invalid(
+                field.error_type,
+                f"Invalid {field.name} '{value}': must be one of {', '.join(field.choices)}",
+            )
+        return text
+    if kind in ("int", "float"):
+        return _check_number(field, value)
+    if kind == "bool":
+        flag = _as_bool(value)
+        if flag is None:
+            raise _Invalid(
+                field.error_type, f"Invalid {field.name} {value!r}: must be true or false"
+            )
+        return flag
+    if kind == "code_list":
+        if not isinstance(value, list | tuple) or not value:
+            raise _Invalid(
+                field.error_type, f"Invalid {field.name} {value!r}: must be a non-empty list"
+            )
+        return [_check_code(field, item) for item in value]
+    raise AssertionError(f"unknown field kind {kind}")
+
+
+def _validate(params: Mapping[str, Any], fields: tuple[_Field, ...]) -> JSON:
+    """Check ``params`` against ``fields``; unknown keys are ignored (like EVA's models)."""
+    clean: JSON = {}
+    for field in fields:
+        value = params.get(field.name)
+        if value is None or (isinstance(value, str) and not value.strip() and field.kind != "text"):
+            if field.required:
+                raise _Invalid(
+                    "invalid_parameter",
+                    f"Invalid or missing parameter '{field.name}': field required",
+                )
+            clean[field.name] = field.default
+            continue
+        clean[field.name] = _check(field, value)
+    return clean
+
+
+# --------------------------------------------------------------------------------------------
+# DB helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _error(error_type: str, message: str) -> JSON:
+    return {"status": "error", "error_type": error_type, "message": message}
+
+
+def _reservation(db: Mapping[str, Any], confirmation_number: str) -> JSON:
+    found = db.get("reservations", {}).get(confirmation_number)
+    if not isinstance(found, dict):
+        raise _Invalid("reservation_not_found", f"Reservation {confirmation_number} not found")
+    return found
+
+
+def _passenger(reservation: Mapping[str, Any], passenger_id: str) -> JSON:
+    for pax in reservation.get("passengers", []):
+        if pax.get("passenger_id") == passenger_id:
+            return dict(pax)
+    raise _Invalid(
+        "passenger_not_found",
+        f"Passenger {passenger_id} is not on reservation {reservation.get('confirmation_number')}",
+    )
+
+
+def _booking(reservation: Mapping[str, Any], journey_id: str, *, active: bool = True) -> JSON:
+    """The reservation's booking for ``journey_id``, preferring a non-cancelled one."""
+    matches: list[JSON] = [
+        b for b in reservation.get("bookings", []) if b.get("journey_id") == journey_id
+    ]
+    if not matches:
+        raise _Invalid("journey_not_found", f"Journey {journey_id} not found in reservation")
+    for booking in matches:
+        if booking.get("status") != "cancelled":
+            return booking
+    if active:
+        raise _Invalid(
+            "booking_cancelled", f"The booking for journey {journey_id} is already cancelled"
+        )
+    return matches[0]
+
+
+def _booking_segments(
+    booking: Mapping[str, Any], journey_id: str, flight_number: str | None
+) -> list[JSON]:
+    segments: list[JSON] = list(booking.get("segments", []))
+    if flight_number:
+        picked = [s for s in segments if s.get("flight_number") == flight_number]
+        if not picked:
+            raise _Invalid(
+                "flight_not_found", f"Flight {flight_number} not found in journey {journey_id}"
+            )
+        return picked
+    if len(segments) == 1:
+        return segments
+    raise _Invalid(
+        "flight_number_required",
+        f"Journey {journey_id} has {len(segments)} segments; flight_number is required",
+    )
+
+
+def _journey_seats(journey: Mapping[str, Any]) -> dict[str, int]:
+    """Seats per fare class for a whole journey: the tightest segment decides."""
+    seats: dict[str, int] = {}
+    for index, segment in enumerate(journey.get("segments", [])):
+        available = segment.get("available_seats", {})
+        for fare_class in FARE_CLASSES:
+            count = available.get(fare_class) or 0
+            seats[fare_class] = count if index == 0 else min(seats[fare_class], count)
+    return {fc: seats.get(fc, 0) for fc in FARE_CLASSES}
+
+
+def _booking_fare(booking: Mapping[str, Any]) -> Any:
+    if "fare_paid" in booking:
+        return booking["fare_paid"]
+    return sum(s.get("fare_paid", 0) for s in booking.get("segments", []))
+
+
+def _adjust_seats(journey: Mapping[str, Any] | None, fare_class: str, delta: int) -> None:
+    if not journey:
+        return
+    for segment in journey.get("segments", []):
+        available = segment.setdefault("available_seats", {})
+        available[fare_class] = (available.get(fare_class) or 0) + delta
+
+
+def _money(value: float) -> float | int:
+    return round(value, 2)
+
+
+def _current_date(db: Mapping[str, Any]) -> str:
+    date = db.get("_current_date")
+    if not isinstance(date, str):
+        raise _Invalid("execution_error", "The scenario DB has no _current_date")
+    return date
+
+
+ToolFn = Callable[[Mapping[str, Any], dict[str, Any], int], JSON]
+
+
+def _tool(*fields: _Field) -> Callable[[Callable[[JSON, dict[str, Any], int], JSON]], ToolFn]:
+    """Wrap a tool body with parameter validation and typed error handling."""
+
+    def wrap(body: Callable[[JSON, dict[str, Any], int], JSON]) -> ToolFn:
+        def run(params: Mapping[str, Any], db: dict[str, Any], call_index: int) -> JSON:
+            try:
+                return body(_validate(params, fields), db, call_index)
+            except _Invalid as exc:
+                return _error(exc.error_type, exc.message)
+
+        run.__name__ = body.__name__
+        run.__doc__ = body.__doc__
+        return run
+
+    return wrap
+
+
+# --------------------------------------------------------------------------------------------
+# Read tools
+# --------------------------------------------------------------------------------------------
+
+
+@_tool(_CONF, _text("last_name"))
+def get_reservation(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
+    """Authenticate by confirmation number + last name; return the reservation."""
+    conf = p["confirmation_number"]
+    reservation = _reservation(db, conf)
+    last_name = p["last_name"].casefold()
+    if not any(
+        str(x.get("last_name", "")).strip().casefold() == last_name
+        for x in reservation.get("passengers", [])
+    ):
+        raise _Invalid("authentication_failed", f"Last name does not match reservation {conf}")
+    db["session"] = {"confirmation_number": conf, "last_name": p["last_name"].lower()}
+    result = copy.deepcopy(reservation)
+    journeys = db.get("journeys", {})
+    for booking in result.get("bookings", []):
+        journey = journeys.get(booking.get("journey_id")) or {}
+        by_flight = {s.get("flight_number"): s for s in journey.get("segments", [])}
+        for segment in booking.get("segments", []):
+            source = by_flight.get(segment.get("flight_number"), {})
+            for key in ("origin", "destination", "scheduled_departure", "scheduled_arrival"):
+                if key in source:
+                    segment[key] = source[key]
+    result.get("bookings", []).sort(
+        key=lambda b: ((b.get("segments") or [{}])[0].get("date", ""), b.get("journey_id", ""))
+    )
+    return {"status": "success", "reservation": result}
+
+
+@_tool(_FLIGHT, _date("flight_date"))
+def get_flight_status(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
+    """Look up a flight (any segment's number) on a date; return its journey with live status."""
+    number, date = p["flight_number"], p["flight_date"]
+    journeys = db.get("journeys", {})
+    journey = journeys.get(f"FL_{number}_{date.replace('-', '')}")
+    if journey is None:
+        for candidate in journeys.values():
+            if candidate.get("date") == date and any(
+                str(s.get("flight_number", "")).upper() == number
+                for s in candidate.get("segments", [])
+            ):
+                journey = candidate
+                break
+    if journey is None:
+        raise _Invalid("flight_not_found", f"Flight {number} not found for date {date}")
+    return {"status": "success", "journey": copy.deepcopy(journey)}
+
+
+@_tool(_FLIGHT, _date("date", required=False))
+def get_disruption_info(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
+    """Disruption record (cause, IRROPS flag, entitlements) for a flight."""
+    number, date = p["flight_number"], p["date"]
+    disruptions = db.get("disruptions", {})
+    found = None
+    if date:
+        found = disruptions.get(f"{number}_{date}")
+    else:
+        found = next(
+            (d for d in disruptions.values() if str(d.get("flight_number", "")).upper() == number),
+            None,
+        )
+    if found is None:
+        raise _Invalid("disruption_not_found", f"No disruption found for flight {number}")
+    return {"status": "success", "disruption": copy.deepcopy(found)}
+
+
+@_tool(
+    _airport("origin"),
+    _airport("destination"),
+    _date("date"),
+    _Field("passenger_count", "int", required=False, default=1, minimum=1),
+    _enum(
+        "fare_class",
+        (*FARE_CLASSES, "any"),
+        "invalid_fare_class",
+        required=False,
+        default="main_cabin",
+    ),
+)
+def search_rebooking_options(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
+    """Bookable journeys for a route and date with enough seats in the fare class."""
+    count, wanted = p["passenger_count"], p["fare_class"]
+    options: list[JSON] = []
+    for journey_id, journey in db.get("journeys", {}).items():
+        if (journey.get("origin"), journey.get("destination"), journey.get("date")) != (
+            p["origin"],
+            p["destination"],
+            p["date"],
+        ):
+            continue
+        if journey.get("status") not in _BOOKABLE_STATUSES or not journey.get("bookable", False):
+            continue
+        seats = _journey_seats(journey)
+        fares = journey.get("fares", {})
+        classes = FARE_CLASSES if wanted == "any" else (wanted,)
+        priced = [
+            (fares[fc], fc)
+            for fc in classes
+            if seats.get(fc, 0) >= count and fares.get(fc) is not None
+        ]
+        if not priced:
+            continue
+        fare, fare_class = min(priced) if wanted == "any" else priced[0]
+        segments = journey.get("segments", [])
+        seat_types: dict[str, list[str]] = {}
+        for fc in FARE_CLASSES:
+            common: list[str] | None = None
+            for segment in segments:
+                kinds = list(segment.get("available_seat_types", {}).get(fc, []))
+                common = kinds if common is None else [k for k in common if k in kinds]
+            seat_types[fc] = common or []
+        options.append(
+            {
+                "journey_id": journey_id,
+                "origin": journey.get("origin"),
+                "destination": journey.get("destination"),
+                "num_stops": journey.get("num_stops", 0),
+                "total_duration_minutes": journey.get("total_duration_minutes"),
+                "departure_time": segments[0].get("scheduled_departure") if segments else None,
+                "arrival_time": segments[-1].get("scheduled_arrival") if segments else None,
+                "segments": copy.deepcopy(segments),
+                "available_seats": seats,
+                "available_seat_types": seat_types,
+                "fare_class": fare_class,
+                "fare": fare,
+            }
+        )
+    options.sort(key=lambda o: (o["departure_time"] or "", o["journey_id"]))
+    return {
+        "status": "success",
+        "options": options,
+        "count": len(options),
+        "message": f"{len(options)} flight(s) found",
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Write tools
+# --------------------------------------------------------------------------------------------
+
+
+def _change_fee(rebooking_type: str, original_fare_class: str, waived: bool) -> int:
+    if waived or "irrops" in rebooking_type:
+        return 0
+    if rebooking_type == "same_day":
+        return (
+            _SAME_DAY_BASIC_FEE_USD if original_fare_class == "basic_economy" else _SAME_DAY_FEE_USD
+        )
+    return _VOLUNTARY_FEE_USD.get(original_fare_class, _SAME_DAY_FEE_USD)
+
+
+@_tool(
+    _CONF,
+    _journey("journey_id"),
+    _journey("new_journey_id"),
+    _enum("rebooking_type", REBOOKING_TYPES, "invalid_rebooking_type"),
+    _Field("waive_change_fee", "bool", required=False, default=False),
+    _enum("new_fare_class", FARE_CLASSES, "invalid_fare_class", required=False),
+    _FLIGHT_OPT,
+)
+def rebook_flight(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
+    """Move a booked journey (or one leg of it) to another journey; price the change."""
+    conf, journey_id, new_id = p["confirmation_number"], p["journey_id"], p["new_journey_id"]
+    reservation = _reservation(db, conf)
+    booking = _booking(reservation, journey_id)
+    journeys = db.get("journeys", {})
+    new_journey = journeys.get(new_id)
+    if new_journey is None:
+        raise _Invalid("flight_not_found", f"Flight {new_id} not found")
+    if not new_journey.get("bookable", True) or new_journey.get("status") == "cancelled":
+        raise _Invalid("not_bookable", f"Flight {new_id} is not available for booking")
+
+    original_class = booking.get("fare_class", "main_cabin")
+    target_class = p["new_fare_class"] or original_class
+    rebooking_type: str = p["rebooking_type"]
+    is_irrops = "irrops" in rebooking_type
+    waived = bool(p["waive_change_fee"])
+    change_fee = _change_fee(rebooking_type, original_class, waived)
+
+    leg = p["flight_number"]
+    replaced = _booking_segments(booking, journey_id, leg)[0] if leg else None
+    old_fare = replaced.get("fare_paid", 0) if replaced is not None else _booking_fare(booking)
+    new_fare = new_journey.get("fares", {}).get(target_class)
+    if new_fare is None:
+        raise _Invalid(
+            "fare_class_not_available",
+            f"Fare class '{target_class}' is not available on flight {new_id}",
+        )
+    if _journey_seats(new_journey).get(target_class, 0) <= 0:
+        raise _Invalid(
+            "no_seats_available", f"No seats available in {target_class} on flight {new_id}"
+        )
+
+    fare_difference = _money(new_fare - old_fare)
+    credit_due = max(0, -fare_difference)
+    total_collected = 0 if is_irrops else _money(change_fee + max(0, fare_difference))
+
+    booking["status"] = "cancelled"
+    old_segments = booking.get("segments", [])
+    new_segments: list[JSON] = []
+    for index, segment in enumerate(new_journey.get("segments", [])):
+        if is_irrops and replaced is None and index < len(old_segments):
+            paid = old_segments[index].get("fare_paid", 0)  # protected passengers keep their fare
+        elif is_irrops and replaced is not None and len(new_journey.get("segments", [])) == 1:
+            paid = replaced.get("fare_paid", 0)
+        else:
+            paid = segment.get("fares", {}).get(target_class, 0)
+        new_segments.append(
+            {
+                "flight_number": segment.get("flight_number"),
+                "date": new_journey.get("date"),
+                "fare_paid": paid,
+                "seat": None,
+                "bags_checked": 0,
+                "meal_request": None,
+            }
+        )
+    reservation.setdefault("bookings", []).append(
+        {
+            "journey_id": new_id,
+            "fare_class": target_class,
+            "fare_paid": old_fare if is_irrops else new_fare,
+            "status": "confirmed",
+            "segments": new_segments,
+        }
+    )
+    kept_info: list[JSON] = []
+    if leg:
+        kept = [s for s in old_segments if s.get("flight_number") != leg]
+        if kept:
+            reservation["bookings"].append(
+                {
+                    "journey_id": journey_id,
+                    "fare_class": original_class,
+                    "fare_paid": sum(s.get("fare_paid", 0) for s in kept),
+                    "status": "confirmed",
+                    "segments": copy.deepcopy(kept),
+                }
+            )
+            kept_info = [
+                {
+                    "flight_number": s.get("flight_number"),
+                    "origin": s.get("origin"),
+                    "destination": s.get("destination"),
+                    "fare_paid": s.get("fare_paid"),
+                    "seat": s.get("seat"),
+                }
+                for s in kept
+            ]
+    reservation["status"] = "changed"
+    _adjust_seats(new_journey, target_class, -1)
+    # Like EVA, every segment of the old journey gets its seat back (also on a partial rebook).
+    _adjust_seats(journeys.get(booking.get("journey_id")), original_class, +1)
+
+    segments = new_journey.get("segments", [])
+    response: JSON = {
+        "status": "success",
+        "confirmation_number": conf,
+        "new_journey": {
+            "journey_id": new_id,
+            "origin": new_journey.get("origin"),
+            "destination": new_journey.get("destination"),
+            "departure": segments[0].get("scheduled_departure") if segments else None,
+            "arrival": segments[-1].get("scheduled_arrival") if segments else None,
+            "num_stops": new_journey.get("num_stops", 0),
+            "segments": copy.deepcopy(segments),
+        },
+        "cost_summary": {
+            "original_fare_class": original_class,
+            "new_fare_class": target_class,
+            "cabin_changed": original_class != target_class,
+            "change_fee": change_fee,
+            "fare_difference": fare_difference,
+            "credit_due": credit_due,
+            "total_collected": total_collected,
+            "fee_waived": is_irrops or waived,
+        },
+        "message": f"Rebooked onto {new_id}"
+        + (f" in {target_class}" if target_class != original_class else ""),
+    }
+    if leg and replaced is not None:
+        response["partial_rebook"] = True
+        response["replaced_segment"] = {
+            "flight_number": leg,
+            "origin": replaced.get("origin"),
+            "destination": replaced.get("destination"),
+            "fare_paid": replaced.get("fare_paid"),
+        }
+        response["kept_segments"] = kept_info
+    return response
+
+
+@_tool(
+    _CONF,
+    _journey("journey_id"),
+    _Field(
+        "passenger_ids",
+        "code_list",
+        pattern=_PAX_PATTERN,
+        describe=_PAX_DESC,
+        error_type="invalid_passenger_id_format",
+        upper=True,
+    ),
+)
+def add_to_standby(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
+    """Put passengers on a journey's standby list (recorded on journey and reservation)."""
+    conf, journey_id, pax_ids = p["confirmation_number"], p["journey_id"], p["passenger_ids"]
+    reservation = _reservation(db, conf)
+    journey = db.get("journeys", {}).get(journey_id)
+    if journey is None:
+        raise _Invalid("flight_not_found", f"Flight {journey_id} not found")
+    if journey.get("status") == "cancelled":
+        raise _Invalid(
+            "flight_cancelled", f"Flight {journey_id} is cancelled; standby is not possible"
+        )
+    for pax_id in pax_ids:
+        _passenger(reservation, pax_id)
+    flight_list = journey.setdefault("standby_list", [])
+    position = len(flight_list) + len(pax_ids)
+    reservation.setdefault("standby_list", []).append(
+        {
+            "journey_id": journey_id,
+            "passenger_ids": list(pax_ids),
+            "position": position,
+            "status": "pending",
+        }
+    )
+    for pax_id in pax_ids:
+        flight_list.append(
+            {"confirmation_number": conf, "passenger_id": pax_id, "position": len(flight_list) + 1}
+        )
+    return {
+        "status": "success",
+        "confirmation_number": conf,
+        "journey_id": journey_id,
+        "standby_list_position": position,
+        "message": f"{len(pax_ids)} passenger(s) added to the standby list",
+    }
+
+
+@_tool(
+    _CONF,
+    _PAX,
+    _journey("journey_id"),
+    _enum(
+        "seat_preference",
+        SEAT_PREFERENCES,
+        "invalid_seat_preference",
+        required=False,
+        default="no_preference",
+    ),
+    _FLIGHT_OPT,
+)
+def assign_seat(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
+    """Assign a seat on a booked leg from the passenger's preference.
+
+    The seat is deterministic: row = cabin base row + passenger number, letter A/B/C for
+    window/middle/aisle (``no_preference`` takes aisle, else window, else middle).
+    """
+    conf, pax_id, journey_id = p["confirmation_number"], p["passenger_id"], p["journey_id"]
+    preference: str = p["seat_preference"]
+    reservation = _reservation(db, conf)
+    _passenger(reservation, pax_id)
+    booking = _booking(reservation, journey_id)
+    segment = _booking_segments(booking, journey_id, p["flight_number"])[0]
+    flight_number = str(segment.get("flight_number", ""))
+    fare_class = booking.get("fare_class", "main_cabin")
+    journey = db.get("journeys", {}).get(journey_id) or {}
+    leg = next(
+        (s for s in journey.get("segments", []) if s.get("flight_number") == flight_number), None
+    )
+    types: list[str] = ["window", "aisle", "middle"]
+    if leg is not None and isinstance(leg.get("available_seat_types"), dict):
+        types = list(leg["available_seat_types"].get(fare_class, types))
+    if preference == "no_preference":
+        kind = next((k for k in ("aisle", "window", "middle") if k in types), "aisle")
+    elif preference in types:
+        kind = preference
+    else:
+        raise _Invalid(
+            "seat_type_unavailable",
+            f"No {preference} seats available in {fare_class} on this flight. "
+            f"Available types: {', '.join(types) or 'none'}",
+        )
+    digits = re.search(r"(\d+)$", pax_id)
+    row = _SEAT_BASE_ROW.get(fare_class, 20) + (int(digits.group(1)) if digits else 0)
+    seat = f"{row}{_SEAT_LETTER[kind]}"
+    segment["seat"] = seat
+    return {
+        "status": "success",
+        "confirmation_number": conf,
+        "passenger_id": pax_id,
+        "journey_id": journey_id,
+        "flight_number": flight_number,
+        "seat_assigned": seat,
+        "fare_class": fare_class,
+        "preference": preference,
+        "message": f"Seat {seat} ({kind}) assigned",
+    }
+
+
+@_tool(
+    _CONF,
+    _journey("journey_id"),
+    _Field("num_bags", "int", minimum=0, maximum=_MAX_BAGS, error_type="invalid_bag_count"),
+    _FLIGHT_OPT,
+)
+def add_baggage_allowance(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
+    """Set the checked-bag count on one leg, or on every leg of the journey."""
+    conf, journey_id, bags = p["confirmation_number"], p["journey_id"], p["num_bags"]
+    booking = _booking(_reservation(db, conf), journey_id)
+    targets = (
+        _booking_segments(booking, journey_id, p["flight_number"])
+        if p["flight_number"]
+        else booking.get("segments", [])
+    )
+    for segment in targets:
+        segment["bags_checked"] = bags
+    return {
+        "status": "success",
+        "confirmation_number": conf,
+        "journey_id": journey_id,
+        "bags_checked": bags,
+        "message": f"Checked bags set to {bags}",
+    }
+
+
+@_tool(
+    _CONF,
+    _PAX,
+    _journey("journey_id"),
+    _enum("meal_type", MEAL_TYPES, "invalid_meal_type"),
+    _FLIGHT_OPT,
+)
+def add_meal_request(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
+    """Record a special meal on one leg, or on every leg of the journey."""
+    conf, pax_id, journey_id, meal = (
+        p["confirmation_number"],
+        p["passenger_id"],
+        p["journey_id"],
+        p["meal_type"],
+    )
+    reservation = _reservation(db, conf)
+    _passenger(reservation, pax_id)
+    booking = _booking(reservation, journey_id)
+    targets = (
+        _booking_segments(booking, journey_id, p["flight_number"])
+        if p["flight_number"]
+        else booking.get("segments", [])
+    )
+    for segment in targets:
+        segment["meal_request"] = meal
+    return {
+        "status": "success",
+        "confirmation_number": conf,
+        "passenger_id": pax_id,
+        "journey_id": journey_id,
+        "meal_type": meal,
+        "message": f"{meal} meal requested",
+    }
+
+
+@_tool(
+    _CONF,
+    _PAX,
+    _Field("amount", "float", positive=True, error_type="invalid_amount"),
+    _enum("credit_reason", CREDIT_REASONS, "invalid_credit_reason"),
+)
+def issue_travel_credit(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
+    """Issue a 12-month travel credit (code ``TC<conf><first 3 chars of passenger id>``)."""
+    conf, pax_id, amount = p["confirmation_number"], p["passenger_id"], p["amount"]
+    _passenger(_reservation(db, conf), pax_id)
+    today = _current_date(db)
+    # EVA's code keeps only the "PAX" prefix, so a second credit on one reservation replaces
+    # the first; kept as is so EVA's expected DBs replay.
+    code = f"TC{conf}{pax_id[:3]}"
+    expiry = f"{int(today[:4]) + 1}{today[4:]}"
+    db.setdefault("travel_credits", {})[code] = {
+        "credit_code": code,
+        "confirmation_number": conf,
+        "passenger_id": pax_id,
+        "amount": amount,
+        "credit_reason": p["credit_reason"],
+        "issued_date": today,
+        "expiry_date": expiry,
+        "status": "active",
+    }
+    return {
+        "status": "success",
+        "confirmation_number": conf,
+        "passenger_id": pax_id,
+        "credit_code": code,
+        "amount": amount,
+        "valid_months": 12,
+        "expiry_date": expiry,
+        "message": f"Travel credit of ${amount:g} issued with code {code}",
+    }
+
+
+@_tool(_CONF, _PAX, _Field("num_nights", "int", minimum=1))
+def issue_hotel_voucher(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
+    """Issue an airport-area hotel voucher (at most three nights)."""
+    conf, pax_id, nights = p["confirmation_number"], p["passenger_id"], p["num_nights"]
+    _passenger(_reservation(db, conf), pax_id)
+    if nights > _MAX_HOTEL_NIGHTS:
+        raise _Invalid(
+            "exceeds_authority", f"Hotel vouchers cover at most {_MAX_HOTEL_NIGHTS} nights"
+        )
+    code = f"HOTEL-{conf}"
+    db.setdefault("hotel_vouchers", {})[code] = {
+        "voucher_code": code,
+        "confirmation_number": conf,
+        "passenger_id": pax_id,
+        "num_nights": nights,
+        "issued_date": _current_date(db),
+        "status": "active",
+    }
+    return {
+        "status": "success",
+        "confirmation_number": conf,
+        "passenger_id": pax_id,
+        "voucher_code": code,
+        "number_of_nights": nights,
+        "valid_at": "Any hotel in the airport area",
+        "message": f"Hotel voucher {code} issued for {nights} night(s)",
+    }
+
+
+@_tool(_CONF, _PAX, _enum("voucher_reason", VOUCHER_REASONS, "invalid_voucher_reason"))
+def issue_meal_voucher(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
+    """Issue a meal voucher worth $12-$25 depending on the reason."""
+    conf, pax_id, reason = p["confirmation_number"], p["passenger_id"], p["voucher_reason"]
+    _passenger(_reservation(db, conf), pax_id)
+    amount = _MEAL_VOUCHER_USD[reason]
+    code = f"MEAL-{conf}-{pax_id[:4]}"
+    db.setdefault("meal_vouchers", {})[code] = {
+        "voucher_code": code,
+        "confirmation_number": conf,
+        "passenger_id": pax_id,
+        "amount": amount,
+        "voucher_reason": reason,
+        "issued_date": _current_date(db),
+        "status": "active",
+    }
+    return {
+        "status": "success",
+        "confirmation_number": conf,
+        "passenger_id": pax_id,
+        "voucher_code": code,
+        "amount": amount,
+        "valid_at": "Airport terminal restaurants",
+        "message": f"${amount} meal voucher issued with code {code}",
+    }
+
+
+@_tool(
+    _CONF,
+    _journey("journey_id"),
+    _enum("cancellation_reason", CANCELLATION_REASONS, "invalid_cancellation_reason"),
+)
+def cancel_reservation(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
+    """Cancel one booked journey; price the refund or travel credit it leaves."""
+    conf, journey_id, reason = p["confirmation_number"], p["journey_id"], p["cancellation_reason"]
+    reservation = _reservation(db, conf)
+    booking = _booking(reservation, journey_id, active=False)
+    if booking.get("status") == "cancelled":
+        raise _Invalid("already_cancelled", f"Journey {journey_id} is already cancelled")
+    fare = _booking_fare(booking)
+    refundable = reason in _FEE_FREE_CANCELLATIONS or reservation.get("fare_type") == "refundable"
+    fee = 0 if refundable else _NON_REFUNDABLE_CANCEL_FEE_USD
+    refund = _money(max(0, fare - fee)) if refundable else 0
+    credit = 0 if refundable else _money(max(0, fare - fee))
+    booking["status"] = "cancelled"
+    _adjust_seats(
+        db.get("journeys", {}).get(journey_id), booking.get("fare_class", "main_cabin"), +1
+    )
+    all_cancelled = all(b.get("status") == "cancelled" for b in reservation.get("bookings", []))
+    if all_cancelled:
+        reservation["status"] = "cancelled"
+    return {
+        "status": "success",
+        "confirmation_number": conf,
+        "journey_id": journey_id,
+        "is_refundable": refundable,
+        "cancellation_fee": fee,
+        "refund_amount_eligible": refund,
+        "credit_amount_eligible": credit,
+        "reservation_status": "cancelled" if all_cancelled else "active",
+        "message": f"Journey {journey_id} cancelled",
+    }
+
+
+@_tool(
+    _CONF,
+    _Field("refund_amount", "float", positive=True, error_type="invalid_amount"),
+    _enum("refund_type", REFUND_TYPES, "invalid_refund_type"),
+)
+def process_refund(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
+    """Start a refund to the original payment (id ``REF-<conf>-<call_index:03>``)."""
+    conf, amount, kind = p["confirmation_number"], p["refund_amount"], p["refund_type"]
+    _reservation(db, conf)
+    refund_id = f"REF-{conf}-{call_index:03d}"
+    db.setdefault("refunds", {})[refund_id] = {
+        "refund_id": refund_id,
+        "confirmation_number": conf,
+        "refund_amount": amount,
+        "refund_type": kind,
+        "processing_days": 7,
+        "initiated_date": _current_date(db),
+        "status": "processing",
+    }
+    return {
+        "status": "success",
+        "confirmation_number": conf,
+        "refund_id": refund_id,
+        "refund_amount": amount,
+        "refund_type": kind,
+        "processing_days": 7,
+        "message": f"Refund of ${amount:g} started; allow 7 business days",
+    }
+
+
+@_tool(_CONF_OPT, _text("transfer_reason"), _text("issue_summary"))
+def transfer_to_agent(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
+    """Hand the call to a human agent (no DB change; id ``TRF-<conf>-<call_index:03>``)."""
+    conf = p["confirmation_number"]
+    if conf:
+        _reservation(db, conf)
+    transfer_id = f"TRF-{conf}-{call_index:03d}" if conf else f"TRF-{call_index:03d}"
+    return {
+        "status": "success",
+        "transfer_id": transfer_id,
+        "confirmation_number": conf,
+        "transfer_reason": p["transfer_reason"],
+        "issue_summary": p["issue_summary"],
+        "estimated_wait": "2-3 minutes",
+        "message": "Transferring the caller to a live agent",
+    }
+
+
+TOOLS: dict[str, ToolFn] = {
+    fn.__name__: fn
+    for fn in (
+        get_reservation,
+        get_flight_status,
+        get_disruption_info,
+        search_rebooking_options,
+        rebook_flight,
+        add_to_standby,
+        assign_seat,
+        add_baggage_allowance,
+        add_meal_request,
+        issue_travel_credit,
+        issue_hotel_voucher,
+        issue_meal_voucher,
+        cancel_reservation,
+        process_refund,
+        transfer_to_agent,
+    )
+}
