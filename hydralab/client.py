@@ -35,7 +35,9 @@ from hydralab.protocol.hydra import (
     WarningEvent,
     parse_event,
 )
-from hydralab.secrets import Secret, get_api_key, redact
+from hydralab.secrets import Secret, get_api_key, install_log_redaction, redact
+
+install_log_redaction()
 
 __all__ = [
     "HYDRA_URL",

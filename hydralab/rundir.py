@@ -20,6 +20,9 @@ from hydralab.secrets import redact_obj
 
 __all__ = ["RunWriter", "write_json", "write_jsonl"]
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def _dump(obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> str:
     return json.dumps(
@@ -33,6 +36,7 @@ def _atomic_write(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, 0o644 & ~_UMASK)  # mkstemp creates 0600; run files are ordinary files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

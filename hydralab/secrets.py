@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from typing import Any
 
-__all__ = ["ENV_VAR", "Secret", "get_api_key", "redact", "redact_obj"]
+__all__ = [
+    "ENV_VAR",
+    "RedactingFilter",
+    "Secret",
+    "get_api_key",
+    "install_log_redaction",
+    "redact",
+    "redact_obj",
+]
 
 ENV_VAR = "SMALLEST_API_KEY"
 
@@ -69,3 +78,30 @@ def redact_obj(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [redact_obj(v) for v in obj]
     return obj
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a log record's message through :func:`redact` (keeps the record)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: leave it to logging's own error path
+            return True
+        red = redact(message)
+        if red != message:
+            record.msg, record.args = red, None
+        return True
+
+
+_FILTER = RedactingFilter()
+WEBSOCKETS_LOGGERS = ("websockets.client", "websockets.server", "websockets")
+
+
+def install_log_redaction() -> None:
+    """Redact keys in the websockets library's own log lines (its DEBUG logs print the request
+    line, query string included). Idempotent."""
+    for name in WEBSOCKETS_LOGGERS:
+        lg = logging.getLogger(name)
+        if _FILTER not in lg.filters:
+            lg.addFilter(_FILTER)

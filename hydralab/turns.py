@@ -225,6 +225,8 @@ class TurnTracker:
                     self._anchor_t_ns = t_ns
             case ResponseCreated():
                 cur = self.current or self._open_turn(t_ns)
+                if cur.text_deltas:  # next response of the same turn: keep sentences apart
+                    cur.text_deltas.append((cur.samples_received, " "))
                 rid = ev.response_id or f"resp_{len(self._by_response)}"
                 cur.response_ids.append(rid)
                 self._by_response[rid] = cur
