@@ -1,0 +1,82 @@
+"""hydralab — study speech-to-speech voice agents (Smallest AI's Hydra first) in simulated calls.
+
+Quick start (offline, in a notebook)::
+
+    from hydralab import run_record
+    result = await run_record()          # default record, local Hydra emulator
+    print(result.summary())
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from hydralab.audio import StreamResampler, Timeline, read_wav, ulaw_decode, ulaw_encode, write_wav
+from hydralab.bridge import Bridge, BridgeConfig, BridgeSession
+from hydralab.caller import Caller, CallerConfig, CallerResult
+from hydralab.client import HydraClient, HydraConfig, HydraError
+from hydralab.clock import Clock, ManualClock
+from hydralab.emulator import Emulator, EmulatorConfig
+from hydralab.records import (
+    DEFAULT_RECORD_ID,
+    Record,
+    RecordError,
+    RecordFormatError,
+    RecordNotFoundError,
+    list_records,
+    load_record,
+)
+from hydralab.runner import RunResult, latency_summary, run_record, run_record_sync
+from hydralab.scoring import db_hash, dbs_equal, task_completion
+from hydralab.script import Script, script_from_record
+from hydralab.secrets import Secret, redact
+from hydralab.tools import ToolExecutor
+from hydralab.turns import TurnTracker
+
+try:
+    __version__ = version("hydralab")
+except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+    __version__ = "0.0.0"
+
+__all__ = [
+    "DEFAULT_RECORD_ID",
+    "Bridge",
+    "BridgeConfig",
+    "BridgeSession",
+    "Caller",
+    "CallerConfig",
+    "CallerResult",
+    "Clock",
+    "Emulator",
+    "EmulatorConfig",
+    "HydraClient",
+    "HydraConfig",
+    "HydraError",
+    "ManualClock",
+    "Record",
+    "RecordError",
+    "RecordFormatError",
+    "RecordNotFoundError",
+    "RunResult",
+    "Script",
+    "Secret",
+    "StreamResampler",
+    "Timeline",
+    "ToolExecutor",
+    "TurnTracker",
+    "__version__",
+    "db_hash",
+    "dbs_equal",
+    "latency_summary",
+    "list_records",
+    "load_record",
+    "read_wav",
+    "redact",
+    "run_record",
+    "run_record_sync",
+    "script_from_record",
+    "task_completion",
+    "ulaw_decode",
+    "ulaw_encode",
+    "write_wav",
+]

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import numpy as np
-import websockets
 
 from hydralab.bridge import Bridge, BridgeConfig, BridgeSession
 from hydralab.caller import Caller, CallerConfig, CallerResult
@@ -282,13 +281,14 @@ def _write_results(
             for k in ("model", "url", "session_id", "output_rate_hz", "configure_bytes", "warnings")
         },
         "versions": {
-            "hydralab": _version(),
+            "hydralab": _pkg_version("hydralab"),
             "python": platform.python_version(),
-            "websockets": websockets.__version__,
+            "websockets": _pkg_version("websockets"),
             "numpy": np.__version__,
         },
         "emulator": emulator.config.__dict__ if emulator is not None else None,
         "latency": latency,
+        "timeline": {"t0_epoch_ms": summary["timeline_t0_epoch_ms"], "sample_rate_hz": 48000},
         "turns": turns,
         "user_utterances": summary["user_utterances"],
         "stt_failures": summary["stt_failures"],
@@ -325,11 +325,11 @@ def _write_results(
     )
 
 
-def _version() -> str:
+def _pkg_version(name: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("hydralab")
+        return version(name)
     except PackageNotFoundError:
         return "unknown"
 
