@@ -16,25 +16,65 @@ from hydralab.protocol import twilio as tw
 SERVER_SAMPLES = [
     {"type": "warning", "code": "model_deprecated", "message": "use hydra-v1.0"},
     {"type": "session.created", "event_id": "sv_1", "session_id": "abc"},
-    {"type": "session.configured", "event_id": "sv_2",
-     "session": {"voice": "aria", "output_audio_sample_rate": 24000}},
-    {"type": "input_audio_buffer.speech_started", "event_id": "sv_3", "audio_start_ms": 120,
-     "item_id": "it_1"},
-    {"type": "input_audio_buffer.speech_stopped", "event_id": "sv_4", "audio_end_ms": 900,
-     "item_id": "it_1"},
-    {"type": "response.created", "event_id": "sv_5", "response": {"id": "r1", "status": "in_progress"}},
-    {"type": "response.output_audio.delta", "event_id": "sv_6", "response_id": "r1",
-     "item_id": "it_2", "output_index": 0, "content_index": 0, "delta": "AAAA"},
+    {
+        "type": "session.configured",
+        "event_id": "sv_2",
+        "session": {"voice": "aria", "output_audio_sample_rate": 24000},
+    },
+    {
+        "type": "input_audio_buffer.speech_started",
+        "event_id": "sv_3",
+        "audio_start_ms": 120,
+        "item_id": "it_1",
+    },
+    {
+        "type": "input_audio_buffer.speech_stopped",
+        "event_id": "sv_4",
+        "audio_end_ms": 900,
+        "item_id": "it_1",
+    },
+    {
+        "type": "response.created",
+        "event_id": "sv_5",
+        "response": {"id": "r1", "status": "in_progress"},
+    },
+    {
+        "type": "response.output_audio.delta",
+        "event_id": "sv_6",
+        "response_id": "r1",
+        "item_id": "it_2",
+        "output_index": 0,
+        "content_index": 0,
+        "delta": "AAAA",
+    },
     {"type": "response.output_audio_transcript.delta", "response_id": "r1", "delta": " Hello"},
-    {"type": "response.function_call_arguments.delta", "response_id": "r1", "call_id": "c1",
-     "name": "get_reservation", "delta": "{\"a\":"},
-    {"type": "response.function_call_arguments.done", "response_id": "r1", "call_id": "c1",
-     "name": "get_reservation", "arguments": "{\"a\":1}"},
-    {"type": "response.done", "response": {"id": "r1", "status": "cancelled",
-     "status_details": {"reason": "interrupted"}, "usage": {"input_tokens": 5, "output_tokens": 7,
-                                                             "total_tokens": 12}}},
-    {"type": "error", "error": {"type": "invalid_request_error", "code": "invalid_audio",
-                                "message": "too small"}},
+    {
+        "type": "response.function_call_arguments.delta",
+        "response_id": "r1",
+        "call_id": "c1",
+        "name": "get_reservation",
+        "delta": '{"a":',
+    },
+    {
+        "type": "response.function_call_arguments.done",
+        "response_id": "r1",
+        "call_id": "c1",
+        "name": "get_reservation",
+        "arguments": '{"a":1}',
+    },
+    {
+        "type": "response.done",
+        "response": {
+            "id": "r1",
+            "status": "cancelled",
+            "status_details": {"reason": "interrupted"},
+            "usage": {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12},
+        },
+    },
+    {
+        "type": "error",
+        "error": {"type": "invalid_request_error", "code": "invalid_audio", "message": "too small"},
+    },
 ]
 
 
@@ -68,7 +108,11 @@ def test_convenience_properties() -> None:
     assert h.SessionConfigured(session={}).output_rate_hz == 48000
     done = h.parse_event(SERVER_SAMPLES[10])
     assert isinstance(done, h.ResponseDone)
-    assert (done.status, done.reason, done.usage["total_tokens"]) == ("cancelled", "interrupted", 12)
+    assert (done.status, done.reason, done.usage["total_tokens"]) == (
+        "cancelled",
+        "interrupted",
+        12,
+    )
     err = h.parse_event(SERVER_SAMPLES[11])
     assert isinstance(err, h.ErrorEvent) and err.code == "invalid_audio"
 
@@ -108,8 +152,9 @@ def test_twilio_eva_minimal_frames() -> None:
     s = tw.parse_twilio('{"event":"start","conversation_id":"x"}')
     assert isinstance(s, tw.Start) and s.stream_sid == "x"
     payload = base64.b64encode(bytes(range(160))).decode()
-    m = tw.parse_twilio(json.dumps({"event": "media", "conversation_id": "x",
-                                    "media": {"payload": payload}}))
+    m = tw.parse_twilio(
+        json.dumps({"event": "media", "conversation_id": "x", "media": {"payload": payload}})
+    )
     assert isinstance(m, tw.Media) and m.payload == bytes(range(160))
     start = tw.parse_twilio('{"event":"user_speech_start","timestamp_ms":"1764000000000"}')
     assert isinstance(start, tw.UserSpeechStart) and start.timestamp_ms == 1_764_000_000_000

@@ -20,13 +20,20 @@ def tracker() -> TurnTracker:
 
 def speak(t: TurnTracker, rid: str, at_ms: int, text: str = "Hello there.", *, done: bool = True):
     acts = t.on_event(h.ResponseCreated(response={"id": rid}), at_ms * MS)
-    acts += t.on_event(h.ResponseOutputAudioTranscriptDelta(response_id=rid, delta=text), at_ms * MS)
+    acts += t.on_event(
+        h.ResponseOutputAudioTranscriptDelta(response_id=rid, delta=text), at_ms * MS
+    )
     acts += t.on_event(h.ResponseOutputAudioDelta(response_id=rid, delta="AAAA"), (at_ms + 5) * MS)
     t.audio_received(rid, 4800, (at_ms + 5) * MS)
     if done:
         acts += t.on_event(
-            h.ResponseDone(response={"id": rid, "status": "completed",
-                                     "usage": {"input_tokens": 10, "output_tokens": 4}}),
+            h.ResponseDone(
+                response={
+                    "id": rid,
+                    "status": "completed",
+                    "usage": {"input_tokens": 10, "output_tokens": 4},
+                }
+            ),
             (at_ms + 50) * MS,
         )
     return acts
@@ -40,7 +47,9 @@ def test_greeting_has_no_latency_and_completes() -> None:
     assert turn.kind == "greeting" and turn.model_response_ms is None
     assert turn.latency_reason == "greeting"
     assert [m["type"] for m in t.metrics] == ["LLMTokenUsageMetricsData"]
-    assert t.audit[-1]["message_type"] == "assistant" and t.audit[-1]["value"] == "Hi, how can I help?"
+    assert (
+        t.audit[-1]["message_type"] == "assistant" and t.audit[-1]["value"] == "Hi, how can I help?"
+    )
 
 
 def test_model_response_latency_from_speech_stopped() -> None:
@@ -54,8 +63,15 @@ def test_model_response_latency_from_speech_stopped() -> None:
     assert turn.kind == "plain"
     assert turn.model_response_ms == 605.0
     lat = [m for m in t.metrics if m["type"] == "LatencyMetric"]
-    assert lat == [{"timestamp": EPOCH0 + 3205, "type": "LatencyMetric", "stage": "model_response",
-                    "model": "hydra", "value": 0.605}]
+    assert lat == [
+        {
+            "timestamp": EPOCH0 + 3205,
+            "type": "LatencyMetric",
+            "stage": "model_response",
+            "model": "hydra",
+            "value": 0.605,
+        }
+    ]
 
 
 def test_latency_floor_and_missing_anchor_are_explicit() -> None:
@@ -82,15 +98,26 @@ def test_tool_turn_is_one_turn_across_responses() -> None:
     t.user_speech_start(1000 * MS)
     t.on_event(h.SpeechStopped(audio_end_ms=2000), 2000 * MS)
     t.on_event(h.ResponseCreated(response={"id": "r1"}), 2300 * MS)
-    t.on_event(h.FunctionCallArgumentsDelta(response_id="r1", call_id="c1", name="f", delta='{"a"'),
-               2310 * MS)
+    t.on_event(
+        h.FunctionCallArgumentsDelta(response_id="r1", call_id="c1", name="f", delta='{"a"'),
+        2310 * MS,
+    )
     t.on_event(h.FunctionCallArgumentsDelta(response_id="r1", call_id="c1", delta=":1}"), 2320 * MS)
-    t.on_event(h.FunctionCallArgumentsDone(response_id="r1", call_id="c1", name="f",
-                                           arguments='{"a":1}'), 2330 * MS)
+    t.on_event(
+        h.FunctionCallArgumentsDone(response_id="r1", call_id="c1", name="f", arguments='{"a":1}'),
+        2330 * MS,
+    )
     assert t.tool_call_args("c1") == '{"a":1}'
-    acts = t.on_event(h.ResponseDone(response={
-        "id": "r1", "status": "completed",
-        "output": [{"type": "function_call", "call_id": "c1", "name": "f"}]}), 2340 * MS)
+    acts = t.on_event(
+        h.ResponseDone(
+            response={
+                "id": "r1",
+                "status": "completed",
+                "output": [{"type": "function_call", "call_id": "c1", "name": "f"}],
+            }
+        ),
+        2340 * MS,
+    )
     assert acts == [] and not t.turns[1].complete
     t.tool_called(2350 * MS, name="f", params={"a": 1})
     t.tool_result(2360 * MS, name="f", params={"a": 1}, result={"status": "success"})
@@ -114,13 +141,23 @@ def test_barge_in_keeps_only_heard_text() -> None:
     t.on_event(h.ResponseOutputAudioTranscriptDelta(response_id="r0", delta="First part,"), 0)
     t.on_event(h.ResponseOutputAudioDelta(response_id="r0", delta="AA"), 1 * MS)
     t.audio_received("r0", 48000, 1 * MS)
-    t.on_event(h.ResponseOutputAudioTranscriptDelta(response_id="r0", delta=" second part."), 2 * MS)
+    t.on_event(
+        h.ResponseOutputAudioTranscriptDelta(response_id="r0", delta=" second part."), 2 * MS
+    )
     t.audio_received("r0", 48000, 2 * MS)
     t.audio_played("r0", 24000, 100 * MS)  # half of the first phrase played
     acts = t.on_event(h.SpeechStarted(audio_start_ms=400), 500 * MS)
     assert acts == [BargeIn(0)]
-    acts = t.on_event(h.ResponseDone(response={
-        "id": "r0", "status": "cancelled", "status_details": {"reason": "interrupted"}}), 520 * MS)
+    acts = t.on_event(
+        h.ResponseDone(
+            response={
+                "id": "r0",
+                "status": "cancelled",
+                "status_details": {"reason": "interrupted"},
+            }
+        ),
+        520 * MS,
+    )
     assert acts == []
     turn = t.turns[0]
     assert turn.status == "interrupted" and turn.heard_text == "First part,"
@@ -130,8 +167,16 @@ def test_barge_in_keeps_only_heard_text() -> None:
 def test_failed_and_incomplete_are_not_labelled_interrupted() -> None:
     t = tracker()
     speak(t, "r0", 0, done=False)
-    t.on_event(h.ResponseDone(response={"id": "r0", "status": "incomplete",
-                                        "status_details": {"reason": "max_output_tokens"}}), 60 * MS)
+    t.on_event(
+        h.ResponseDone(
+            response={
+                "id": "r0",
+                "status": "incomplete",
+                "status_details": {"reason": "max_output_tokens"},
+            }
+        ),
+        60 * MS,
+    )
     assert t.turns[0].status == "incomplete" and not t.turns[0].interrupted
 
 
