@@ -286,7 +286,11 @@ def _write_results(
             "websockets": _pkg_version("websockets"),
             "numpy": np.__version__,
         },
-        "emulator": emulator.config.__dict__ if emulator is not None else None,
+        "emulator": (
+            {k: v for k, v in emulator.config.__dict__.items() if k != "expected_api_key"}
+            if emulator is not None
+            else None
+        ),
         "latency": latency,
         "timeline": {"t0_epoch_ms": summary["timeline_t0_epoch_ms"], "sample_rate_hz": 48000},
         "turns": turns,

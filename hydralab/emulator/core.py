@@ -1,0 +1,1296 @@
+"""Sans-I/O core of the offline Hydra emulator: one :class:`EmulatorSession` per connection.
+
+The session is a synchronous state machine. The shell (:mod:`hydralab.emulator.server`) feeds
+it client frames (:meth:`EmulatorSession.receive`) and wakes it at its deadline
+(:meth:`EmulatorSession.advance`, :meth:`EmulatorSession.next_deadline_ns`); both take the
+current monotonic time and return :class:`Send` / :class:`Close` actions, in wire order. After
+actually writing a frame, the shell reports it with :meth:`EmulatorSession.sent`, which stamps
+the frame's ground-truth records with the real send time. Nothing here sleeps, touches a
+socket or reads a clock.
+
+Protocol: ``../shared/reference/hydra-ws.yaml`` plus ``hydra-protocol.md`` §A (warning before
+``session.created`` for ``?model=hydra``, ``output_audio_sample_rate`` in
+``session.configured``, phrase-level ``response.output_audio_transcript.delta``, the ~32 KB
+configure ceiling above which audio output is silently dropped).
+
+Clocks:
+    * ``now_ns``/``t_ns``: monotonic ns supplied by the shell.
+    * ``audio_start_ms``/``audio_end_ms`` and ``GroundTruth.audio_ms``: milliseconds of 16 kHz
+      input audio accepted since ``session.configure`` (the received-sample clock). Audio
+      before the configure is dropped and does not advance it.
+    * VAD semantics (:class:`hydralab.speech.vad.SpeechSegmenter`): ``audio_start_ms`` is the
+      start of the first voiced 20 ms frame; ``speech_started`` is emitted once
+      ``vad_min_speech_ms`` of voice has been received. ``audio_end_ms`` is the end of the last
+      voiced frame; ``speech_stopped`` is emitted only after ``vad_hangover_ms`` of further
+      non-voiced audio has been received, i.e. when the received-sample clock reaches
+      ``audio_end_ms + vad_hangover_ms``. Detection therefore depends on samples received,
+      never on how fast the client sends them.
+
+Script mapping: ``assistant_turns[0]`` is played on ``generate_initial_response``; the ``k``-th
+user utterance (0-based, counted by ``speech_stopped``) is answered by
+``assistant_turns[k + 1]`` whether or not the greeting was played.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import itertools
+import json
+import math
+import random
+import re
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from hydralab.protocol.hydra import (
+    ConversationItemAdded,
+    ConversationItemCreate,
+    ConversationItemDone,
+    ErrorEvent,
+    FunctionCallArgumentsDelta,
+    FunctionCallArgumentsDone,
+    HydraEvent,
+    InputAudioBufferAppend,
+    ProtocolError,
+    ResponseCancel,
+    ResponseCreate,
+    ResponseCreated,
+    ResponseDone,
+    ResponseOutputAudioDelta,
+    ResponseOutputAudioDone,
+    ResponseOutputAudioTranscriptDelta,
+    SessionConfigure,
+    SessionConfigured,
+    SessionCreated,
+    SessionUpdate,
+    SessionUpdated,
+    SpeechStarted,
+    SpeechStopped,
+    UnknownEvent,
+    WarningEvent,
+    encode_pcm16,
+    parse_event,
+)
+from hydralab.script import AssistantTurn, CallTools, Script, Speak, Step
+from hydralab.secrets import redact_obj
+from hydralab.speech.tts import AGENT_VOICE, Synthesizer, Utterance
+from hydralab.speech.vad import SpeechEnd, SpeechSegmenter, SpeechStart
+
+__all__ = [
+    "DEFAULT_VOICE",
+    "INPUT_RATE_HZ",
+    "MIN_AUDIO_FRAME_BYTES",
+    "Close",
+    "EmulatorConfig",
+    "EmulatorSession",
+    "GroundTruth",
+    "Output",
+    "Send",
+    "SpeechCache",
+    "speak_texts",
+    "split_phrases",
+]
+
+INPUT_RATE_HZ = 16_000
+"""Hydra's input rate (PCM16 LE mono)."""
+MIN_AUDIO_FRAME_BYTES = 320
+"""Smallest accepted ``input_audio_buffer.append`` payload (10 ms at 16 kHz)."""
+DEFAULT_VOICE = "sterling"
+"""Hydra's default voice name, echoed when the configure omits ``voice``."""
+DEPRECATED_MODEL = "hydra"
+
+_VAD_FRAME_MS = 20
+_VAD_FRAME_BYTES = INPUT_RATE_HZ * _VAD_FRAME_MS // 1000 * 2
+_ARGS_FRAGMENT_GAP_MS = 20.0  # wire spacing of function_call_arguments fragments
+_NS_PER_MS = 1_000_000
+_DOCUMENTED_OUTPUT_ITEM_KEYS = frozenset({"type", "call_id", "output"})
+_PHRASE_BREAK = re.compile(r"(?<=[.,!?;:])\s+")
+_ABBREVIATIONS = frozenset(
+    {"mr.", "mrs.", "ms.", "dr.", "st.", "jr.", "sr.", "e.g.", "i.e.", "vs."}
+)
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Behaviour of the emulator (shared by all sessions of one :class:`Emulator`).
+
+    Attributes:
+        output_rate_hz: Assistant audio rate, announced as ``output_audio_sample_rate``.
+        delivery_speed: Audio deltas are delivered this many times faster than real time.
+        delta_ms: Audio per ``response.output_audio.delta``.
+        latency_median_ms: Median of the seeded lognormal response latency (after
+            ``speech_stopped``, after the configure for the greeting, after ``response.create``
+            for post-tool narration).
+        latency_sigma: Sigma of that lognormal (of the natural log).
+        latency_min_ms: Lower clip of the drawn latency.
+        latency_max_ms: Upper clip of the drawn latency.
+        tool_args_delay_ms: Median delay before the first arguments delta of a response that
+            starts with tool calls (same sigma; clipped to ``[median / 2, latency_max_ms]``).
+        seed: Seeds latencies, argument fragmentation, ids and synthesis noise.
+        vad_mode: webrtcvad aggressiveness.
+        vad_hangover_ms: Non-voiced audio that ends a user turn.
+        vad_min_speech_ms: Voiced audio needed before ``speech_started``.
+        tool_output_timeout_s: Time after a tool response's ``response.done`` for all outputs
+            plus a ``response.create``; then ``error tool_response_timeout``.
+        idle_timeout_s: No client frame for this long -> close 1000.
+        max_configure_bytes: Configure frames above this size are accepted but the session
+            never sends audio (Hydra's silent-drop quirk).
+        expected_api_key: When set, the upgrade is refused with HTTP 401 for any other key.
+        voice: eSpeak NG voice that renders the assistant.
+    """
+
+    output_rate_hz: int = 48000
+    delivery_speed: float = 10.0
+    delta_ms: int = 100
+    latency_median_ms: float = 600.0
+    latency_sigma: float = 0.25
+    latency_min_ms: float = 200.0
+    latency_max_ms: float = 2500.0
+    tool_args_delay_ms: float = 150.0
+    seed: int = 0
+    vad_mode: int = 3
+    vad_hangover_ms: int = 600
+    vad_min_speech_ms: int = 200
+    tool_output_timeout_s: float = 15.0
+    idle_timeout_s: float = 30.0
+    max_configure_bytes: int = 32_768
+    expected_api_key: str | None = field(default=None, repr=False)
+    voice: str = AGENT_VOICE
+
+    def __post_init__(self) -> None:
+        if self.output_rate_hz <= 0 or self.output_rate_hz * self.delta_ms % 1000:
+            raise ValueError("output_rate_hz * delta_ms must give whole samples per delta")
+        if self.delta_ms <= 0 or self.delivery_speed <= 0:
+            raise ValueError("delta_ms and delivery_speed must be positive")
+        if not 0 < self.latency_min_ms <= self.latency_max_ms:
+            raise ValueError("need 0 < latency_min_ms <= latency_max_ms")
+        if self.latency_median_ms <= 0 or self.tool_args_delay_ms <= 0 or self.latency_sigma < 0:
+            raise ValueError("latency medians must be positive and latency_sigma >= 0")
+        if self.tool_output_timeout_s <= 0 or self.idle_timeout_s <= 0:
+            raise ValueError("timeouts must be positive")
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """One ground-truth record of what the emulator did, for latency-accuracy checks.
+
+    Attributes:
+        kind: What happened (``speech_started``, ``response_created``, ``first_audio_delta``,
+            ``premature_response_create`` ...).
+        t_ns: Monotonic ns when the emulator sent the frame (stamped by the shell just before
+            the write) or received the client frame.
+        response_id: Response concerned, if any.
+        turn_index: Index into ``script.assistant_turns``, if any.
+        injected_latency_ms: Drawn latency of the response (scheduling and response records).
+        audio_ms: Received-sample clock: ``audio_start_ms``/``audio_end_ms`` for the speech
+            records, else the input ms received so far.
+        output_audio_ms: Assistant audio of this response sent up to and including this frame.
+        detail: Free text (sizes, flags, reasons).
+    """
+
+    kind: str
+    t_ns: int
+    response_id: str | None = None
+    turn_index: int | None = None
+    injected_latency_ms: float | None = None
+    audio_ms: int | None = None
+    output_audio_ms: int | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Send:
+    """Write ``text`` (the serialized ``event``); then report it with ``sent()``."""
+
+    event: HydraEvent
+    text: str
+    truths: tuple[GroundTruth, ...] = ()
+
+
+@dataclass(frozen=True)
+class Close:
+    """Close the WebSocket with ``code`` / ``reason``."""
+
+    code: int
+    reason: str
+
+
+Output = Send | Close
+
+
+def split_phrases(text: str) -> list[tuple[int, str]]:
+    """Split at sentence/comma boundaries into ``(char_pos, delta)`` pairs.
+
+    Each delta after the first carries its own leading whitespace, so ``"".join`` of the deltas
+    is ``text`` exactly; ``char_pos`` is where the phrase's first word starts in ``text``.
+    """
+    out: list[tuple[int, str]] = []
+    prev_cut = 0
+    prev_word = 0
+    for m in _PHRASE_BREAK.finditer(text):
+        if m.end() >= len(text):
+            break
+        before = text[prev_word : m.start()].split()
+        if before and before[-1].lower() in _ABBREVIATIONS:
+            continue
+        out.append((prev_word, text[prev_cut : m.start()]))
+        prev_cut, prev_word = m.start(), m.end()
+    out.append((prev_word, text[prev_cut:]))
+    return [(pos, d) for pos, d in out if d]
+
+
+def speak_texts(script: Script) -> list[str]:
+    """Every distinct ``Speak`` text of the script, in order of appearance."""
+    seen: dict[str, None] = {}
+    for turn in script.assistant_turns:
+        for step in turn.steps:
+            if isinstance(step, Speak) and step.text.strip():
+                seen.setdefault(step.text, None)
+    return list(seen)
+
+
+class SpeechCache:
+    """Synthesizes each assistant text once (eSpeak NG, -50 dBFS noise, seeded) and caches it.
+
+    The shell primes it in a worker thread before serving, so synthesis never delays the wire;
+    a miss synthesizes inline (about 1600x real time).
+
+    Args:
+        sample_rate_hz: Output rate of the rendered audio.
+        voice: eSpeak NG voice.
+        seed: Noise seed.
+        synthesize: Replacement renderer ``text -> Utterance`` (tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        sample_rate_hz: int,
+        voice: str = AGENT_VOICE,
+        seed: int = 0,
+        synthesize: Callable[[str], Utterance] | None = None,
+    ) -> None:
+        self.sample_rate_hz = sample_rate_hz
+        self.voice = voice
+        self.seed = seed
+        self._synthesize = synthesize
+        self._cache: dict[str, Utterance] = {}
+
+    def get(self, text: str) -> Utterance:
+        """The rendering of ``text`` at :attr:`sample_rate_hz`."""
+        u = self._cache.get(text)
+        if u is None:
+            if self._synthesize is not None:
+                u = self._synthesize(text)
+            else:
+                u = Synthesizer().synthesize_with_words(
+                    text,
+                    voice=self.voice,
+                    sample_rate_hz=self.sample_rate_hz,
+                    noise_dbfs=-50.0,
+                    seed=self.seed,
+                )
+            if u.sample_rate_hz != self.sample_rate_hz:
+                raise ValueError(
+                    f"renderer returned {u.sample_rate_hz} Hz, expected {self.sample_rate_hz}"
+                )
+            self._cache[text] = u
+        return u
+
+    def prime(self, texts: Iterable[str]) -> None:
+        """Render every text now (call from a worker thread)."""
+        for t in texts:
+            self.get(t)
+
+
+# ---------------------------------------------------------------- internal state
+
+
+@dataclass
+class _Planned:
+    """One scheduled frame of the response being streamed, and its effect on the state."""
+
+    due_ns: int
+    send: Send | None
+    audio_samples: int = 0
+    transcript: str = ""
+    call_done: str | None = None
+    message_done: bool = False
+    final: bool = False
+
+
+@dataclass
+class _Call:
+    call_id: str
+    name: str
+    arguments: str
+    item_id: str
+    output_index: int
+
+
+@dataclass
+class _Response:
+    id: str
+    turn_index: int
+    latency_ms: float
+    text: str
+    message_item_id: str | None
+    calls: list[_Call]
+    plan: deque[_Planned]
+    input_tokens: int
+    audio_samples_sent: int = 0
+    transcript_sent: str = ""
+    calls_done: set[str] = field(default_factory=set)
+    message_done: bool = False
+
+
+@dataclass
+class _Turn:
+    index: int
+    steps: tuple[Step, ...]
+    trigger: str  # "initial" | "speech" | "tool_output"
+    pos: int = 0  # next step to play
+    phase: str = "waiting"  # "waiting" | "streaming" | "awaiting_tools"
+    start_due_ns: int = 0
+    latency_ms: float = 0.0
+    responses_started: int = 0
+    pending_calls: dict[str, str] = field(default_factory=dict)  # call_id -> name
+    outputs: dict[str, str] = field(default_factory=dict)
+    create_after_last_output: bool = False
+    tool_deadline_ns: int = 0
+
+
+def _elide(d: dict[str, Any]) -> dict[str, Any]:
+    """Copy of a frame dict with audio payloads replaced by their size and keys redacted."""
+    out = _redact(d)
+    assert isinstance(out, dict)
+    if out.get("type") in ("input_audio_buffer.append", "response.output_audio.delta"):
+        for key in ("audio", "delta"):
+            v = out.get(key)
+            if isinstance(v, str):
+                out[key] = f"<{len(v) * 3 // 4} bytes base64>"
+    red: dict[str, Any] = redact_obj(out)
+    return red
+
+
+def _redact(v: Any) -> Any:
+    """Deep copy of JSON data with the value of any ``*api_key*`` key replaced."""
+    if isinstance(v, dict):
+        return {
+            k: "<redacted>" if "api_key" in str(k).lower() else _redact(x) for k, x in v.items()
+        }
+    if isinstance(v, list):
+        return [_redact(x) for x in v]
+    return v
+
+
+class EmulatorSession:
+    """One emulated Hydra session (sans-I/O).
+
+    Args:
+        script: What the assistant says and which tools it calls, turn by turn.
+        config: Emulator behaviour.
+        speech: Renders assistant text at ``config.output_rate_hz``.
+        model: The ``?model=`` query value (``hydra`` gets the deprecation warning).
+        session_index: Index of this connection; seeds the session's random streams.
+
+    Attributes:
+        log: Ground-truth records, in time order.
+        frames_in: Client frames as parsed dicts (audio elided), in arrival order.
+        frames_out: Frames actually sent, as dicts (audio elided), in send order.
+        dropped_audio_frames: ``input_audio_buffer.append`` frames received before configure.
+        configure_bytes: UTF-8 size of the accepted ``session.configure`` frame.
+        closed_reason: Why the session ended (``None`` while open).
+    """
+
+    def __init__(
+        self,
+        script: Script,
+        *,
+        config: EmulatorConfig,
+        speech: SpeechCache,
+        model: str = "hydra-v1.1",
+        session_index: int = 0,
+    ) -> None:
+        if speech.sample_rate_hz != config.output_rate_hz:
+            raise ValueError("speech cache rate differs from config.output_rate_hz")
+        self.script = script
+        self.config = config
+        self.speech = speech
+        self.model = model
+        self.session_index = session_index
+        self.log: list[GroundTruth] = []
+        self.frames_in: list[dict[str, Any]] = []
+        self.frames_out: list[dict[str, Any]] = []
+        self.dropped_audio_frames = 0
+        self.configure_bytes: int | None = None
+        self.closed_reason: str | None = None
+        self.error: str | None = None
+
+        self._rng = np.random.default_rng([config.seed, session_index])
+        self._ids = random.Random(config.seed * 1_000_003 + session_index)
+        self.session_id = str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
+        self._segmenter = SpeechSegmenter(
+            sample_rate_hz=INPUT_RATE_HZ,
+            frame_ms=_VAD_FRAME_MS,
+            mode=config.vad_mode,
+            hangover_ms=config.vad_hangover_ms,
+            min_speech_ms=config.vad_min_speech_ms,
+        )
+        self._configured = False
+        self._mute_audio = False
+        self._opened = False
+        self._closing = False
+        self._last_input_ns = 0
+        self._buf = bytearray()
+        self._samples_in = 0
+        self._vad_frames = 0
+        self._user_item_id: str | None = None
+        self._user_speech_ms = 0
+        self._last_item_id: str | None = None
+        self._prev: dict[str, str | None] = {}
+        self._user_start_ms = 0
+        self._next_turn = 1
+        self._turn: _Turn | None = None
+        self._response: _Response | None = None
+        self._chunk_samples = config.output_rate_hz * config.delta_ms // 1000
+        self._chunk_gap_ns = round(config.delta_ms * _NS_PER_MS / config.delivery_speed)
+
+    # ------------------------------------------------------------ public surface
+
+    @property
+    def configured(self) -> bool:
+        """Whether the ``session.configure`` frame was accepted."""
+        return self._configured
+
+    @property
+    def received_audio_ms(self) -> int:
+        """Milliseconds of 16 kHz input audio accepted since configure."""
+        return self._samples_in * 1000 // INPUT_RATE_HZ
+
+    @property
+    def flags(self) -> list[GroundTruth]:
+        """Ground-truth records that flag client misbehaviour."""
+        kinds = {
+            "premature_response_create",
+            "undocumented_item_fields",
+            "unknown_call_id",
+            "invalid_audio",
+            "configure_ignored",
+            "audio_before_configure",
+            "response_create_unexpected",
+            "tool_response_timeout",
+        }
+        return [g for g in self.log if g.kind in kinds]
+
+    def kinds(self) -> list[str]:
+        """The ``kind`` of every ground-truth record, in order."""
+        return [g.kind for g in self.log]
+
+    def open(self, *, now_ns: int) -> list[Output]:
+        """The connection is open: ``[warning]`` then ``session.created``."""
+        self._opened = True
+        self._last_input_ns = now_ns
+        out: list[Output] = []
+        if self.model == DEPRECATED_MODEL:
+            out.append(
+                self._send(
+                    WarningEvent(
+                        code="model_deprecated",
+                        message="model 'hydra' is deprecated; migrate to 'hydra-v1.0' "
+                        "or 'hydra-v1.1'",
+                    ),
+                    "warning",
+                )
+            )
+        out.append(self._send(SessionCreated(session_id=self.session_id), "session_created"))
+        return out
+
+    def receive(self, frame: str | bytes, *, now_ns: int) -> list[Output]:
+        """Handle one client frame received at ``now_ns``."""
+        if self._closing:
+            return []
+        self._last_input_ns = now_ns
+        size = len(frame.encode("utf-8")) if isinstance(frame, str) else len(frame)
+        if isinstance(frame, bytes):
+            self.frames_in.append({"type": "<binary>", "bytes": size})
+            return [self._error("invalid_request_error", "binary frames are not supported")]
+        try:
+            raw = json.loads(frame)
+            ev = parse_event(raw if isinstance(raw, dict) else frame)
+        except (json.JSONDecodeError, ProtocolError) as exc:
+            self.frames_in.append({"type": "<invalid>", "bytes": size})
+            return [self._error("invalid_request_error", f"invalid frame: {exc}")]
+        self.frames_in.append(_elide(raw))  # the raw frame: undocumented keys are kept
+        client_eid = ev.event_id
+
+        match ev:
+            case SessionConfigure():
+                return self._on_configure(ev, size=size, now_ns=now_ns)
+            case InputAudioBufferAppend():
+                return self._on_audio(ev, now_ns=now_ns)
+            case _ if not self._configured:
+                self._truth_now("frame_before_configure", now_ns, detail=ev.type)
+                return []
+            case ConversationItemCreate():
+                return self._on_item_create(ev, now_ns=now_ns)
+            case ResponseCreate():
+                return self._on_response_create(now_ns=now_ns)
+            case ResponseCancel():
+                return self._on_response_cancel(ev, now_ns=now_ns)
+            case SessionUpdate():
+                tools = ev.session.get("tools") if isinstance(ev.session, dict) else None
+                if isinstance(tools, list):
+                    return [self._send(SessionUpdated(session={"tools": tools}), "session_updated")]
+                return []
+            case UnknownEvent():
+                self._truth_now("unknown_client_event", now_ns, detail=ev.wire_type)
+                return [
+                    self._error(
+                        "invalid_request_error",
+                        f"unknown event type {ev.wire_type!r}",
+                        client_event_id=client_eid,
+                    )
+                ]
+            case _:
+                self._truth_now("unexpected_client_event", now_ns, detail=ev.type)
+                return []
+
+    def advance(self, *, now_ns: int) -> list[Output]:
+        """Fire everything due at ``now_ns`` (response starts, stream frames, timeouts)."""
+        out: list[Output] = []
+        if self._closing or not self._opened:
+            return out
+        if now_ns - self._last_input_ns >= int(self.config.idle_timeout_s * 1e9):
+            self._closing = True
+            self._truth_now("idle_timeout", now_ns)
+            return [Close(1000, "idle timeout")]
+        progressed = True
+        while progressed:
+            progressed = False
+            turn = self._turn
+            if turn is not None and turn.phase == "waiting" and now_ns >= turn.start_due_ns:
+                self._start_response(turn, now_ns=now_ns)
+                progressed = True
+            r = self._response
+            while r is not None and r.plan and r.plan[0].due_ns <= now_ns:
+                p = r.plan.popleft()
+                if p.send is not None:
+                    out.append(p.send)
+                r.audio_samples_sent += p.audio_samples
+                r.transcript_sent += p.transcript
+                r.message_done |= p.message_done
+                if p.call_done is not None:
+                    r.calls_done.add(p.call_done)
+                if p.final:
+                    out.append(self._finish_response(now_ns=now_ns))
+                    progressed = True
+                    break
+            turn = self._turn
+            if (
+                turn is not None
+                and turn.phase == "awaiting_tools"
+                and now_ns >= turn.tool_deadline_ns
+            ):
+                self._turn = None
+                missing = sorted(set(turn.pending_calls) - set(turn.outputs))
+                self._truth_now(
+                    "tool_response_timeout",
+                    now_ns,
+                    turn_index=turn.index,
+                    detail=f"missing outputs: {missing}" if missing else "no response.create",
+                )
+                out.append(
+                    self._error(
+                        "invalid_request_error",
+                        "no function_call_output + response.create in "
+                        f"{self.config.tool_output_timeout_s:g} s; turn abandoned",
+                        code="tool_response_timeout",
+                    )
+                )
+        return out
+
+    def next_deadline_ns(self) -> int | None:
+        """When :meth:`advance` next has something to do (``None`` once closing)."""
+        if self._closing or not self._opened:
+            return None
+        deadlines = [self._last_input_ns + int(self.config.idle_timeout_s * 1e9)]
+        turn = self._turn
+        if turn is not None:
+            if turn.phase == "waiting":
+                deadlines.append(turn.start_due_ns)
+            elif turn.phase == "awaiting_tools":
+                deadlines.append(turn.tool_deadline_ns)
+        if self._response is not None and self._response.plan:
+            deadlines.append(self._response.plan[0].due_ns)
+        return min(deadlines)
+
+    def sent(self, out: Send, *, t_ns: int) -> None:
+        """The shell wrote ``out`` at ``t_ns``: record the frame and stamp its ground truth."""
+        self.frames_out.append(_elide(out.event.to_dict()))
+        for g in out.truths:
+            self.log.append(dataclasses.replace(g, t_ns=t_ns))
+
+    def finish(self, *, now_ns: int, reason: str) -> None:
+        """The connection is gone; abandon whatever was in flight."""
+        if self.closed_reason is not None:
+            return
+        self._closing = True
+        self.closed_reason = reason
+        self._response = None
+        self._turn = None
+        self._truth_now("session_closed", now_ns, detail=reason)
+
+    # ------------------------------------------------------------ client frames
+
+    def _on_configure(self, ev: SessionConfigure, *, size: int, now_ns: int) -> list[Output]:
+        if self._configured:
+            self._truth_now("configure_ignored", now_ns, detail=f"{size} bytes")
+            return []
+        self._configured = True
+        self.configure_bytes = size
+        self._truth_now("configure_received", now_ns, detail=f"{size} bytes")
+        if self.dropped_audio_frames:
+            self._truth_now(
+                "audio_before_configure", now_ns, detail=f"{self.dropped_audio_frames} frames"
+            )
+        if size > self.config.max_configure_bytes:
+            self._mute_audio = True
+            self._truth_now(
+                "configure_oversized",
+                now_ns,
+                detail=f"{size} > {self.config.max_configure_bytes} bytes: audio output muted",
+            )
+        s = ev.session if isinstance(ev.session, dict) else {}
+        want_rate = s.get("output_audio_sample_rate")
+        if want_rate is not None and want_rate != self.config.output_rate_hz:
+            self._truth_now("output_rate_request_ignored", now_ns, detail=str(want_rate))
+        gen = bool(s.get("generate_initial_response", False))
+        echo: dict[str, Any] = {
+            "instructions": s.get("instructions") if isinstance(s.get("instructions"), str) else "",
+            "voice": s.get("voice") if isinstance(s.get("voice"), str) else DEFAULT_VOICE,
+            "tools": s.get("tools") if isinstance(s.get("tools"), list) else [],
+            "generate_initial_response": gen,
+            "output_audio_sample_rate": self.config.output_rate_hz,
+        }
+        out: list[Output] = [self._send(SessionConfigured(session=echo), "session_configured")]
+        if gen and self.script.assistant_turns:
+            self._schedule_turn(0, trigger="initial", now_ns=now_ns)
+        return out
+
+    def _on_audio(self, ev: InputAudioBufferAppend, *, now_ns: int) -> list[Output]:
+        if not self._configured:
+            self.dropped_audio_frames += 1
+            return []
+        try:
+            data = base64.b64decode(ev.audio, validate=True)
+        except (binascii.Error, ValueError):
+            return self._invalid_audio("audio is not valid base64", ev, now_ns)
+        if len(data) < MIN_AUDIO_FRAME_BYTES:
+            return self._invalid_audio(
+                f"audio frame too small ({len(data)} bytes, need {MIN_AUDIO_FRAME_BYTES})",
+                ev,
+                now_ns,
+            )
+        if len(data) % 2:
+            return self._invalid_audio(
+                f"audio is not PCM16 ({len(data)} bytes, odd length)", ev, now_ns
+            )
+        self._samples_in += len(data) // 2
+        self._buf += data
+        out: list[Output] = []
+        n_frames = len(self._buf) // _VAD_FRAME_BYTES
+        for i in range(n_frames):
+            chunk = bytes(self._buf[i * _VAD_FRAME_BYTES : (i + 1) * _VAD_FRAME_BYTES])
+            frame: npt.NDArray[np.int16] = np.frombuffer(chunk, dtype="<i2").astype(np.int16)
+            for seg in self._segmenter.push(frame, frame_index=self._vad_frames):
+                if isinstance(seg, SpeechStart):
+                    out.extend(self._on_speech_start(seg.start_ms, now_ns=now_ns))
+                elif isinstance(seg, SpeechEnd):
+                    out.extend(self._on_speech_end(seg.end_ms, now_ns=now_ns))
+            self._vad_frames += 1
+        del self._buf[: n_frames * _VAD_FRAME_BYTES]
+        return out
+
+    def _invalid_audio(self, message: str, ev: HydraEvent, now_ns: int) -> list[Output]:
+        self._truth_now("invalid_audio", now_ns, detail=message)
+        return [
+            self._error(
+                "invalid_request_error",
+                message,
+                code="invalid_audio",
+                param="audio",
+                client_event_id=ev.event_id,
+            )
+        ]
+
+    def _on_item_create(self, ev: ConversationItemCreate, *, now_ns: int) -> list[Output]:
+        item = ev.item if isinstance(ev.item, dict) else {}
+        if item.get("type") != "function_call_output":
+            self._truth_now("item_create_ignored", now_ns, detail=str(item.get("type")))
+            return []
+        extra = sorted(set(item) - _DOCUMENTED_OUTPUT_ITEM_KEYS)
+        if extra:
+            self._truth_now("undocumented_item_fields", now_ns, detail=",".join(extra))
+        call_id = str(item.get("call_id", ""))
+        turn = self._turn
+        idx = turn.index if turn is not None else None
+        self._truth_now("tool_output_received", now_ns, turn_index=idx, detail=call_id)
+        if turn is None or call_id not in turn.pending_calls:
+            self._truth_now("unknown_call_id", now_ns, turn_index=idx, detail=call_id)
+            return []
+        output = item.get("output")
+        turn.outputs[call_id] = output if isinstance(output, str) else json.dumps(output)
+        turn.create_after_last_output = False
+        return []
+
+    def _on_response_create(self, *, now_ns: int) -> list[Output]:
+        turn = self._turn
+        idx = turn.index if turn is not None else None
+        self._truth_now("response_create_received", now_ns, turn_index=idx)
+        if turn is None or not turn.pending_calls:
+            self._truth_now("response_create_unexpected", now_ns, turn_index=idx)
+            return []
+        missing = sorted(set(turn.pending_calls) - set(turn.outputs))
+        if missing:
+            self._truth_now(
+                "premature_response_create",
+                now_ns,
+                turn_index=turn.index,
+                detail=f"missing outputs: {missing}",
+            )
+            return []
+        turn.create_after_last_output = True
+        if turn.phase == "awaiting_tools":
+            self._continue_turn(turn, now_ns=now_ns)
+        return []
+
+    def _on_response_cancel(self, ev: ResponseCancel, *, now_ns: int) -> list[Output]:
+        r = self._response
+        self._truth_now("response_cancel_received", now_ns, response_id=ev.response_id)
+        if r is None or (ev.response_id is not None and ev.response_id != r.id):
+            return []
+        return self._cancel_response("client_cancelled", now_ns=now_ns)
+
+    # ------------------------------------------------------------ speech
+
+    def _on_speech_start(self, start_ms: int, *, now_ns: int) -> list[Output]:
+        self._user_item_id = self._id("item")
+        self._user_start_ms = start_ms
+        out: list[Output] = [
+            self._send(
+                SpeechStarted(audio_start_ms=start_ms, item_id=self._user_item_id),
+                "speech_started",
+                audio_ms=start_ms,
+            )
+        ]
+        turn = self._turn
+        if self._response is not None:
+            out.extend(self._cancel_response("interrupted", now_ns=now_ns))
+        elif (
+            turn is not None
+            and turn.phase == "waiting"
+            and turn.trigger == "speech"
+            and turn.responses_started == 0
+        ):
+            # The user kept talking before we answered: answer the same script turn later.
+            self._turn = None
+            self._next_turn = turn.index
+            self._truth_now(
+                "pending_response_withdrawn",
+                now_ns,
+                turn_index=turn.index,
+                injected_latency_ms=turn.latency_ms,
+            )
+        item = {
+            "id": self._user_item_id,
+            "type": "message",
+            "role": "user",
+            "status": "in_progress",
+            "content": [{"type": "input_audio"}],
+        }
+        out.append(self._item_added(item))
+        return out
+
+    def _on_speech_end(self, end_ms: int, *, now_ns: int) -> list[Output]:
+        item_id = self._user_item_id or self._id("item")
+        self._user_item_id = None
+        self._user_speech_ms += max(0, end_ms - self._user_start_ms)
+        out: list[Output] = [
+            self._send(
+                SpeechStopped(audio_end_ms=end_ms, item_id=item_id),
+                "speech_stopped",
+                audio_ms=end_ms,
+            ),
+            self._send(
+                ConversationItemDone(
+                    previous_item_id=self._prev_of(item_id),
+                    item={
+                        "id": item_id,
+                        "type": "message",
+                        "role": "user",
+                        "status": "completed",
+                        "content": [{"type": "input_audio"}],
+                    },
+                ),
+                None,
+            ),
+        ]
+        if self._turn is not None:
+            self._truth_now("user_turn_while_busy", now_ns, turn_index=self._turn.index)
+        elif self._next_turn >= len(self.script.assistant_turns):
+            self._truth_now("user_turn_beyond_script", now_ns, detail=f"user turn {end_ms} ms")
+        else:
+            self._schedule_turn(self._next_turn, trigger="speech", now_ns=now_ns)
+            self._next_turn += 1
+        return out
+
+    # ------------------------------------------------------------ turns and responses
+
+    def _draw_latency_ms(self, *, tools_first: bool) -> float:
+        c = self.config
+        z = float(self._rng.standard_normal())
+        if tools_first:
+            v = c.tool_args_delay_ms * math.exp(c.latency_sigma * z)
+            return min(max(v, c.tool_args_delay_ms / 2), c.latency_max_ms)
+        v = c.latency_median_ms * math.exp(c.latency_sigma * z)
+        return min(max(v, c.latency_min_ms), c.latency_max_ms)
+
+    def _schedule_turn(self, index: int, *, trigger: str, now_ns: int) -> None:
+        at: AssistantTurn = self.script.assistant_turns[index]
+        turn = _Turn(index=index, steps=tuple(at.steps), trigger=trigger)
+        self._turn = turn
+        self._schedule_response(turn, now_ns=now_ns)
+
+    def _schedule_response(self, turn: _Turn, *, now_ns: int) -> None:
+        if turn.pos >= len(turn.steps):
+            self._turn = None
+            self._truth_now("turn_done", now_ns, turn_index=turn.index)
+            return
+        tools_first = isinstance(turn.steps[turn.pos], CallTools)
+        turn.latency_ms = self._draw_latency_ms(tools_first=tools_first)
+        turn.phase = "waiting"
+        turn.start_due_ns = now_ns + int(turn.latency_ms * _NS_PER_MS)
+        self._truth_now(
+            "response_scheduled",
+            now_ns,
+            turn_index=turn.index,
+            injected_latency_ms=turn.latency_ms,
+            detail=turn.trigger,
+        )
+
+    def _continue_turn(self, turn: _Turn, *, now_ns: int) -> None:
+        turn.pending_calls = {}
+        turn.outputs = {}
+        turn.create_after_last_output = False
+        turn.trigger = "tool_output"
+        self._schedule_response(turn, now_ns=now_ns)
+
+    def _start_response(self, turn: _Turn, *, now_ns: int) -> None:
+        """Compile the next response of ``turn`` (steps up to and including a CallTools)."""
+        texts: list[str] = []
+        call_steps: list[CallTools] = []
+        while turn.pos < len(turn.steps):
+            step = turn.steps[turn.pos]
+            turn.pos += 1
+            if isinstance(step, CallTools):
+                call_steps.append(step)
+                break
+            if isinstance(step, Speak) and step.text.strip():
+                texts.append(step.text)
+        turn.phase = "streaming"
+        turn.responses_started += 1
+        rid = self._id("resp")
+        lat = turn.latency_ms
+        common = {"response_id": rid, "turn_index": turn.index, "injected_latency_ms": lat}
+        plan: deque[_Planned] = deque()
+        t = now_ns
+        plan.append(
+            _Planned(
+                t,
+                self._send(
+                    ResponseCreated(response={"id": rid, "status": "in_progress"}),
+                    "response_created",
+                    **common,
+                ),
+            )
+        )
+        msg_id: str | None = None
+        out_index = 0
+        full_text = ""
+        if texts:
+            msg_id = self._id("item")
+            out_index = 1
+            plan.append(
+                _Planned(
+                    t,
+                    self._item_added(
+                        {
+                            "id": msg_id,
+                            "type": "message",
+                            "role": "assistant",
+                            "status": "in_progress",
+                            "content": [{"type": "output_audio"}],
+                        }
+                    ),
+                )
+            )
+            t, full_text = self._plan_speech(plan, texts, t0_ns=t, rid=rid, msg_id=msg_id, **common)
+        calls: list[_Call] = []
+        for step in call_steps:
+            for tc in step.calls:
+                args = json.dumps(dict(tc.arguments), ensure_ascii=False, separators=(",", ":"))
+                calls.append(
+                    _Call(self._id("call"), tc.name, args, self._id("item"), out_index + len(calls))
+                )
+        gap = int(_ARGS_FRAGMENT_GAP_MS * _NS_PER_MS)
+        for ci, c in enumerate(calls):
+            if ci > 0:
+                t += gap
+            plan.append(
+                _Planned(
+                    t,
+                    self._item_added(
+                        {
+                            "id": c.item_id,
+                            "type": "function_call",
+                            "status": "in_progress",
+                            "call_id": c.call_id,
+                            "name": c.name,
+                        }
+                    ),
+                )
+            )
+            for j, frag in enumerate(self._fragments(c.arguments)):
+                if j > 0:
+                    t += gap
+                plan.append(
+                    _Planned(
+                        t,
+                        self._send(
+                            FunctionCallArgumentsDelta(
+                                response_id=rid,
+                                item_id=c.item_id,
+                                output_index=c.output_index,
+                                call_id=c.call_id,
+                                name=c.name if j == 0 else None,
+                                delta=frag,
+                            ),
+                            "function_call_first_delta" if j == 0 else None,
+                            detail=c.call_id,
+                            **common,
+                        ),
+                    )
+                )
+            plan.append(
+                _Planned(
+                    t,
+                    self._send(
+                        FunctionCallArgumentsDone(
+                            response_id=rid, call_id=c.call_id, name=c.name, arguments=c.arguments
+                        ),
+                        "function_call_done",
+                        detail=c.call_id,
+                        **common,
+                    ),
+                    call_done=c.call_id,
+                )
+            )
+            plan.append(
+                _Planned(
+                    t,
+                    self._send(
+                        ConversationItemDone(
+                            previous_item_id=self._prev_of(c.item_id), item=self._call_item(c)
+                        ),
+                        None,
+                    ),
+                )
+            )
+            turn.pending_calls[c.call_id] = c.name
+        r = _Response(
+            id=rid,
+            turn_index=turn.index,
+            latency_ms=lat,
+            text=full_text,
+            message_item_id=msg_id,
+            calls=calls,
+            plan=plan,
+            input_tokens=self._input_tokens(),
+        )
+        r.plan.append(_Planned(t, None, final=True))
+        self._response = r
+
+    def _plan_speech(
+        self,
+        plan: deque[_Planned],
+        texts: list[str],
+        *,
+        t0_ns: int,
+        rid: str,
+        msg_id: str,
+        **common: Any,
+    ) -> tuple[int, str]:
+        """Schedule transcript + audio deltas of consecutive Speak texts; return (end, text)."""
+        pcms: list[npt.NDArray[np.int16]] = []
+        # (sample offset of the phrase's first word, delta text)
+        phrases: list[tuple[int, str]] = []
+        offset = 0
+        full = ""
+        rate = self.config.output_rate_hz
+        for i, text in enumerate(texts):
+            u = self.speech.get(text)
+            prefix = " " if i > 0 else ""
+            full += prefix + text
+            last = offset + max(len(u.pcm) - 1, 0)
+            for n, (pos, delta) in enumerate(split_phrases(text)):
+                word_ms = next((w.start_ms for w in u.words if w.char_pos >= pos), None)
+                if n == 0:
+                    start = offset
+                elif word_ms is None:
+                    start = phrases[-1][0]
+                else:
+                    start = offset + int(word_ms * rate / 1000)
+                phrases.append((min(start, last), prefix + delta))
+                prefix = ""
+            pcms.append(np.asarray(u.pcm, dtype=np.int16))
+            offset += len(u.pcm)
+        pcm = np.concatenate(pcms) if pcms else np.zeros(0, dtype=np.int16)
+        cs = self._chunk_samples
+        n_chunks = max(1, math.ceil(len(pcm) / cs))
+        by_chunk: dict[int, list[str]] = {}
+        for start, delta in phrases:
+            by_chunk.setdefault(min(start // cs, n_chunks - 1), []).append(delta)
+        t = t0_ns
+        first_transcript = True
+        sent_samples = 0
+        for k in range(n_chunks):
+            t = t0_ns + k * self._chunk_gap_ns
+            for delta in by_chunk.get(k, []):
+                plan.append(
+                    _Planned(
+                        t,
+                        self._send(
+                            ResponseOutputAudioTranscriptDelta(
+                                response_id=rid, item_id=msg_id, delta=delta
+                            ),
+                            "first_transcript_delta" if first_transcript else None,
+                            **common,
+                        ),
+                        transcript=delta,
+                    )
+                )
+                first_transcript = False
+            chunk = pcm[k * cs : (k + 1) * cs]
+            if self._mute_audio or len(chunk) == 0:
+                continue
+            sent_samples += len(chunk)
+            plan.append(
+                _Planned(
+                    t,
+                    self._send(
+                        ResponseOutputAudioDelta(
+                            response_id=rid,
+                            item_id=msg_id,
+                            output_index=0,
+                            content_index=0,
+                            delta=encode_pcm16(chunk),
+                        ),
+                        "first_audio_delta" if k == 0 else None,
+                        output_audio_ms=sent_samples * 1000 // rate,
+                        **common,
+                    ),
+                    audio_samples=len(chunk),
+                )
+            )
+        audio_ms = (0 if self._mute_audio else len(pcm)) * 1000 // rate
+        plan.append(
+            _Planned(
+                t,
+                self._send(
+                    ResponseOutputAudioDone(
+                        response_id=rid, item_id=msg_id, output_index=0, content_index=0
+                    ),
+                    "audio_done",
+                    output_audio_ms=audio_ms,
+                    detail="muted" if self._mute_audio else None,
+                    **common,
+                ),
+            )
+        )
+        plan.append(
+            _Planned(
+                t,
+                self._send(
+                    ConversationItemDone(
+                        previous_item_id=self._prev_of(msg_id),
+                        item=self._message_item(msg_id, "completed"),
+                    ),
+                    None,
+                ),
+                message_done=True,
+            )
+        )
+        return t, full
+
+    def _fragments(self, args: str) -> list[str]:
+        """Split the JSON into 2-4 non-empty fragments (fewer only if it is that short)."""
+        n = min(int(self._rng.integers(2, 5)), len(args))
+        if n <= 1:
+            return [args]
+        cuts = sorted(int(c) for c in self._rng.choice(np.arange(1, len(args)), n - 1, False))
+        bounds = [0, *cuts, len(args)]
+        return [args[a:b] for a, b in itertools.pairwise(bounds)]
+
+    def _finish_response(self, *, now_ns: int) -> Send:
+        """The response's last frame is out: build ``response.done`` and move the turn on."""
+        r = self._response
+        turn = self._turn
+        assert r is not None
+        self._response = None
+        # Built now, not pre-planned, so its output and usage reflect what was actually sent.
+        done = self._response_done(r, status="completed")
+        if turn is None:
+            return done
+        if r.calls:
+            turn.phase = "awaiting_tools"
+            turn.tool_deadline_ns = now_ns + int(self.config.tool_output_timeout_s * 1e9)
+            if turn.create_after_last_output and set(turn.outputs) >= set(turn.pending_calls):
+                self._continue_turn(turn, now_ns=now_ns)
+            return done
+        self._turn = None
+        turn_done = GroundTruth(
+            "turn_done", -1, turn_index=turn.index, audio_ms=self.received_audio_ms
+        )
+        return dataclasses.replace(done, truths=(*done.truths, turn_done))
+
+    def _cancel_response(self, reason: str, *, now_ns: int) -> list[Output]:
+        r = self._response
+        turn = self._turn
+        if r is None:
+            return []
+        self._response = None
+        self._turn = None  # the scripted turn counts as answered
+        self._truth_now(
+            "response_cancelled",
+            now_ns,
+            response_id=r.id,
+            turn_index=r.turn_index,
+            output_audio_ms=r.audio_samples_sent * 1000 // self.config.output_rate_hz,
+            detail=reason,
+        )
+        if turn is not None and turn.pending_calls:
+            turn.pending_calls = {}
+        return [self._response_done(r, status="cancelled", reason=reason)]
+
+    def _response_done(self, r: _Response, *, status: str, reason: str | None = None) -> Send:
+        output: list[dict[str, Any]] = []
+        if r.message_item_id is not None:
+            output.append(
+                self._message_item(
+                    r.message_item_id, "completed" if r.message_done else "incomplete"
+                )
+            )
+        for c in r.calls:
+            if c.call_id in r.calls_done:
+                output.append(self._call_item(c))
+        audio_ms = r.audio_samples_sent * 1000 // self.config.output_rate_hz
+        out_tokens = (
+            len(r.transcript_sent) // 4
+            + audio_ms // 40
+            + sum(len(c.arguments) // 4 + 4 for c in r.calls if c.call_id in r.calls_done)
+            + 1
+        )
+        resp: dict[str, Any] = {"id": r.id, "status": status}
+        if reason is not None:
+            resp["status_details"] = {"type": status, "reason": reason}
+        resp["output"] = output
+        resp["usage"] = {
+            "input_tokens": r.input_tokens,
+            "output_tokens": out_tokens,
+            "total_tokens": r.input_tokens + out_tokens,
+        }
+        return self._send(
+            ResponseDone(response=resp),
+            "response_done",
+            response_id=r.id,
+            turn_index=r.turn_index,
+            injected_latency_ms=r.latency_ms,
+            output_audio_ms=audio_ms,
+            detail=status if reason is None else f"{status}:{reason}",
+        )
+
+    # ------------------------------------------------------------ helpers
+
+    def _input_tokens(self) -> int:
+        # ~4 bytes per text token for the configure, 25 audio tokens per second of user speech.
+        return (self.configure_bytes or 0) // 4 + self._user_speech_ms // 40
+
+    def _message_item(self, item_id: str | None, status: str) -> dict[str, Any]:
+        return {
+            "id": item_id,
+            "type": "message",
+            "role": "assistant",
+            "status": status,
+            "content": [{"type": "output_audio"}],
+        }
+
+    @staticmethod
+    def _call_item(c: _Call) -> dict[str, Any]:
+        return {
+            "id": c.item_id,
+            "type": "function_call",
+            "status": "completed",
+            "call_id": c.call_id,
+            "name": c.name,
+            "arguments": c.arguments,
+        }
+
+    def _item_added(self, item: dict[str, Any]) -> Send:
+        prev = self._last_item_id
+        self._last_item_id = str(item["id"])
+        self._prev[self._last_item_id] = prev
+        return self._send(ConversationItemAdded(previous_item_id=prev, item=item), None)
+
+    def _prev_of(self, item_id: str | None) -> str | None:
+        # Items are only appended; an item's predecessor is recorded when it is added.
+        return self._prev.get(item_id) if item_id is not None else None
+
+    def _id(self, prefix: str) -> str:
+        return f"{prefix}_{self._ids.getrandbits(64):016x}"
+
+    def _send(self, ev: HydraEvent, kind: str | None, **truth: Any) -> Send:
+        ev = dataclasses.replace(ev, event_id=self._id("sv"))
+        truths: tuple[GroundTruth, ...] = ()
+        if kind is not None:
+            truth.setdefault("audio_ms", self.received_audio_ms)
+            truths = (GroundTruth(kind=kind, t_ns=-1, **truth),)
+        return Send(event=ev, text=ev.dumps(), truths=truths)
+
+    def _truth_now(self, kind: str, now_ns: int, **fields_: Any) -> None:
+        fields_.setdefault("audio_ms", self.received_audio_ms)
+        self.log.append(GroundTruth(kind=kind, t_ns=now_ns, **fields_))
+
+    def _error(
+        self,
+        type_: str,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        client_event_id: str | None = None,
+    ) -> Send:
+        err: dict[str, Any] = {"type": type_, "code": code or type_, "message": message}
+        if param is not None:
+            err["param"] = param
+        if client_event_id is not None:
+            err["event_id"] = client_event_id
+        return self._send(ErrorEvent(error=err), "error", detail=err["code"])

@@ -1,0 +1,233 @@
+"""asyncio shell of the Hydra emulator: sockets, tasks and the clock around :mod:`.core`.
+
+Per connection, one :class:`asyncio.TaskGroup` runs three tasks around an
+:class:`~hydralab.emulator.core.EmulatorSession`:
+
+* reader: ``async for`` over client frames -> ``session.receive`` -> outbound queue;
+* ticker: sleeps until ``session.next_deadline_ns()`` (or a reader wake-up) ->
+  ``session.advance`` -> outbound queue;
+* writer: the only task that writes to the socket, so frames go out exactly in the order the
+  core produced them; it stamps ground truth just before each write.
+
+A client disconnect, an idle close or :meth:`Emulator.stop` ends all three; nothing leaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from hydralab.emulator.core import (
+    Close,
+    EmulatorConfig,
+    EmulatorSession,
+    Output,
+    Send,
+    SpeechCache,
+    speak_texts,
+)
+from hydralab.script import Script
+from hydralab.secrets import redact
+
+__all__ = ["Emulator", "serve_forever"]
+
+
+class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
+    """websockets logs the request line (with ``?api_key=``) at DEBUG: redact it."""
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if self.isEnabledFor(level):
+            text = str(msg) % args if args else str(msg)
+            self.logger.log(level, redact(text), **kwargs)
+
+
+class _SessionEnd(Exception):
+    """Internal: the session is over (reason in ``args[0]``)."""
+
+
+class Emulator:
+    """A local server speaking Hydra's wire protocol from a :class:`~hydralab.script.Script`.
+
+    Usage::
+
+        async with Emulator(script) as emu:
+            client = await connect(f"{emu.url}/?model=hydra-v1.1&api_key=x")
+
+    Args:
+        script: Scripted assistant turns (``assistant_turns[0]`` is the greeting).
+        config: Emulator behaviour (rates, speeds, latencies, VAD, timeouts).
+
+    Attributes:
+        url: ``ws://HOST:PORT`` once started.
+        port: Bound port once started.
+        sessions: One :class:`EmulatorSession` per accepted connection, with ``log``,
+            ``frames_in`` and ``frames_out``.
+    """
+
+    def __init__(self, script: Script, *, config: EmulatorConfig | None = None) -> None:
+        self.script = script
+        self.config = config if config is not None else EmulatorConfig()
+        self.speech = SpeechCache(
+            sample_rate_hz=self.config.output_rate_hz,
+            voice=self.config.voice,
+            seed=self.config.seed,
+        )
+        self.sessions: list[EmulatorSession] = []
+        self.url = ""
+        self.port = 0
+        self._server: Server | None = None
+
+    async def start(self, *, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Render the script's speech, bind and start serving; return the ``ws://`` URL."""
+        if self._server is not None:
+            raise RuntimeError("emulator already started")
+        await asyncio.to_thread(self.speech.prime, speak_texts(self.script))
+        self._server = await serve(
+            self._handler,
+            host,
+            port,
+            compression=None,
+            max_size=None,
+            process_request=self._process_request,
+            logger=_RedactingLogger(logging.getLogger("hydralab.emulator.websockets")),
+        )
+        sock = next(iter(self._server.sockets))
+        self.port = int(sock.getsockname()[1])
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"ws://{shown}:{self.port}"
+        return self.url
+
+    async def stop(self) -> None:
+        """Close every connection (1001) and wait for their handlers to finish."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        await server.wait_closed()
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------ per connection
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        expected = self.config.expected_api_key
+        if expected is None:
+            return None
+        keys = parse_qs(urlsplit(request.path).query).get("api_key", [])
+        if keys == [expected]:
+            return None
+        # As Hydra: refused at the upgrade, no frame, no close code. The key is never echoed.
+        return connection.respond(HTTPStatus.UNAUTHORIZED, "invalid api_key\n")
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        query = parse_qs(urlsplit(ws.request.path if ws.request else "/").query)
+        model = (query.get("model") or ["hydra-v1.1"])[0]
+        session = EmulatorSession(
+            self.script,
+            config=self.config,
+            speech=self.speech,
+            model=model,
+            session_index=len(self.sessions),
+        )
+        self.sessions.append(session)
+        outbox: asyncio.Queue[Output] = asyncio.Queue()
+        wake = asyncio.Event()
+        reason = "server stopped"
+
+        def emit(outs: list[Output]) -> None:
+            for o in outs:
+                outbox.put_nowait(o)
+
+        async def reader() -> None:
+            try:
+                async for msg in ws:
+                    emit(session.receive(msg, now_ns=time.monotonic_ns()))
+                    wake.set()
+            except ConnectionClosed:
+                pass
+            raise _SessionEnd(_close_reason(ws, "client closed"))
+
+        async def ticker() -> None:
+            while True:
+                deadline = session.next_deadline_ns()
+                if deadline is None:
+                    return
+                delay_s = max(0.0, (deadline - time.monotonic_ns()) / 1e9)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay_s):
+                        await wake.wait()
+                wake.clear()
+                emit(session.advance(now_ns=time.monotonic_ns()))
+
+        async def writer() -> None:
+            while True:
+                out = await outbox.get()
+                if isinstance(out, Close):
+                    await ws.close(out.code, out.reason)
+                    raise _SessionEnd(f"closed by emulator ({out.code} {out.reason})")
+                assert isinstance(out, Send)
+                t_ns = time.monotonic_ns()
+                try:
+                    await ws.send(out.text)
+                except ConnectionClosed:
+                    raise _SessionEnd(_close_reason(ws, "client gone during send")) from None
+                session.sent(out, t_ns=t_ns)
+
+        emit(session.open(now_ns=time.monotonic_ns()))
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(reader())
+                tg.create_task(ticker())
+                tg.create_task(writer())
+        except* _SessionEnd as eg:
+            reason = str(eg.exceptions[0])
+        except* Exception as eg:
+            reason = f"error: {eg.exceptions[0]!r}"
+            session.error = reason
+            raise
+        finally:
+            session.finish(now_ns=time.monotonic_ns(), reason=reason)
+
+
+def _close_reason(ws: ServerConnection, default: str) -> str:
+    rcvd = ws.protocol.close_rcvd
+    if rcvd is not None:
+        return f"client closed ({rcvd.code})"
+    return default
+
+
+async def serve_forever(
+    script: Script,
+    *,
+    port: int = 0,
+    config: EmulatorConfig | None = None,
+    host: str = "127.0.0.1",
+) -> None:
+    """Run an emulator until cancelled (Ctrl-C), printing its URL (CLI entry point)."""
+    emu = Emulator(script, config=config)
+    url = await emu.start(host=host, port=port)
+    print(f"hydra emulator listening on {url}/?model=hydra-v1.1&api_key=<any>", flush=True)
+    try:
+        await asyncio.Future()
+    finally:
+        await emu.stop()
