@@ -3,9 +3,10 @@
 A :class:`Script` is what the offline emulator (assistant side) and the scripted caller (user
 side) follow: the user's lines in order, and for each of them the assistant's answer as a
 sequence of steps (:class:`Speak` or :class:`CallTools`). ``assistant_turns[0]`` is the greeting;
-``assistant_turns[i]`` answers ``user_turns[i - 1]``. Tool calls keep their exact arguments and
-are *executed* by the emulator through :mod:`hydralab.tools`; the trace's stored responses are
-deliberately not part of the script.
+``assistant_turns[i]`` answers ``user_turns[i - 1]``. Tool calls keep their exact arguments; the
+emulator only *emits* them, and the bridge (the client side, as with the real Hydra) executes them
+through :mod:`hydralab.tools`. The trace's stored responses are deliberately not part of the
+script.
 """
 
 from __future__ import annotations
