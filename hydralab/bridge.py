@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +30,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from hydralab.audio import StreamResampler, Timeline, ulaw_decode, ulaw_encode
-from hydralab.client import HydraClient, HydraConfig, HydraError
+from hydralab.client import HydraClient, HydraConfig, HydraConnectionError, HydraError
 from hydralab.clock import Clock
 from hydralab.protocol import twilio as tw
 from hydralab.protocol.hydra import (
@@ -37,6 +39,7 @@ from hydralab.protocol.hydra import (
     FunctionCallArgumentsDone,
     HydraEvent,
     ResponseCreate,
+    ResponseCreated,
     ResponseDone,
     ResponseOutputAudioDelta,
     ResponseOutputAudioDone,
@@ -63,6 +66,10 @@ class BridgeConfig:
     preroll_ms: float = 200.0
     stt_timeout_s: float = 60.0
     tool_timeout_s: float = 30.0
+    connect_backoff_s: tuple[float, ...] = (0.5, 1.0, 2.0)
+    """Delays (jittered ×0.5–1.5) between connection attempts after a retryable failure."""
+    max_reconnects: int = 1
+    """Mid-call reconnects after the model drops the session (``internal_error``, 1011/1013)."""
 
 
 @dataclass
@@ -139,6 +146,13 @@ class BridgeSession:
         self._debounce: asyncio.Task[None] | None = None
         self._stt_tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
+        self._ws: ServerConnection | None = None
+        self._model_up = asyncio.Event()
+        self._audio_open: str | None = None  # response with deltas but no output_audio.done
+        self.dropped_input_ms = 0.0
+        self.connect_attempts = 0
+        self._api_key = api_key
+        self._last_error_code: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self, ws: ServerConnection) -> None:
@@ -156,8 +170,9 @@ class BridgeSession:
             self.done.set()
 
     async def _run(self, ws: ServerConnection) -> None:
+        self._ws = ws
         try:
-            await self.client.connect()
+            await self._connect_with_backoff()
         except HydraError as exc:
             self.error = str(exc)
             self.ended_reason = "model_connect_failed"
@@ -182,6 +197,43 @@ class BridgeSession:
             with contextlib.suppress(Exception):
                 await ws.close()
             self._queue_event.set()
+
+    def _new_client(self, *, greeting: bool) -> HydraClient:
+        cfg = dataclasses.replace(self.config.hydra, generate_initial_response=greeting)
+        return HydraClient(
+            cfg,
+            api_key=self._api_key,
+            frame_logger=self.writer.hydra_frame,
+            now_ns=self.clock.now_ns,
+        )
+
+    async def _connect_with_backoff(self, *, initial: bool = True) -> None:
+        """Connect (a new session each attempt); retry capacity/transport failures with jitter."""
+        delays = self.config.connect_backoff_s
+        for attempt in range(len(delays) + 1):
+            client = (
+                self.client
+                if initial and attempt == 0
+                else self._new_client(
+                    greeting=initial and self.config.hydra.generate_initial_response
+                )
+            )
+            try:
+                await client.connect()
+            except HydraError as exc:
+                if not _retryable(exc) or attempt == len(delays):
+                    raise
+                delay = delays[attempt] * random.uniform(0.5, 1.5)
+                self._log_bridge(
+                    "model_connect_retry",
+                    {"attempt": attempt + 1, "error": str(exc), "delay_s": round(delay, 3)},
+                )
+                await asyncio.sleep(delay)
+                continue
+            self.client = client
+            self.connect_attempts = attempt + 1
+            self._model_up.set()
+            return
 
     async def _drain(self) -> None:
         """Stop intake, then let pending tools and transcriptions finish (bounded)."""
@@ -254,11 +306,25 @@ class BridgeSession:
         self._preroll.append(pcm16)
         if self._utt is not None:
             self._utt.append(pcm16)
+        await self._send_input(pcm16)
+
+    async def _send_input(self, pcm16: npt.NDArray[np.int16]) -> None:
+        """Queue 16 kHz input and send it in 20 ms frames; dropped (and counted) while the
+        model is reconnecting."""
+        if not self._model_up.is_set():
+            self.dropped_input_ms += pcm16.size / 16.0
+            self._send16 = np.zeros(0, dtype=np.int16)
+            return
         self._send16 = np.concatenate([self._send16, pcm16])
         while self._send16.size >= _F16 and not self._stop.is_set():
             chunk, self._send16 = self._send16[:_F16], self._send16[_F16:]
-            async with self._send_lock:
-                await self.client.send_audio(chunk)
+            try:
+                async with self._send_lock:
+                    await self.client.send_audio(chunk)
+            except HydraError:
+                self._model_up.clear()
+                self.dropped_input_ms += chunk.size / 16.0
+                return
 
     async def _silence_fill(self) -> None:
         silence8 = np.zeros(_F8, dtype=np.int16)
@@ -269,11 +335,7 @@ class BridgeSession:
             if now - self._last_forward_ns >= gap_ns and not self._stop.is_set():
                 pcm16 = self._up16.process(silence8)
                 self._last_forward_ns = now - gap_ns + 20_000_000
-                self._send16 = np.concatenate([self._send16, pcm16])
-                while self._send16.size >= _F16:
-                    chunk, self._send16 = self._send16[:_F16], self._send16[_F16:]
-                    async with self._send_lock:
-                        await self.client.send_audio(chunk)
+                await self._send_input(pcm16)
 
     def _start_utterance(self, t_ns: int, timestamp_ms: int | None) -> None:
         if self._utt is not None:
@@ -305,6 +367,44 @@ class BridgeSession:
 
     # ------------------------------------------------------------------ model side
     async def _model_reader(self) -> None:
+        while True:
+            await self._read_model()
+            if self._stop.is_set():
+                return
+            code = self.client.close_code
+            retry = code in (1011, 1012, 1013) or self._last_error_code in (
+                "internal_error",
+                "server_full",
+            )
+            if not retry or self.reconnects >= self.config.max_reconnects:
+                self._log_bridge("model_closed", {"close_code": code})
+                self._end("model_disconnected")
+                return
+            self.reconnects += 1
+            self._model_up.clear()
+            t = self.clock.now_ns()
+            for a in self.tracker.abort_current(t, reason="model_disconnected"):
+                if isinstance(a, TurnComplete):
+                    self._flush_audio()
+                    self._queue.append(_Mark(tw.turn_end_mark(a.index)))
+                    self._queue_event.set()
+            self._log_bridge(
+                "model_reconnect",
+                {"close_code": code, "error": self._last_error_code, "reconnects": self.reconnects},
+            )
+            self._last_error_code = None
+            try:
+                await self._connect_with_backoff(initial=False)
+            except HydraError as exc:
+                self.error = str(exc)
+                self._end("model_disconnected")
+                return
+            if self.client.output_rate_hz != self.output_rate_hz:
+                self.output_rate_hz = self.client.output_rate_hz
+                self._down8 = StreamResampler(self.output_rate_hz, out_rate_hz=8000)
+                self._to48 = StreamResampler(self.output_rate_hz, out_rate_hz=48000)
+
+    async def _read_model(self) -> None:
         async for ev in self.client:
             t = self.clock.now_ns()
             actions = self.tracker.on_event(ev, t)
@@ -319,18 +419,22 @@ class BridgeSession:
                         await self._barge_in(i)
             if self._stop.is_set():
                 break
-        if not self._stop.is_set():
-            code = self.client.close_code
-            self._log_bridge("model_closed", {"close_code": code})
-            self._end("model_disconnected")
 
     async def _handle(self, ev: HydraEvent, t_ns: int) -> None:
         match ev:
+            case ResponseCreated():
+                # A new response while the previous one's audio is still open: the docs say drop
+                # the still-scheduled audio of the previous response.
+                if self._audio_open is not None and self._audio_open != ev.response_id:
+                    await self._barge_in(None, why="response_superseded")
+                self._audio_open = None
             case ResponseOutputAudioDelta():
+                self._audio_open = ev.response_id
                 rid = ev.response_id or ""
                 pcm, self._carry[rid] = decode_pcm16(ev.payload, carry=self._carry.get(rid, b""))
                 self._enqueue_audio(ev.response_id, pcm, t_ns)
             case ResponseOutputAudioDone():
+                self._audio_open = None
                 self._flush_audio()
             case FunctionCallArgumentsDone():
                 self._pending_calls.add(ev.call_id)
@@ -338,12 +442,13 @@ class BridgeSession:
                 self._tool_tasks.add(task)
                 task.add_done_callback(self._tool_tasks.discard)
             case ResponseDone():
+                self._audio_open = None
                 self._flush_audio()
                 if ev.function_calls or self._pending_calls:
                     self._tool_response_done = True
                     self._arm_response_create()
             case ErrorEvent():
-                self.tracker.error(t_ns, code=ev.code, message=redact(ev.message))
+                self._last_error_code = ev.code
             case _:
                 pass
 
@@ -379,12 +484,17 @@ class BridgeSession:
         self._buf8 = np.zeros(0, dtype=np.int16)
         self._buf48 = np.zeros(0, dtype=np.int16)
 
-    async def _barge_in(self, index: int) -> None:
+    async def _barge_in(self, index: int | None, *, why: str = "speech_started") -> None:
+        """Drop every unplayed frame and tell the caller to flush what it buffered."""
         dropped = sum(isinstance(x, _Frame) for x in self._queue)
         self._queue = deque(x for x in self._queue if isinstance(x, _Mark))
         self._buf8 = np.zeros(0, dtype=np.int16)
         self._buf48 = np.zeros(0, dtype=np.int16)
-        self._log_bridge("barge_in", {"turn": index, "dropped_frames": dropped})
+        self._log_bridge("barge_in", {"turn": index, "dropped_frames": dropped, "why": why})
+        if self._ws is not None:
+            with contextlib.suppress(ConnectionClosed):
+                await self._ws.send(tw.clear_frame(self.stream_sid))
+                self.writer.log("twilio", "out", {"event": "clear"}, self.clock.now_ns())
 
     # ------------------------------------------------------------------ tools
     async def _run_tool(self, ev: FunctionCallArgumentsDone) -> None:
@@ -406,9 +516,14 @@ class BridgeSession:
             self.tracker.tool_called(self.clock.now_ns(), name=name, params=params)
             result = self.tools.execute(name, params)
         self.tracker.tool_result(self.clock.now_ns(), name=name, params=params, result=result)
-        await self.client.send(
-            ConversationItemCreate.function_call_output(ev.call_id, dumps_result(result))
-        )
+        try:
+            await self.client.send(
+                ConversationItemCreate.function_call_output(ev.call_id, dumps_result(result))
+            )
+        except HydraError as exc:
+            self._pending_calls.discard(ev.call_id)
+            self._log_bridge("tool_output_not_sent", {"call_id": ev.call_id, "error": str(exc)})
+            return
         self.tracker.output_sent(self.clock.now_ns())
         self._pending_calls.discard(ev.call_id)
         self._arm_response_create()
@@ -425,7 +540,11 @@ class BridgeSession:
         if self._pending_calls or self._stop.is_set():
             return
         self._tool_response_done = False
-        await self.client.send(ResponseCreate())
+        try:
+            await self.client.send(ResponseCreate())
+        except HydraError as exc:
+            self._log_bridge("response_create_not_sent", {"error": str(exc)})
+            return
         self.tracker.response_create_sent(self.clock.now_ns())
 
     # ------------------------------------------------------------------ pacer
@@ -472,10 +591,45 @@ class BridgeSession:
         self.tracker.audio_played(frame.response_id, int(frame.pcm48.size), t_ns)
 
     # ------------------------------------------------------------------ outputs
+    def compute_v2v(self) -> None:
+        """``v2v`` per turn, read off the timeline: the caller's last audible sample before the
+        turn → the turn's first audible sample as played. Resampler delays are compensated: the
+        user track lags its arrival by the 8→48 kHz filter delay; the caller hears the 8 kHz
+        path, whose delay differs from the recorded 48 kHz path's."""
+        tl = self.timeline
+        sr = tl.sample_rate_hz
+        user_lag_ms = self._up48.delay_ms
+        asst_skew_ms = 0.0
+        if self._down8 is not None and self._to48 is not None:
+            asst_skew_ms = self._down8.delay_ms - self._to48.delay_ms
+        prev_end = 0
+        for turn in self.tracker.turns:
+            if turn.first_played_t_ns is None:
+                turn.v2v_reason = "never_played"
+                continue
+            start = max(0, tl.index_of(turn.first_played_t_ns) - sr // 100)
+            end = tl.index_of(turn.last_played_t_ns or turn.first_played_t_ns) + sr // 50
+            onset = tl.first_onset("assistant", start_index=start, end_index=end)
+            if turn.kind == "greeting":
+                turn.v2v_reason = "greeting"
+            elif onset is None:
+                turn.v2v_reason = "no_audible_assistant_audio"
+            else:
+                offset = tl.last_offset("user", end_index=onset, start_index=prev_end)
+                if offset is None:
+                    turn.v2v_reason = "no_audible_caller_speech"
+                else:
+                    turn.v2v_ms = round(
+                        (onset - offset) * 1000.0 / sr + user_lag_ms + asst_skew_ms, 3
+                    )
+            prev_end = max(prev_end, end)
+
     def finalize(self) -> None:
         """Write every file of the run directory; safe on any exit path."""
         w = self.writer
         try:
+            with contextlib.suppress(Exception):  # a metric must never cost the recordings
+                self.compute_v2v()
             w.audit_log(self.tracker.audit, self.tracker.conversation_messages)
             w.jsonl("framework_logs.jsonl", self.tracker.framework_logs)
             w.jsonl("pipecat_metrics.jsonl", self.tracker.metrics)
@@ -514,8 +668,20 @@ class BridgeSession:
             "stt_failures": self.stt_failures,
             "errors": self.tracker.errors,
             "timeline_t0_epoch_ms": self.clock.epoch_ms(self.clock.t0_ns),
+            "reconnects": self.reconnects,
+            "connect_attempts": self.connect_attempts,
+            "dropped_input_ms": self.dropped_input_ms,
             "duration_s": ((self.ended_ns or self.clock.now_ns()) - self.started_ns) / 1e9,
         }
+
+
+def _retryable(exc: HydraError) -> bool:
+    """Capacity (``server_full`` / 1013) and transport failures are worth another attempt;
+    auth and handshake ``error``s are not."""
+    text = str(exc)
+    if "server_full" in text or "1013" in text:
+        return True
+    return isinstance(exc, HydraConnectionError)
 
 
 class Bridge:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydralab.protocol.hydra import (
+    ErrorEvent,
     FunctionCallArgumentsDelta,
     FunctionCallArgumentsDone,
     HydraEvent,
@@ -101,6 +102,8 @@ class AssistantTurn:
     usage: dict[str, int] = field(default_factory=dict)
     stages: dict[str, int] = field(default_factory=dict)  # tool waterfall anchors, t_ns
     awaiting_tools: bool = False
+    v2v_ms: float | None = None  # caller's last audible sample → first audible assistant sample
+    v2v_reason: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -270,9 +273,26 @@ class TurnTracker:
                 self._close(cur, t_ns, status=ev.status, reason=ev.reason)
                 if not cur.interrupted:
                     actions.append(TurnComplete(cur.index))
+            case ErrorEvent():
+                self.errors.append(
+                    {"timestamp": self._ms(t_ns), "code": ev.code, "message": ev.message}
+                )
+                cur = self.current
+                if ev.code == "tool_response_timeout" and cur is not None and cur.awaiting_tools:
+                    # Hydra abandoned the turn: close it so the caller is not left waiting.
+                    self._close(cur, t_ns, status="failed", reason=ev.code)
+                    actions.append(TurnComplete(cur.index))
             case _:
                 pass
         return actions
+
+    def abort_current(self, t_ns: int, *, reason: str) -> list[Action]:
+        """The model session ended under an open turn: close it as failed (what was heard stays)."""
+        cur = self.current
+        if cur is None:
+            return []
+        self._close(cur, t_ns, status="failed", reason=reason)
+        return [TurnComplete(cur.index)]
 
     def _turn_for(self, response_id: str | None, t_ns: int) -> AssistantTurn:
         if response_id is not None and response_id in self._by_response:
@@ -422,6 +442,9 @@ class TurnTracker:
                     "tools": [c["name"] for c in t.tool_calls],
                     "model_response_ms": t.model_response_ms,
                     "latency_reason": t.latency_reason,
+                    "v2v_ms": t.v2v_ms,
+                    "v2v_reason": t.v2v_reason,
+                    "status_reason": t.status_reason,
                     "first_played_epoch_ms": (
                         self._ms(t.first_played_t_ns) if t.first_played_t_ns else None
                     ),
