@@ -80,8 +80,17 @@ class VoiceActivityDetector:
         fs = self.frame_samples
         return [self.is_speech(pcm[i * fs : (i + 1) * fs]) for i in range(n)]
 
-    def voiced_frames(self, pcm: np.ndarray) -> int:
-        """Number of whole frames of ``pcm`` classified as speech."""
+    def voiced_frames(self, pcm: np.ndarray, *, warmup_frames: int = 0) -> int:
+        """Number of whole frames of ``pcm`` classified as speech.
+
+        Args:
+            pcm: int16 mono audio at ``sample_rate_hz``.
+            warmup_frames: First feed this many leading frames once, discarding the results.
+                webrtcvad flags the first ~4 frames after a noise onset as speech while its
+                noise model adapts; warming up on the same audio removes that bias.
+        """
+        if warmup_frames > 0:
+            self.frames(pcm[: warmup_frames * self.frame_samples])
         return sum(self.frames(pcm))
 
 
