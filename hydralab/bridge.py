@@ -82,6 +82,7 @@ class _Frame:
 @dataclass
 class _Mark:
     name: str
+    turn_index: int
 
 
 class BridgeSession:
@@ -386,7 +387,7 @@ class BridgeSession:
             for a in self.tracker.abort_current(t, reason="model_disconnected"):
                 if isinstance(a, TurnComplete):
                     self._flush_audio()
-                    self._queue.append(_Mark(tw.turn_end_mark(a.index)))
+                    self._queue.append(_Mark(tw.turn_end_mark(a.index), a.index))
                     self._queue_event.set()
             self._log_bridge(
                 "model_reconnect",
@@ -413,7 +414,7 @@ class BridgeSession:
                 match a:
                     case TurnComplete(index=i):
                         self._flush_audio()
-                        self._queue.append(_Mark(tw.turn_end_mark(i)))
+                        self._queue.append(_Mark(tw.turn_end_mark(i), i))
                         self._queue_event.set()
                     case BargeIn(index=i):
                         await self._barge_in(i)
@@ -561,6 +562,7 @@ class BridgeSession:
             item = self._queue.popleft()
             try:
                 if isinstance(item, _Mark):
+                    self.tracker.turn_played(item.turn_index, self.clock.now_ns())
                     await ws.send(tw.mark_frame(self.stream_sid, item.name))
                     self.writer.log(
                         "twilio", "out", {"event": "mark", "name": item.name}, self.clock.now_ns()

@@ -104,6 +104,13 @@ class AssistantTurn:
     awaiting_tools: bool = False
     v2v_ms: float | None = None  # caller's last audible sample → first audible assistant sample
     v2v_reason: str | None = None
+    played_out: bool = False  # the pacer sent the turn's last frame (its end mark)
+    logged: bool = False  # audit / framework entries written
+
+    @property
+    def playing(self) -> bool:
+        """Audio of this turn has started and not all of it has reached the caller."""
+        return self.first_delta_t_ns is not None and not self.played_out and not self.interrupted
 
     @property
     def complete(self) -> bool:
@@ -214,10 +221,16 @@ class TurnTracker:
         match ev:
             case SpeechStarted():
                 self._heard_user = True
-                cur = self.current
-                if cur is not None and cur.first_delta_t_ns is not None:
-                    cur.interrupted = True
-                    actions.append(BargeIn(cur.index))
+                # Barge-in is about what the caller hears: a turn whose audio is all received
+                # (response.done) can still be playing from the bridge's queue.
+                for turn in reversed(self.turns):
+                    if turn.playing:
+                        turn.interrupted = True
+                        actions.append(BargeIn(turn.index))
+                        if turn.complete:
+                            turn.status = "interrupted"
+                            self._log_turn(turn, t_ns)
+                        break
             case SpeechStopped():
                 cur = self.current
                 if cur is not None and cur.first_delta_t_ns is not None and cur.anchor_t_ns is None:
@@ -355,6 +368,22 @@ class TurnTracker:
         if status == "cancelled" and reason == "interrupted":
             turn.interrupted = True
         turn.status = "interrupted" if turn.interrupted else status
+        if turn.interrupted or turn.played_out or turn.first_delta_t_ns is None:
+            self._log_turn(turn, t_ns)
+        # else: logged when its last frame has been played (``turn_played``) — what was heard
+        # is only known then.
+
+    def turn_played(self, index: int, t_ns: int) -> None:
+        """The pacer sent the end mark of turn ``index``: all of its audio reached the caller."""
+        turn = self.turns[index]
+        turn.played_out = True
+        if turn.complete:
+            self._log_turn(turn, t_ns)
+
+    def _log_turn(self, turn: AssistantTurn, t_ns: int) -> None:
+        if turn.logged:
+            return
+        turn.logged = True
         text = turn.heard_text
         if turn.first_delta_t_ns is None and not text:
             return  # a response that produced nothing audible (e.g. tool-only, then abandoned)
@@ -420,11 +449,18 @@ class TurnTracker:
         self.errors.append({"timestamp": self._ms(t_ns), "code": code, "message": message})
 
     def finish(self, t_ns: int) -> None:
-        """End of session: a turn still open is flushed as interrupted, never lost."""
+        """End of session: nothing is lost. An open turn is flushed as interrupted; a received
+        turn whose audio had not all been played when the call ended keeps what was heard."""
         cur = self.current
         if cur is not None:
             cur.interrupted = cur.interrupted or cur.first_delta_t_ns is not None
             self._close(cur, t_ns, status="incomplete", reason="session_ended")
+        for turn in self.turns:
+            if not turn.logged:
+                if turn.samples_played < turn.samples_received:
+                    turn.interrupted = True
+                    turn.status = "interrupted"
+                self._log_turn(turn, t_ns)
 
     # ------------------------------------------------------------------ summaries
     def turn_rows(self) -> list[dict[str, Any]]:

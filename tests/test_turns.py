@@ -36,6 +36,11 @@ def speak(t: TurnTracker, rid: str, at_ms: int, text: str = "Hello there.", *, d
             ),
             (at_ms + 50) * MS,
         )
+        # the pacer plays it all, then its end mark
+        t.audio_played(rid, 4800, (at_ms + 60) * MS)
+        for a in acts:
+            if isinstance(a, TurnComplete):
+                t.turn_played(a.index, (at_ms + 160) * MS)
     return acts
 
 
@@ -199,3 +204,38 @@ def test_finish_flushes_open_turn_as_interrupted() -> None:
     t.finish(900 * MS)
     assert t.turns[0].status == "interrupted"
     assert t.audit[-1]["value"].endswith("[interrupted]")
+
+
+def test_entry_waits_until_played_and_barge_in_after_response_done() -> None:
+    t = tracker()
+    t.on_event(h.ResponseCreated(response={"id": "r0"}), 0)
+    t.on_event(h.ResponseOutputAudioTranscriptDelta(response_id="r0", delta="One two,"), 0)
+    t.on_event(h.ResponseOutputAudioDelta(response_id="r0", delta="AA"), 1 * MS)
+    t.audio_received("r0", 48000, 1 * MS)
+    t.on_event(h.ResponseOutputAudioTranscriptDelta(response_id="r0", delta=" three four."), 2 * MS)
+    t.audio_received("r0", 48000, 2 * MS)
+    # all received (Hydra sends ~10x real time) but barely played
+    acts = t.on_event(h.ResponseDone(response={"id": "r0", "status": "completed"}), 200 * MS)
+    assert acts == [TurnComplete(0)]
+    assert t.audit == []  # not logged before it has been heard
+    t.audio_played("r0", 9600, 210 * MS)
+    acts = t.on_event(h.SpeechStarted(audio_start_ms=300), 400 * MS)
+    assert acts == [BargeIn(0)]
+    assert t.turns[0].status == "interrupted"
+    assert t.audit[-1]["value"] == "One two, [interrupted]"
+    t.turn_played(0, 500 * MS)  # the mark still goes out after the dropped audio: no duplicate
+    assert [e["message_type"] for e in t.audit] == ["assistant"]
+
+
+def test_finish_keeps_unplayed_tail_as_interrupted() -> None:
+    t = tracker()
+    t.on_event(h.ResponseCreated(response={"id": "r0"}), 0)
+    t.on_event(h.ResponseOutputAudioTranscriptDelta(response_id="r0", delta="Heard."), 0)
+    t.on_event(h.ResponseOutputAudioDelta(response_id="r0", delta="AA"), 1 * MS)
+    t.audio_received("r0", 48000, 1 * MS)
+    t.on_event(h.ResponseOutputAudioTranscriptDelta(response_id="r0", delta=" Not heard."), 2 * MS)
+    t.audio_received("r0", 48000, 2 * MS)
+    t.on_event(h.ResponseDone(response={"id": "r0", "status": "completed"}), 3 * MS)
+    t.audio_played("r0", 24000, 10 * MS)
+    t.finish(600 * MS)  # the caller hung up mid-turn
+    assert t.audit[-1]["value"] == "Heard. [interrupted]"

@@ -1,0 +1,220 @@
+"""Hydra fidelity, end to end: the bridge gets the hard cases right against the emulator.
+
+Each test runs a real conversation over real sockets on 127.0.0.1 (caller → bridge → emulator)
+with a short hand-made script over hydralab's default record, so it takes seconds, not minutes.
+Ground truth comes from the emulator's own send log and from the caller's own clock.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hydralab.audio import read_wav
+from hydralab.caller import CallerConfig
+from hydralab.emulator import EmulatorConfig
+from hydralab.runner import RunResult, run_record_sync
+from hydralab.script import AssistantTurn, CallTools, Script, Speak, ToolCall, UserTurn
+
+pytestmark = pytest.mark.e2e
+
+GREETING = "Hello! Thanks for calling SkyWay. How can I help you today?"
+RES = {"confirmation_number": "HT4KWB", "last_name": "brooks"}
+
+
+def _script(users: list[str], answers: list[tuple[Any, ...]]) -> Script:
+    from hydralab.speech.text import spoken_form
+
+    return Script(
+        greeting=GREETING,
+        user_turns=tuple(UserTurn(text=u, spoken=spoken_form(u)) for u in users),
+        assistant_turns=(
+            AssistantTurn(steps=(Speak(GREETING),)),
+            *(AssistantTurn(steps=a) for a in answers),
+        ),
+        record_id="HL-AIR-001",
+    )
+
+
+def _run(tmp: Path, script: Script, **kw: Any) -> RunResult:
+    res = run_record_sync(None, out_dir=tmp, run_id="t", script=script, transcriber=None, **kw)
+    assert res.error is None, res.error
+    assert res.ended_reason == "goodbye"
+    return res
+
+
+def _events(res: RunResult) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in (res.run_dir / "events.jsonl").read_text().splitlines()]
+
+
+def _rms_dbfs(x: np.ndarray) -> float:
+    r = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) if x.size else 0.0
+    return 20 * np.log10(max(r, 1e-9) / 32768.0)
+
+
+# ---------------------------------------------------------------- tools
+
+
+@pytest.fixture(scope="module")
+def tool_run(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    script = _script(
+        ["My confirmation number is HT4KWB, last name Brooks.", "No, that is all. Goodbye."],
+        [
+            (
+                Speak("One moment while I look that up."),
+                CallTools(
+                    (
+                        ToolCall("get_reservation", RES),
+                        ToolCall("no_such_tool", {"x": 1}),
+                        ToolCall(
+                            "get_flight_status", {"flight_number": "SK418", "date": "2026-05-08"}
+                        ),
+                    )
+                ),
+                Speak("Thanks, I found your booking."),
+            ),
+            (Speak("Have a great day."),),
+        ],
+    )
+    return _run(tmp_path_factory.mktemp("tools"), script)
+
+
+def test_several_tool_calls_one_debounced_response_create(tool_run: RunResult) -> None:
+    res = tool_run
+    turn = res.turns[1]
+    assert turn["kind"] == "tool" and turn["status"] == "completed"
+    assert turn["tools"] == ["get_reservation", "no_such_tool", "get_flight_status"]
+    out = [e for e in _events(res) if e["src"] == "hydra" and e["dir"] == "out"]
+    outputs = [e for e in out if e["frame"]["type"] == "conversation.item.create"]
+    creates = [e for e in out if e["frame"]["type"] == "response.create"]
+    assert len(outputs) == 3 and len(creates) == 1
+    gap_ms = creates[0]["rel_ms"] - max(e["rel_ms"] for e in outputs)
+    assert 190 <= gap_ms <= 400, gap_ms
+    # only documented fields on the item, and the emulator flagged nothing
+    for e in outputs:
+        assert set(e["frame"]["item"]) == {"type", "call_id", "output"}
+    meta = json.loads((res.run_dir / "run.json").read_text())
+    assert meta["emulator_flags"] == []
+
+
+def test_tool_error_result_still_returns(tool_run: RunResult) -> None:
+    audit = json.loads((tool_run.run_dir / "audit_log.json").read_text())["transcript"]
+    responses = {
+        e["value"]["tool"]: e["value"]["response"]
+        for e in audit
+        if e["message_type"] == "tool_response"
+    }
+    assert responses["no_such_tool"]["status"] == "error"
+    assert responses["no_such_tool"]["error_type"] == "tool_not_found"
+    assert responses["get_reservation"]["status"] == "success"
+    # the narration after the failed call still played
+    assert any(
+        e["message_type"] == "assistant" and "found your booking" in e["value"] for e in audit
+    )
+
+
+def test_tool_turn_waterfall_is_ordered(tool_run: RunResult) -> None:
+    st = tool_run.turns[1]["stages_ms"]
+    order = [
+        "first_args_delta",
+        "args_done",
+        "tool_executed",
+        "output_sent",
+        "response_create_sent",
+        "first_audio_after_tools",
+    ]
+    assert all(k in st for k in order), st
+    vals = [st[k] for k in order]
+    assert vals == sorted(vals) and vals[0] > 0
+
+
+def test_latency_matches_emulator_ground_truth(tool_run: RunResult) -> None:
+    _check_ground_truth(tool_run)
+
+
+def _check_ground_truth(res: RunResult) -> None:
+    assert res.emulator is not None and res.caller is not None
+    truths = {t["turn_index"]: t for t in res.emulator.sessions[0].turn_truths()}
+    for turn in res.turns[1:]:
+        tr = truths[turn["index"]]
+        truth_ms = (tr["first_delta_sent_ns"] - tr["speech_stopped_sent_ns"]) / 1e6
+        assert turn["model_response_ms"] is not None
+        assert abs(turn["model_response_ms"] - truth_ms) <= 5.0, (turn, truth_ms)
+        # v2v against what the caller itself measured (end of its last sample → first audible)
+        user = res.caller.user_turns[turn["index"] - 1]
+        heard = res.caller.assistant_turns[turn["index"]]
+        truth_v2v = heard.audio_start_epoch_ms - user.stop_epoch_ms
+        assert turn["v2v_ms"] is not None, turn
+        assert abs(turn["v2v_ms"] - truth_v2v) <= 25.0, (turn["v2v_ms"], truth_v2v)
+
+
+# ---------------------------------------------------------------- barge-in
+
+
+@pytest.fixture(scope="module")
+def barge_run(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    long = (
+        "Let me walk you through everything about your trip in detail. "
+        "Your flight leaves Denver in the morning and arrives in Seattle before noon. "
+        "You have one checked bag, a window seat, and a meal request on file."
+    )
+    script = _script(
+        ["Can you tell me about my flight?", "Sorry, stop. I only need the gate.", "Thanks, bye."],
+        [(Speak(long),), (Speak("Your gate is B four."),), (Speak("Goodbye."),)],
+    )
+    return _run(
+        tmp_path_factory.mktemp("barge"),
+        script,
+        caller_config=CallerConfig(barge_in_after_ms={1: 1500}),
+    )
+
+
+def test_barge_in_drops_unplayed_audio_and_clears_the_caller(barge_run: RunResult) -> None:
+    res = barge_run
+    turn = res.turns[1]
+    assert turn["status"] == "interrupted"
+    ev = _events(res)
+    assert any(e["src"] == "twilio" and e["frame"].get("event") == "clear" for e in ev)
+    dropped = [e["frame"] for e in ev if e["src"] == "bridge" and e["frame"]["type"] == "barge_in"]
+    assert dropped and dropped[0]["dropped_frames"] > 10
+    # only the text actually heard is logged, marked interrupted
+    audit = json.loads((res.run_dir / "audit_log.json").read_text())["transcript"]
+    bot = [e["value"] for e in audit if e["message_type"] == "assistant"]
+    assert bot[1].endswith("[interrupted]")
+    heard = bot[1].removesuffix("[interrupted]").strip()
+    assert heard and "meal request" not in heard and "Let me walk you" in heard
+    # the model's track is silent from shortly after the caller cut in until the next answer
+    meta = json.loads((res.run_dir / "run.json").read_text())
+    t0 = meta["timeline"]["t0_epoch_ms"]
+    pcm, _rate = read_wav(res.run_dir / "audio_assistant.wav")
+    u = res.user_utterances[1]
+    nxt = res.turns[2]["first_played_epoch_ms"]
+    seg = pcm[int((u["start_epoch_ms"] + 400 - t0) * 48) : int((nxt - 100 - t0) * 48)]
+    assert seg.size > 0 and _rms_dbfs(seg) < -60.0
+    # the caller stopped hearing it too
+    assert res.caller is not None
+    assert res.caller.assistant_turns[1].ended_by == "clear"
+    assert res.turns[2]["model_response_ms"] is not None
+
+
+# ---------------------------------------------------------------- 24 kHz and keep-alive
+
+
+def test_24khz_output_end_to_end(tmp_path: Path) -> None:
+    script = _script(["Hi, I have a question."], [(Speak("Sure, go ahead."),)])
+    res = _run(tmp_path, script, emulator_config=EmulatorConfig(output_rate_hz=24000))
+    meta = json.loads((res.run_dir / "run.json").read_text())
+    assert meta["hydra"]["output_rate_hz"] == 24000
+    pcm, rate = read_wav(res.run_dir / "audio_assistant.wav")
+    assert rate == 48000
+    t0 = meta["timeline"]["t0_epoch_ms"]
+    for t in res.turns:
+        start = int((t["first_played_epoch_ms"] - t0) * 48)
+        assert _rms_dbfs(pcm[start : start + 48 * 400]) > -35.0
+    assert res.caller is not None
+    assert all(t.rms_dbfs is not None and t.rms_dbfs > -40 for t in res.caller.assistant_turns)
+    _check_ground_truth(res)
