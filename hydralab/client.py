@@ -1,15 +1,24 @@
 """``HydraClient``: the asyncio shell around one Hydra WebSocket session (design §2, §5).
 
-Handshake: loop until ``session.configured`` — a ``warning`` is tolerated, an ``error`` fails fast,
-a timeout fails; no audio is sent before ``session.configured`` (Hydra silently drops it).
-The output sample rate is read from ``session.configured``. The API key is taken from
-``SMALLEST_API_KEY`` (or passed in as a :class:`~hydralab.secrets.Secret`) and never appears in
-logs, exceptions or the frame log.
+Handshake: loop until ``session.configured`` — a ``warning`` is tolerated, an ``error`` fails fast
+(``server_full`` or a close 1013 as :class:`HydraServerFullError`: back off and retry), a
+timeout fails; no audio is sent before ``session.configured`` (Hydra silently drops it).
+The output sample rate is read from ``session.configured``. After the handshake every event,
+``error`` included, is passed through the event iterator; when the socket ends,
+:attr:`HydraClient.close_code` / :attr:`HydraClient.close_reason` say how (1000 normal or idle,
+1011 after ``internal_error``, 1013 at capacity).
+
+The model and voice are checked against the per-model rosters (:data:`VOICES`) before
+connecting. The API key is taken from ``SMALLEST_API_KEY`` (or passed in as a
+:class:`~hydralab.secrets.Secret`) and never appears in logs, exceptions or the frame log; with
+``HydraConfig(use_token=True)`` it is exchanged for a short-lived token first (hydra-protocol.md
+§A.1, §E item 1) so that only the token is ever put in a URL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 import numpy as np
 import numpy.typing as npt
 from websockets.asyncio.client import ClientConnection, connect
@@ -41,6 +51,10 @@ install_log_redaction()
 
 __all__ = [
     "HYDRA_URL",
+    "MODELS",
+    "TOKEN_TTL_RANGE_S",
+    "TOKEN_URL",
+    "VOICES",
     "FrameLogger",
     "HydraAuthError",
     "HydraClient",
@@ -48,9 +62,60 @@ __all__ = [
     "HydraConnectionError",
     "HydraError",
     "HydraHandshakeError",
+    "HydraServerFullError",
+    "HydraTokenError",
+    "check_voice",
 ]
 
 HYDRA_URL = "wss://api.smallest.ai/waves/v1/s2s"
+TOKEN_URL = "https://api.smallest.ai/waves/v1/auth/token"
+"""Short-lived token endpoint (hydra-protocol.md §A.1): ``POST`` with ``Authorization: Bearer
+<key>`` and ``{"ttl_seconds": n}`` -> ``{"access_token": ...}``, accepted as ``api_key``."""
+TOKEN_TTL_RANGE_S = (30, 900)
+"""Allowed ``ttl_seconds`` of a token, inclusive."""
+
+VOICES: dict[str, tuple[str, ...]] = {
+    "hydra-v1.1": ("zoe", "maya", "elena", "ivy", "grace", "alex", "aria", "leo", "sam", "kai"),
+    "hydra-v1.0": (
+        "vaughn",
+        "brooks",
+        "cole",
+        "hayes",
+        "pierce",
+        "sterling",
+        "ellis",
+        "lane",
+        "quinn",
+        "arden",
+        "rowan",
+        "blair",
+        "emery",
+        "sawyer",
+    ),
+    # Deprecated; the docs say "migrate" and list no roster: the seed PR's V1 names.
+    "hydra": ("wren", "sloane", "marlowe", "reed", "knox", "tate"),
+}
+"""Voice roster per ``?model=`` tag (hydra-ws.yaml ``SessionConfig.voice``, hydra-protocol.md
+conflict #3). The rosters do not overlap; ``voice=None`` lets the server pick its default."""
+MODELS: tuple[str, ...] = tuple(VOICES)
+"""The model tags Hydra serves (``hydra`` is deprecated: the server sends a ``warning``)."""
+
+
+def check_voice(model: str, voice: str | None) -> None:
+    """Raise ``ValueError`` (listing the valid choices) for an unknown model or a voice that is
+    not in the model's roster. ``voice=None`` (or empty) = the server's default."""
+    roster = VOICES.get(model)
+    if roster is None:
+        raise ValueError(f"unknown Hydra model {model!r}: use one of {', '.join(MODELS)}")
+    if not voice or voice in roster:
+        return
+    owner = next((m for m, r in VOICES.items() if voice in r), None)
+    hint = f" ({voice!r} is a {owner} voice; the rosters do not overlap)" if owner else ""
+    raise ValueError(
+        f"voice {voice!r} is not available on {model}{hint}; valid voices for {model}: "
+        f"{', '.join(roster)} (or voice=None for the server default)"
+    )
+
 
 FrameLogger = Callable[[str, dict[str, Any], int], None]
 """``(direction "out"|"in", frame dict with audio elided, t_ns)``."""
@@ -72,6 +137,28 @@ class HydraHandshakeError(HydraError):
     """``error`` during the handshake, or no ``session.configured`` in time."""
 
 
+class HydraServerFullError(HydraHandshakeError):
+    """Hydra is at capacity: ``error`` ``server_full`` and/or close 1013 during the handshake.
+
+    Retryable: back off with jitter and connect again (hydra-protocol.md §A.8).
+
+    Attributes:
+        close_code: The close code received (1013 normally; ``None`` if the socket was still
+            open when the client gave up waiting for it).
+    """
+
+    def __init__(self, message: str, *, close_code: int | None = None) -> None:
+        super().__init__(message)
+        self.close_code = close_code
+
+
+class HydraTokenError(HydraConnectionError):
+    """The short-lived token could not be obtained (network, HTTP error, malformed answer).
+
+    A rejected key at the token endpoint (HTTP 401/403) is a :class:`HydraAuthError`.
+    """
+
+
 @dataclass(frozen=True)
 class HydraConfig:
     """What to connect to and how to configure the session."""
@@ -85,9 +172,30 @@ class HydraConfig:
     output_audio_sample_rate: int | None = None
     handshake_timeout_s: float = 10.0
     open_timeout_s: float = 10.0
+    session: dict[str, Any] | None = None
+    """Precomputed ``session`` (e.g. ``BudgetResult.session`` from
+    :func:`hydralab.protocol.budget.plan_configure`), sent verbatim so the frame is exactly the
+    one budgeted; ``instructions``, ``voice``, ``tools`` ... are then ignored."""
+    use_token: bool = False
+    """Exchange the API key for a short-lived token at :attr:`token_url` before each connect and
+    put only the token in the URL."""
+    token_ttl_s: int = 300
+    """``ttl_seconds`` of the token (30–900)."""
+    token_url: str = TOKEN_URL
+
+    def __post_init__(self) -> None:
+        check_voice(self.model, self.voice)
+        if self.session is not None and isinstance(self.session.get("voice"), str):
+            check_voice(self.model, self.session["voice"])
+        lo, hi = TOKEN_TTL_RANGE_S
+        ttl = self.token_ttl_s
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or not lo <= ttl <= hi:
+            raise ValueError(f"token_ttl_s must be an integer from {lo} to {hi} s, not {ttl!r}")
 
     def session_payload(self) -> dict[str, Any]:
         """``session`` of ``session.configure``: documented keys plus the negotiated rate."""
+        if self.session is not None:
+            return dict(self.session)
         s: dict[str, Any] = {"instructions": self.instructions}
         if self.voice:
             s["voice"] = self.voice
@@ -121,6 +229,8 @@ class _Stats:
     frames_out: int = 0
     audio_bytes_out: int = 0
     warnings: list[dict[str, Any]] = field(default_factory=list)
+    connects: int = 0
+    tokens_minted: int = 0
 
 
 class HydraClient:
@@ -136,6 +246,7 @@ class HydraClient:
     ) -> None:
         self.config = config
         self._key = get_api_key(api_key)
+        self._token: Secret | None = None
         self._log = frame_logger
         self._now_ns = now_ns
         self._ws: ClientConnection | None = None
@@ -160,12 +271,82 @@ class HydraClient:
     # ------------------------------------------------------------------ connect / handshake
     def _url(self) -> str:
         q: dict[str, str] = {"model": self.config.model}
-        if self._key:
-            q["api_key"] = self._key.reveal()
+        secret = self._token if self._token is not None else self._key
+        if secret:
+            q["api_key"] = secret.reveal()
         return f"{self.config.url}?{urlencode(q)}"
 
+    async def _mint_token(self) -> Secret:
+        """``POST`` the key to the token endpoint; the ``access_token``, registered as a Secret."""
+        cfg = self.config
+        if not self._key:
+            raise HydraAuthError(
+                "use_token=True needs an API key to mint a token: set SMALLEST_API_KEY"
+            )
+        try:
+            async with httpx.AsyncClient(timeout=cfg.open_timeout_s) as http:
+                resp = await http.post(
+                    cfg.token_url,
+                    headers={"Authorization": f"Bearer {self._key.reveal()}"},
+                    json={"ttl_seconds": cfg.token_ttl_s},
+                )
+        except httpx.HTTPError as exc:
+            raise HydraTokenError(
+                f"cannot get a token from {redact(cfg.token_url)}: "
+                f"{type(exc).__name__}: {redact(str(exc))}"
+            ) from None
+        code = resp.status_code
+        if code in (401, 403):
+            raise HydraAuthError(
+                f"the token endpoint rejected the API key (HTTP {code}); check SMALLEST_API_KEY"
+            )
+        if not 200 <= code < 300:
+            raise HydraTokenError(
+                f"the token endpoint answered HTTP {code}: {redact(resp.text[:200])!r}"
+            )
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        token = data.get("access_token") if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token:
+            raise HydraTokenError("the token endpoint's answer has no access_token")
+        secret = Secret(token)  # registered: redact() masks it from here on
+        self.stats.tokens_minted += 1
+        return secret
+
+    def _reset(self) -> None:
+        """Forget the previous socket's session (``connect`` may be called again to reconnect)."""
+        self._ws = None
+        self._configured = asyncio.Event()
+        self._backlog = []
+        self.session_id = None
+        self.configured = None
+        self.output_rate_hz = DEFAULT_OUTPUT_RATE_HZ
+        self.configure_bytes = 0
+
     async def connect(self) -> SessionConfigured:
-        """Open the socket and run the handshake; returns the ``session.configured`` event."""
+        """Open the socket and run the handshake; returns the ``session.configured`` event.
+
+        May be called again after the socket ended, for a new session (Hydra has no resume).
+
+        Raises:
+            ValueError: The voice of a precomputed ``session`` is not in the model's roster.
+            HydraAuthError: The key (or token) was refused.
+            HydraTokenError: ``use_token`` and no token could be obtained.
+            HydraServerFullError: Hydra is at capacity (``server_full`` / 1013): retry later.
+            HydraHandshakeError: Another ``error``, an early close, or no ``session.configured``
+                within ``handshake_timeout_s``.
+            HydraConnectionError: The socket could not be opened.
+        """
+        voice = self.config.session_payload().get("voice")
+        check_voice(self.config.model, voice if isinstance(voice, str) else None)
+        if self._ws is not None:
+            await self.close()
+        self._reset()
+        self.stats.connects += 1
+        if self.config.use_token:
+            self._token = await self._mint_token()
         try:
             self._ws = await connect(
                 self._url(),
@@ -176,8 +357,9 @@ class HydraClient:
         except InvalidStatus as exc:
             code = exc.response.status_code
             if code == 401:
+                what = "short-lived token" if self._token is not None else "API key"
                 raise HydraAuthError(
-                    "Hydra rejected the API key (HTTP 401 at the WebSocket upgrade); "
+                    f"Hydra rejected the {what} (HTTP 401 at the WebSocket upgrade); "
                     "check SMALLEST_API_KEY"
                 ) from None
             raise HydraConnectionError(f"Hydra refused the connection: HTTP {code}") from None
@@ -202,10 +384,26 @@ class HydraClient:
         while True:
             ev = await self._recv()
             if ev is None:
-                raise HydraHandshakeError("Hydra closed the socket during the handshake")
+                code, reason = self.close_code, redact(self.close_reason or "")
+                if code == 1013:
+                    raise HydraServerFullError(
+                        f"Hydra is at capacity (close 1013 {reason!r} during the handshake); "
+                        "back off and retry",
+                        close_code=code,
+                    )
+                raise HydraHandshakeError(
+                    f"Hydra closed the socket during the handshake (close {code} {reason!r})"
+                )
             match ev:
                 case WarningEvent():
                     self.stats.warnings.append(ev.to_dict())
+                case ErrorEvent() if ev.code == "server_full":
+                    await self._wait_closed(timeout_s=1.0)  # the documented close 1013 follows
+                    raise HydraServerFullError(
+                        f"Hydra is at capacity (error server_full: {redact(ev.message)}; "
+                        f"close {self.close_code}); back off and retry",
+                        close_code=self.close_code,
+                    )
                 case ErrorEvent():
                     raise HydraHandshakeError(
                         f"Hydra error during handshake: {ev.code}: {redact(ev.message)}"
@@ -215,8 +413,11 @@ class HydraClient:
                     if not sent:
                         text = configure.dumps()
                         self.configure_bytes = len(text.encode("utf-8"))
-                        await self._send_text(text, configure.to_dict())
                         sent = True
+                        # Closed meanwhile (e.g. server_full right after session.created): the
+                        # frames still buffered and the close code tell why; read on.
+                        with contextlib.suppress(HydraConnectionError):
+                            await self._send_text(text, configure.to_dict())
                 case SessionConfigured():
                     self.configured = ev
                     self.output_rate_hz = ev.output_rate_hz
@@ -283,9 +484,23 @@ class HydraClient:
     def __aiter__(self) -> AsyncIterator[HydraEvent]:
         return self.events()
 
+    async def _wait_closed(self, *, timeout_s: float) -> None:
+        """Read (and log) frames until the server closes the socket, for at most ``timeout_s``."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while await self._recv() is not None:
+                    pass
+
     @property
     def close_code(self) -> int | None:
+        """Close code once the socket has ended (``None`` while open or before connecting;
+        1006 if it ended without a close frame)."""
         return None if self._ws is None else self._ws.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        """Close reason once the socket has ended (``None`` while open or before connecting)."""
+        return None if self._ws is None else self._ws.close_reason
 
     async def close(self) -> None:
         if self._ws is not None:

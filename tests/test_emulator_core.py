@@ -14,6 +14,7 @@ import pytest
 from hydralab.emulator.core import (
     Close,
     EmulatorConfig,
+    EmulatorFaults,
     EmulatorSession,
     Output,
     SpeechCache,
@@ -161,10 +162,24 @@ class Driver:
 
 
 def make(
-    *, model: str = "hydra-v1.1", rate_hz: int = 48000, script: Script = SCRIPT, **cfg: Any
+    *,
+    model: str = "hydra-v1.1",
+    rate_hz: int = 48000,
+    script: Script = SCRIPT,
+    session_index: int = 0,
+    first_speech_turn: int = 1,
+    **cfg: Any,
 ) -> Driver:
     config = EmulatorConfig(output_rate_hz=rate_hz, **cfg)
-    d = Driver(EmulatorSession(script, config=config, speech=speech_cache(rate_hz), model=model))
+    session = EmulatorSession(
+        script,
+        config=config,
+        speech=speech_cache(rate_hz),
+        model=model,
+        session_index=session_index,
+        first_speech_turn=first_speech_turn,
+    )
+    d = Driver(session)
     d.open()
     return d
 
@@ -556,3 +571,254 @@ def test_split_phrases() -> None:
     assert split_phrases("Hello! How are you?") == [(0, "Hello!"), (7, " How are you?")]
     for text in (GREETING, NARRATION, "One.", "Yes, no,  maybe. "):
         assert "".join(p for _, p in split_phrases(text)) == text
+
+
+def test_idle_timeout_tiny_value() -> None:
+    d = make(idle_timeout_s=0.5)
+    d.configure()
+    d.run_for(500 * MS - 1)
+    assert d.closed is None
+    d.run_for(1)
+    assert d.closed == Close(1000, "idle timeout")
+
+
+# ---------------------------------------------------------------- faults on demand
+
+
+def test_server_full_refuses_the_first_sessions() -> None:
+    faults = EmulatorFaults(server_full_sessions=2)
+    for index in (0, 1):
+        d = make(faults=faults, session_index=index)
+        assert d.types() == ["error"]  # refused right after the upgrade: no session.created
+        assert d.frames[0][1]["error"]["code"] == "server_full"
+        assert d.closed == Close(1013, "server full")
+        assert d.s.server_full and d.s.next_deadline_ns() is None
+        assert d.configure() == [] and d.run_for(5 * S) == []
+    d = make(faults=faults, session_index=2)  # the third connection gets a normal session
+    assert d.types() == ["session.created"] and d.closed is None
+    assert [f["type"] for f in d.configure()] == ["session.configured"]
+    # Or after session.created (and the deprecation warning); the error still precedes 1013.
+    late = EmulatorFaults(server_full_sessions=1, server_full_after_created=True)
+    d = make(faults=late, model="hydra")
+    assert d.types() == ["warning", "session.created", "error"]
+    assert d.closed == Close(1013, "server full")
+
+
+def test_internal_error_after_turns_closes_1011() -> None:
+    faults = EmulatorFaults(internal_error_after_turns=1)
+    d = make(faults=faults)
+    d.configure(generate_initial_response=True)
+    d.run_until_type("response.done")  # the greeting: turn 0 ends ...
+    assert d.types()[-1] == "error"  # ... and the error follows its response.done at once
+    err = d.frames[-1][1]["error"]
+    assert err["code"] == "internal_error"
+    assert d.frames[-1][0] == next(t for t, f in d.frames if f["type"] == "response.done")
+    assert d.closed == Close(1011, "internal error")
+    assert d.s.internal_error_sent and d.s.next_deadline_ns() is None
+    assert d.feed(caller_pcm(USER_2)) == [] and d.run_for(5 * S) == []
+    # Only the first (non-refused) session is affected: a reconnect gets a healthy one.
+    d = make(faults=faults, session_index=1)
+    d.configure(generate_initial_response=True)
+    d.run_until_type("response.done")
+    assert d.run_for(5 * S) == [] and d.closed is None and not d.s.internal_error_sent
+    # 0 turns: right after session.configured.
+    d = make(faults=EmulatorFaults(internal_error_after_turns=0))
+    assert [f["type"] for f in d.configure(generate_initial_response=True)] == [
+        "session.configured",
+        "error",
+    ]
+    assert d.closed == Close(1011, "internal error") and d.run_for(5 * S) == []
+
+
+def test_internal_error_counts_spoken_turns_and_resume_continues_the_script() -> None:
+    d = make(faults=EmulatorFaults(internal_error_after_turns=1))
+    d.configure()  # no greeting: the first ended turn is the tool turn
+    d.feed(caller_pcm(USER_1), step_ns=1 * MS)
+    d.run_until_type("response.done")  # the tool part does not end the turn
+    assert d.closed is None
+    for call_id in _pending_calls(d):
+        d.recv(ConversationItemCreate.function_call_output(call_id, "{}"))
+    d.recv(ResponseCreate())
+    d.run_until_type("error")
+    assert d.types()[-2:] == ["response.done", "error"] and d.closed is not None
+    assert d.s.next_speech_turn == 2
+    # The next session resumes there: its first utterance gets assistant_turns[2].
+    r = make(first_speech_turn=d.s.next_speech_turn)
+    r.configure()
+    r.feed(caller_pcm(USER_2), step_ns=1 * MS)
+    done = r.run_until_type("response.done")
+    text = "".join(
+        f["delta"]
+        for f in frames_of(r, done["response"]["id"])
+        if f["type"] == "response.output_audio_transcript.delta"
+    )
+    assert text == "You are welcome. Goodbye."
+    with pytest.raises(ValueError, match="first_speech_turn"):
+        make(first_speech_turn=0)
+
+
+def test_response_failed_after_partial_audio() -> None:
+    d = make(faults=EmulatorFaults(response_status={0: ("failed", None)}))
+    d.configure(generate_initial_response=True)
+    done = d.run_until_type("response.done")
+    resp = done["response"]
+    assert resp["status"] == "failed"
+    assert resp["status_details"] == {
+        "type": "failed",
+        "error": {"code": "server_error", "type": "server_error"},
+    }
+    assert [i["status"] for i in resp["output"]] == ["incomplete"]
+    frames = frames_of(d, resp["id"])
+    types = [f["type"] for f in frames]
+    assert "response.output_audio.done" not in types
+    full = speech_cache().get(GREETING).pcm
+    n_full = -(-len(full) // 4800)
+    sent = audio_of(frames)
+    assert types.count("response.output_audio.delta") == round(n_full * 0.5)
+    np.testing.assert_array_equal(sent, full[: len(sent)])  # a prefix of the real audio
+    assert 0 < len(sent) < len(full)
+    text = "".join(f["delta"] for f in frames if f["type"].endswith("transcript.delta"))
+    assert GREETING.startswith(text)  # only the phrases whose audio started were sent
+    assert d.s.log[-1].kind == "turn_done" and d.s.log[-1].detail == "failed"
+    # The session goes on: the user's first utterance still gets turn 1 (the tool turn).
+    d.feed(caller_pcm(USER_1), step_ns=1 * MS)
+    d.run_until_type("response.function_call_arguments.done")
+    code = make(faults=EmulatorFaults(response_status={0: ("failed", "model_error")}))
+    code.configure(generate_initial_response=True)
+    assert code.run_until_type("response.done")["response"]["status_details"]["error"] == {
+        "code": "model_error",
+        "type": "server_error",
+    }
+
+
+def test_response_incomplete_hits_the_narration_of_a_tool_turn() -> None:
+    faults = EmulatorFaults(response_status={1: ("incomplete", None)}, partial_audio_fraction=0.25)
+    d = make(faults=faults)
+    d.configure()
+    d.feed(caller_pcm(USER_1), step_ns=1 * MS)
+    tool_done = d.run_until_type("response.done")
+    assert tool_done["response"]["status"] == "completed"  # no speech: not the faulted one
+    for call_id in _pending_calls(d):
+        d.recv(ConversationItemCreate.function_call_output(call_id, "{}"))
+    d.recv(ResponseCreate())
+    done = d.run_until_type("response.done")
+    assert done["response"]["status"] == "incomplete"
+    assert done["response"]["status_details"] == {
+        "type": "incomplete",
+        "reason": "max_output_tokens",
+    }
+    n_full = -(-len(speech_cache().get(NARRATION).pcm) // 4800)
+    deltas = [
+        f
+        for f in frames_of(d, done["response"]["id"])
+        if f["type"] == "response.output_audio.delta"
+    ]
+    assert len(deltas) == round(n_full * 0.25) >= 1
+    assert d.run_for(10 * S) == []  # the turn is over; nothing more is said
+    assert [g.detail for g in d.s.log if g.kind == "turn_done"] == ["incomplete"]
+
+
+@pytest.mark.parametrize(
+    ("status", "match"),
+    [
+        (("cancelled", None), "status must be"),
+        (("incomplete", "too_long"), "incomplete reason"),
+        (("failed",), "tuple"),
+    ],
+)
+def test_response_status_is_validated(status: Any, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        EmulatorFaults(response_status={1: status})
+
+
+def _plain_turn_driver(**faults: Any) -> Driver:
+    """Greeting, then the user's utterance answered by the plain turn 2 (no tools)."""
+    d = make(faults=EmulatorFaults(**faults), first_speech_turn=2)
+    d.configure(generate_initial_response=True)
+    d.run_until_type("response.done")
+    return d
+
+
+def test_late_speech_stopped_after_first_audio_delta() -> None:
+    normal = _plain_turn_driver()
+    normal.feed(caller_pcm(USER_2))
+    normal.run_until_type("response.done")
+    late = _plain_turn_driver(late_speech_stopped_turns={2})
+    mark = len(late.frames)
+    got = late.feed(caller_pcm(USER_2))  # whole utterance at one instant: VAD saw its end
+    assert [f["type"] for _, f in got] == [
+        "input_audio_buffer.speech_started",
+        "conversation.item.added",
+    ]
+    assert "speech_stopped_held" in late.s.kinds()
+    late.run_until_type("response.done")
+    types = late.types(mark)
+    first_delta = types.index("response.output_audio.delta")
+    assert types[first_delta + 1 : first_delta + 3] == [
+        "input_audio_buffer.speech_stopped",
+        "conversation.item.done",
+    ]
+    assert types.index("response.created") < first_delta
+    stopped = [f for _, f in late.frames if f["type"].endswith("speech_stopped")]
+    ref = [f for _, f in normal.frames if f["type"].endswith("speech_stopped")]
+    assert stopped[0]["audio_end_ms"] == ref[0]["audio_end_ms"]  # the sample position is kept
+    (row,) = [r for r in late.s.turn_truths() if r["turn_index"] == 2]
+    assert row["speech_stopped_late"]
+    assert row["speech_end_detected_ns"] < row["first_delta_sent_ns"]
+    assert row["first_delta_sent_ns"] == row["speech_stopped_sent_ns"]  # same fake instant
+    assert row["first_delta_sent_ns"] - row["speech_end_detected_ns"] == int(
+        row["injected_latency_ms"] * MS
+    )
+    (ref_row,) = [r for r in normal.s.turn_truths() if r["turn_index"] == 2]
+    assert not ref_row["speech_stopped_late"]
+
+
+def test_late_speech_stopped_tool_first_and_flushed_by_new_speech() -> None:
+    d = make(faults=EmulatorFaults(late_speech_stopped_turns={1}))
+    d.configure()
+    d.feed(caller_pcm(USER_1))
+    d.feed(caller_pcm(USER_1))  # talks again before the answer: the held stop goes out first
+    types = d.types()
+    assert types.count("input_audio_buffer.speech_stopped") == 1
+    stop = types.index("input_audio_buffer.speech_stopped")
+    assert types[stop + 1 : stop + 3] == [
+        "conversation.item.done",
+        "input_audio_buffer.speech_started",
+    ]
+    assert "pending_response_withdrawn" in d.s.kinds()
+    mark = len(d.frames)
+    d.run_until_type("response.done")
+    after = d.types(mark)
+    first_args = after.index("response.function_call_arguments.delta")
+    assert after[first_args + 1] == "input_audio_buffer.speech_stopped"  # no audio: after args
+    rows = d.s.turn_truths()
+    assert [r["turn_index"] for r in rows] == [1]
+    assert rows[0]["first_delta_sent_ns"] is None and rows[0]["speech_stopped_sent_ns"]
+
+
+def test_turn_truths_match_the_wire() -> None:
+    d = make(first_speech_turn=2, seed=5)
+    d.configure(generate_initial_response=True)
+    d.run_until_type("response.done")
+    d.feed(caller_pcm(USER_2), step_ns=1 * MS)
+    d.run_until_type("response.done")
+    greeting, answer = d.s.turn_truths()
+    sent = {f["event_id"]: (t, f) for t, f in d.frames}
+    created = [f["response"]["id"] for _, f in d.frames if f["type"] == "response.created"]
+    assert greeting["turn_index"] == 0 and answer["turn_index"] == 2
+    assert greeting["speech_stopped_sent_ns"] is None and greeting["audio_end_ms"] is None
+    assert [greeting["response_ids"], answer["response_ids"]] == [[c] for c in created]
+    assert greeting["statuses"] == answer["statuses"] == ["completed"]
+    t_stop, stop = sent[answer["speech_stopped_event_id"]]
+    t_delta, delta = sent[answer["first_delta_event_id"]]
+    assert stop["type"] == "input_audio_buffer.speech_stopped"
+    assert delta["type"] == "response.output_audio.delta"
+    assert delta["response_id"] == created[1]
+    assert (answer["speech_stopped_sent_ns"], answer["first_delta_sent_ns"]) == (t_stop, t_delta)
+    assert answer["audio_end_ms"] == stop["audio_end_ms"]
+    first = next(t for t, f in d.frames if f["type"] == "response.output_audio.delta")
+    assert greeting["first_delta_sent_ns"] == first
+    # Latency on the wire = injected latency (the stop is sent when the end is detected).
+    lat = answer["injected_latency_ms"]
+    assert t_delta - t_stop == int(lat * MS) and lat == answer["response_latencies_ms"][0]
+    assert answer["speech_end_detected_ns"] == t_stop and not answer["speech_stopped_late"]

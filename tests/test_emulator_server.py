@@ -5,23 +5,28 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import copy
 import json
 import logging
 import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pytest
+from asyncapi import SKIP_REASON, SPEC_PRESENT, server_schemas, validate
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from hydralab.emulator import Emulator, EmulatorConfig, EmulatorSession, serve_forever
+from hydralab.emulator import (
+    Emulator,
+    EmulatorConfig,
+    EmulatorFaults,
+    EmulatorSession,
+    serve_forever,
+)
 from hydralab.protocol.hydra import (
     ConversationItemCreate,
     InputAudioBufferAppend,
@@ -30,8 +35,6 @@ from hydralab.protocol.hydra import (
 )
 from hydralab.script import AssistantTurn, CallTools, Script, Speak, ToolCall, UserTurn
 from hydralab.speech.tts import AGENT_VOICE, CALLER_VOICE, Synthesizer
-
-SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "hydra-ws.yaml"
 
 GREETING = "Hello! Thanks for calling. How can I help you today?"
 USER_1 = "I want to check the status of my flight please."
@@ -321,82 +324,111 @@ async def test_serve_forever_prints_url_and_stops_on_cancel(
     assert asyncio.all_tasks() == {asyncio.current_task()}
 
 
+# ---------------------------------------------------------------- faults on demand
+
+
+def check_schema(frames: list[dict[str, Any]]) -> None:
+    if SPEC_PRESENT:
+        schemas = server_schemas()
+        for d in frames:
+            validate(schemas[d["type"]], d)
+
+
+async def closed_with(ws: ClientConnection) -> tuple[list[dict[str, Any]], int | None, str]:
+    """Every frame until the server closes; then its close code and reason."""
+    frames: list[dict[str, Any]] = []
+    with pytest.raises(ConnectionClosed) as exc:
+        async with asyncio.timeout(10):
+            while True:
+                frames.append(json.loads(await ws.recv()))
+    rcvd = exc.value.rcvd
+    return frames, rcvd.code if rcvd else None, rcvd.reason if rcvd else ""
+
+
+async def test_server_full_then_1013_then_a_normal_session() -> None:
+    cfg = replace(FAST, faults=EmulatorFaults(server_full_sessions=1))
+    async with Emulator(SCRIPT, config=cfg) as emu:
+        async with connect(f"{emu.url}/?model=hydra-v1.1&api_key=k") as ws:
+            frames, code, reason = await closed_with(ws)
+        assert [d["type"] for d in frames] == ["error"]
+        assert frames[0]["error"]["code"] == "server_full"
+        assert (code, reason) == (1013, "server full")
+        async with session(emu) as c:  # the retry gets a session
+            await c.expect("session.created")
+            await c.send(SessionConfigure(session={}))
+            await c.expect("session.configured")
+        refused, ok = emu.sessions
+    assert refused.server_full and not ok.server_full
+    assert refused.closed_reason == "closed by emulator (1013 server full)"
+    assert refused.error is None and "session_created" not in refused.kinds()
+    check_schema(frames)
+
+
+async def test_faulted_session_internal_error_1011_and_reconnect_resumes() -> None:
+    """Greeting cut short (incomplete), a late speech_stopped on the tool turn, then
+    internal_error + 1011 after the second turn; the reconnect resumes the script."""
+    faults = EmulatorFaults(
+        internal_error_after_turns=2,
+        response_status={0: ("incomplete", None)},
+        late_speech_stopped_turns={1},
+    )
+    async with Emulator(SCRIPT, config=replace(FAST, faults=faults)) as emu:
+        frames: list[tuple[int, dict[str, Any]]] = []
+        async with connect(f"{emu.url}/?model=hydra-v1.1&api_key=k") as ws:
+
+            async def expect(wire_type: str) -> dict[str, Any]:
+                async with asyncio.timeout(5):
+                    while True:
+                        d = json.loads(await ws.recv())
+                        frames.append((time.monotonic_ns(), d))
+                        if d["type"] == wire_type:
+                            return d
+
+            await expect("session.created")
+            await ws.send(SessionConfigure(session={"generate_initial_response": True}).dumps())
+            greeting = await expect("response.done")
+            assert greeting["response"]["status"] == "incomplete"
+            assert greeting["response"]["status_details"]["reason"] == "max_output_tokens"
+            for i in range(0, len(pcm := user_line_16k()) - 319, 320):
+                await ws.send(InputAudioBufferAppend.from_pcm(pcm[i : i + 320]).dumps())
+            args = await expect("response.function_call_arguments.done")
+            await expect("response.done")
+            out = ConversationItemCreate.function_call_output(args["call_id"], '{"ok":true}')
+            await ws.send(out.dumps())
+            await ws.send(ResponseCreate().dumps())
+            await expect("response.done")
+            rest, code, reason = await closed_with(ws)
+        assert [d["type"] for d in rest] == ["error"]
+        assert rest[0]["error"]["code"] == "internal_error"
+        assert (code, reason) == (1011, "internal error")
+        types = [d["type"] for _, d in frames]
+        first_args = types.index("response.function_call_arguments.delta")
+        assert types.index("input_audio_buffer.speech_stopped") == first_args + 1  # late
+        s0 = emu.sessions[0]
+        assert s0.internal_error_sent and s0.next_speech_turn == 2
+        # Ground truth is stamped on the client's clock base: receive - send is loopback only.
+        rows = {r["turn_index"]: r for r in s0.turn_truths()}
+        assert rows[1]["speech_stopped_late"] and rows[0]["statuses"] == ["incomplete"]
+        rx = {d.get("event_id"): t for t, d in frames}
+        for row in rows.values():
+            for key in ("speech_stopped", "first_delta"):
+                if row[f"{key}_event_id"] is not None:
+                    gap_ms = (rx[row[f"{key}_event_id"]] - row[f"{key}_sent_ns"]) / MS
+                    assert 0 <= gap_ms < 50, (key, gap_ms)
+        async with session(emu) as c:
+            await c.expect("session.created")
+            await c.send(SessionConfigure(session={"generate_initial_response": True}))
+            done = await c.expect("response.done")
+        assert done["response"]["status"] == "incomplete"  # turn faults hold in every session
+        s1 = emu.sessions[1]  # ... the internal error only in the first one
+        assert s1.next_speech_turn == 2 and not s1.internal_error_sent and s1.error is None
+    check_schema([d for _, d in frames] + rest + [d for _, d in c.frames])
+
+
 # ---------------------------------------------------------------- AsyncAPI conformance
 
 
-def validate(schema: dict[str, Any], frame: dict[str, Any]) -> None:
-    import jsonschema  # type: ignore[import-untyped]
-
-    jsonschema.Draft7Validator(schema).validate(frame)
-
-
-def server_schemas() -> dict[str, dict[str, Any]]:
-    """Payload schema per server->client ``type``, ``$ref``s inlined, top level made strict.
-
-    Documented extras (hydra-protocol.md §A.4): ``response.output_audio_transcript.delta``,
-    ``warning``, ``output_audio_sample_rate`` in ``session.configured.session``, and
-    ``item_id``/``output_index`` on ``response.function_call_arguments.delta``.
-    """
-    import yaml
-
-    spec = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
-    comps = spec["components"]["schemas"]
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            if "$ref" in node:
-                prefix = "#/components/schemas/"
-                assert node["$ref"].startswith(prefix), node["$ref"]
-                return resolve(comps[node["$ref"][len(prefix) :]])
-            return {k: resolve(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [resolve(x) for x in node]
-        return node
-
-    messages = spec["channels"]["hydraSession"]["messages"]
-    received = {
-        ref["$ref"].rsplit("/", 1)[1]
-        for op in spec["operations"].values()
-        if op["action"] == "receive"
-        for ref in op["messages"]
-    }
-    out: dict[str, dict[str, Any]] = {}
-    for name in received:
-        payload = resolve(messages[name]["payload"])
-        (wire_type,) = payload["properties"]["type"]["enum"]
-        out[wire_type] = payload
-    out["response.output_audio_transcript.delta"] = {
-        "type": "object",
-        "required": ["type", "delta"],
-        "properties": {
-            "type": {"const": "response.output_audio_transcript.delta"},
-            "event_id": {"type": "string"},
-            "response_id": {"type": "string"},
-            "item_id": {"type": "string"},
-            "delta": {"type": "string"},
-        },
-    }
-    out["warning"] = {
-        "type": "object",
-        "properties": {
-            "type": {"const": "warning"},
-            "event_id": {"type": "string"},
-            "code": {"type": "string"},
-            "message": {"type": "string"},
-        },
-    }
-    out = copy.deepcopy(out)
-    for schema in out.values():
-        schema["additionalProperties"] = False
-    extra_args = {"item_id": {"type": "string"}, "output_index": {"type": "integer"}}
-    out["response.function_call_arguments.delta"]["properties"].update(extra_args)
-    conf = out["session.configured"]["properties"]["session"]
-    conf["properties"]["output_audio_sample_rate"] = {"type": "integer"}
-    conf["additionalProperties"] = False
-    return out
-
-
-@pytest.mark.skipif(not SPEC.exists(), reason=f"{SPEC} not present (no ../shared checkout)")
+@pytest.mark.skipif(not SPEC_PRESENT, reason=SKIP_REASON)
 async def test_every_sent_frame_validates_against_asyncapi() -> None:
     schemas = server_schemas()
     frames: list[dict[str, Any]] = []
@@ -423,8 +455,8 @@ async def test_every_sent_frame_validates_against_asyncapi() -> None:
 
 def test_schema_check_can_fail() -> None:
     """The strict schemas reject what the spec does not allow."""
-    if not SPEC.exists():
-        pytest.skip("no ../shared checkout")
+    if not SPEC_PRESENT:
+        pytest.skip(SKIP_REASON)
     from jsonschema import ValidationError
 
     schemas = server_schemas()

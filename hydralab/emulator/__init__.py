@@ -6,6 +6,7 @@
 from hydralab.emulator.core import (
     Close,
     EmulatorConfig,
+    EmulatorFaults,
     EmulatorSession,
     GroundTruth,
     Send,
@@ -19,6 +20,7 @@ __all__ = [
     "Close",
     "Emulator",
     "EmulatorConfig",
+    "EmulatorFaults",
     "EmulatorSession",
     "GroundTruth",
     "Send",

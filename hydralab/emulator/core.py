@@ -28,7 +28,13 @@ Clocks:
 
 Script mapping: ``assistant_turns[0]`` is played on ``generate_initial_response``; the ``k``-th
 user utterance (0-based, counted by ``speech_stopped``) is answered by
-``assistant_turns[k + 1]`` whether or not the greeting was played.
+``assistant_turns[k + 1]`` whether or not the greeting was played (``+ first_speech_turn - 1``
+for a session that resumes a script after an injected ``internal_error``).
+
+Hard cases on demand: :class:`EmulatorFaults` (``EmulatorConfig.faults``) makes sessions hit
+``server_full``/1013, ``internal_error``/1011, ``failed``/``incomplete`` responses and the late
+``speech_stopped`` quirk; :meth:`EmulatorSession.turn_truths` is the per-turn ground truth for
+latency-accuracy tests.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ import random
 import re
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +96,7 @@ __all__ = [
     "MIN_AUDIO_FRAME_BYTES",
     "Close",
     "EmulatorConfig",
+    "EmulatorFaults",
     "EmulatorSession",
     "GroundTruth",
     "Output",
@@ -116,6 +123,107 @@ _PHRASE_BREAK = re.compile(r"(?<=[.,!?;:])\s+")
 _ABBREVIATIONS = frozenset(
     {"mr.", "mrs.", "ms.", "dr.", "st.", "jr.", "sr.", "e.g.", "i.e.", "vs."}
 )
+
+
+_FAILED_DEFAULT_CODE = "server_error"
+_INCOMPLETE_REASONS = frozenset({"max_output_tokens", "content_filter"})
+
+
+@dataclass(frozen=True)
+class EmulatorFaults:
+    """Hard cases the emulator produces on demand (hydra-protocol.md §A.7–A.9). Defaults: none.
+
+    Turn indices are indices into ``script.assistant_turns`` (0 = the greeting), the same as
+    ``GroundTruth.turn_index`` and :meth:`EmulatorSession.turn_truths`. Sessions are counted by
+    ``session_index`` (0 = the first accepted connection of an :class:`Emulator`).
+
+    Attributes:
+        server_full_sessions: The first N sessions are refused: ``error`` with
+            ``code:"server_full"``, then close 1013 (the documented order). Nothing else is
+            sent, and the session never reaches ``session.configured``.
+        server_full_after_created: Send ``session.created`` (after the ``warning`` on
+            ``?model=hydra``) before the ``server_full`` error instead of refusing right after
+            the upgrade.
+        internal_error_after_turns: After this many assistant turns of a session have ended
+            (``completed``, or ``failed``/``incomplete`` by :attr:`response_status`; a barged-in
+            turn does not count), right after that turn's ``response.done``, send ``error``
+            ``code:"internal_error"`` and close 1011. ``0`` = right after ``session.configured``.
+            ``None`` = never.
+        internal_error_sessions: How many sessions get the internal error: those with
+            ``server_full_sessions <= session_index < server_full_sessions +
+            internal_error_sessions`` (so a single reconnect gets a healthy session).
+        resume_after_internal_error: The session after one that died of an injected
+            ``internal_error`` continues the script where it stopped (its first user utterance is
+            answered by the next unanswered ``assistant_turns`` entry, not by ``[1]``); a fresh
+            ``generate_initial_response`` still plays ``assistant_turns[0]``, as a real
+            reconnect would greet again.
+        response_status: ``{turn_index: (status, detail)}``: the turn's first response that
+            carries speech (its first response if the turn has no speech) stops after
+            :attr:`partial_audio_fraction` of its audio deltas and ends with ``response.done``
+            ``status`` = ``"failed"`` (``status_details = {"type": "failed", "error": {"code":
+            detail or "server_error", "type": "server_error"}}``) or ``"incomplete"``
+            (``status_details = {"type": "incomplete", "reason": detail or
+            "max_output_tokens"}``; ``"content_filter"`` also allowed). No
+            ``response.output_audio.done``, the assistant item is ``incomplete`` and the turn
+            ends there (its tool calls and later steps are not played).
+        partial_audio_fraction: Share of a faulted response's audio deltas that is sent
+            (at least one, and at least one fewer than all when there are two or more).
+        late_speech_stopped_turns: For the user utterances answered by these turns, hold
+            ``input_audio_buffer.speech_stopped`` (and the user item's ``conversation.item.done``)
+            and send it right after the response's first ``response.output_audio.delta`` (after
+            the first ``response.function_call_arguments.delta`` of a tool-first response),
+            Hydra's "speech_stopped after generation started" quirk (§A.9). Its
+            ``audio_end_ms`` is unchanged and the response is still scheduled from the moment
+            the end of speech was detected. A barge-in or ``response.cancel`` before that point
+            flushes it first.
+    """
+
+    server_full_sessions: int = 0
+    server_full_after_created: bool = False
+    internal_error_after_turns: int | None = None
+    internal_error_sessions: int = 1
+    resume_after_internal_error: bool = True
+    response_status: Mapping[int, tuple[str, str | None]] = field(default_factory=dict, hash=False)
+    partial_audio_fraction: float = 0.5
+    late_speech_stopped_turns: frozenset[int] = frozenset()
+
+    def __post_init__(self) -> None:
+        if self.server_full_sessions < 0 or self.internal_error_sessions < 0:
+            raise ValueError("server_full_sessions and internal_error_sessions must be >= 0")
+        if self.internal_error_after_turns is not None and self.internal_error_after_turns < 0:
+            raise ValueError("internal_error_after_turns must be >= 0 or None")
+        if not 0.0 < self.partial_audio_fraction <= 1.0:
+            raise ValueError("partial_audio_fraction must be in (0, 1]")
+        statuses = dict(self.response_status)
+        for k, v in statuses.items():
+            if not isinstance(v, tuple) or len(v) != 2:
+                raise ValueError(f"response_status[{k}] must be a (status, detail) tuple")
+            status, detail = v
+            if status == "incomplete":
+                if detail is not None and detail not in _INCOMPLETE_REASONS:
+                    raise ValueError(
+                        f"response_status[{k}]: incomplete reason must be one of "
+                        f"{sorted(_INCOMPLETE_REASONS)}, not {detail!r}"
+                    )
+            elif status != "failed":
+                raise ValueError(
+                    f"response_status[{k}]: status must be 'failed' or 'incomplete', not {status!r}"
+                )
+        object.__setattr__(self, "response_status", statuses)
+        object.__setattr__(
+            self, "late_speech_stopped_turns", frozenset(self.late_speech_stopped_turns)
+        )
+
+    def status_details(self, turn_index: int) -> tuple[str, dict[str, Any]] | None:
+        """``(status, status_details)`` of the faulted response of ``turn_index``, if any."""
+        v = self.response_status.get(turn_index)
+        if v is None:
+            return None
+        status, detail = v
+        if status == "failed":
+            code = detail or _FAILED_DEFAULT_CODE
+            return status, {"type": "failed", "error": {"code": code, "type": "server_error"}}
+        return status, {"type": "incomplete", "reason": detail or "max_output_tokens"}
 
 
 @dataclass(frozen=True)
@@ -145,6 +253,7 @@ class EmulatorConfig:
             never sends audio (Hydra's silent-drop quirk).
         expected_api_key: When set, the upgrade is refused with HTTP 401 for any other key.
         voice: eSpeak NG voice that renders the assistant.
+        faults: Hard cases to produce on demand (:class:`EmulatorFaults`; default none).
     """
 
     output_rate_hz: int = 48000
@@ -164,6 +273,7 @@ class EmulatorConfig:
     max_configure_bytes: int = 32_768
     expected_api_key: str | None = field(default=None, repr=False)
     voice: str = AGENT_VOICE
+    faults: EmulatorFaults = field(default_factory=EmulatorFaults)
 
     def __post_init__(self) -> None:
         if self.output_rate_hz <= 0 or self.output_rate_hz * self.delta_ms % 1000:
@@ -194,6 +304,7 @@ class GroundTruth:
             records, else the input ms received so far.
         output_audio_ms: Assistant audio of this response sent up to and including this frame.
         detail: Free text (sizes, flags, reasons).
+        event_id: ``event_id`` of the frame sent (records of sent frames only).
     """
 
     kind: str
@@ -204,6 +315,7 @@ class GroundTruth:
     audio_ms: int | None = None
     output_audio_ms: int | None = None
     detail: str | None = None
+    event_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -325,6 +437,7 @@ class _Planned:
     call_done: str | None = None
     message_done: bool = False
     final: bool = False
+    held_stop: bool = False  # a held speech_stopped (late_speech_stopped_turns)
 
 
 @dataclass
@@ -350,6 +463,7 @@ class _Response:
     transcript_sent: str = ""
     calls_done: set[str] = field(default_factory=set)
     message_done: bool = False
+    end_status: tuple[str, dict[str, Any]] | None = None  # injected failed/incomplete
 
 
 @dataclass
@@ -366,6 +480,7 @@ class _Turn:
     outputs: dict[str, str] = field(default_factory=dict)
     create_after_last_output: bool = False
     tool_deadline_ns: int = 0
+    status_fault_done: bool = False
 
 
 def _elide(d: dict[str, Any]) -> dict[str, Any]:
@@ -400,7 +515,10 @@ class EmulatorSession:
         config: Emulator behaviour.
         speech: Renders assistant text at ``config.output_rate_hz``.
         model: The ``?model=`` query value (``hydra`` gets the deprecation warning).
-        session_index: Index of this connection; seeds the session's random streams.
+        session_index: Index of this connection; seeds the session's random streams and
+            selects the session-level faults (:class:`EmulatorFaults`).
+        first_speech_turn: The script turn that answers the first user utterance (1; more when
+            resuming after an injected ``internal_error``).
 
     Attributes:
         log: Ground-truth records, in time order.
@@ -409,6 +527,8 @@ class EmulatorSession:
         dropped_audio_frames: ``input_audio_buffer.append`` frames received before configure.
         configure_bytes: UTF-8 size of the accepted ``session.configure`` frame.
         closed_reason: Why the session ended (``None`` while open).
+        server_full: This session is refused with ``server_full`` / 1013.
+        internal_error_sent: The injected ``internal_error`` was emitted (close 1011 follows).
     """
 
     def __init__(
@@ -419,9 +539,12 @@ class EmulatorSession:
         speech: SpeechCache,
         model: str = "hydra-v1.1",
         session_index: int = 0,
+        first_speech_turn: int = 1,
     ) -> None:
         if speech.sample_rate_hz != config.output_rate_hz:
             raise ValueError("speech cache rate differs from config.output_rate_hz")
+        if first_speech_turn < 1:
+            raise ValueError("first_speech_turn must be >= 1 (turn 0 is the greeting)")
         self.script = script
         self.config = config
         self.speech = speech
@@ -458,11 +581,22 @@ class EmulatorSession:
         self._last_item_id: str | None = None
         self._prev: dict[str, str | None] = {}
         self._user_start_ms = 0
-        self._next_turn = 1
+        self._next_turn = first_speech_turn
         self._turn: _Turn | None = None
         self._response: _Response | None = None
         self._chunk_samples = config.output_rate_hz * config.delta_ms // 1000
         self._chunk_gap_ns = round(config.delta_ms * _NS_PER_MS / config.delivery_speed)
+        f = config.faults
+        self.server_full = session_index < f.server_full_sessions
+        self._internal_error_armed = (
+            f.internal_error_after_turns is not None
+            and f.server_full_sessions
+            <= session_index
+            < f.server_full_sessions + f.internal_error_sessions
+        )
+        self.internal_error_sent = False
+        self._turns_ended = 0
+        self._held_stop: tuple[int, list[Send]] | None = None
 
     # ------------------------------------------------------------ public surface
 
@@ -491,9 +625,78 @@ class EmulatorSession:
         }
         return [g for g in self.log if g.kind in kinds]
 
+    @property
+    def next_speech_turn(self) -> int:
+        """Script turn that would answer the next user utterance."""
+        return self._next_turn
+
     def kinds(self) -> list[str]:
         """The ``kind`` of every ground-truth record, in order."""
         return [g.kind for g in self.log]
+
+    def turn_truths(self) -> list[dict[str, Any]]:
+        """Per assistant turn, what the emulator did and when (for latency-accuracy tests).
+
+        One dict per ``turn_index`` that was scheduled, in order of first appearance:
+
+        * ``turn_index``: index into ``script.assistant_turns``;
+        * ``speech_stopped_sent_ns``: monotonic ns the ``speech_stopped`` that triggered the turn
+          was written (``None`` for the greeting); ``speech_stopped_event_id``;
+        * ``speech_end_detected_ns``: when the end of speech was detected and the response
+          scheduled (earlier than ``speech_stopped_sent_ns`` for a late ``speech_stopped``);
+        * ``audio_end_ms``: the user's end of speech on the received-sample clock (the
+          ``audio_end_ms`` sent), ``None`` for the greeting;
+        * ``first_delta_sent_ns``: monotonic ns the turn's first ``response.output_audio.delta``
+          was written (``None`` if no audio was sent); ``first_delta_event_id``;
+        * ``injected_latency_ms``: drawn latency of the turn's first response (from the end of
+          speech detection, or the configure for the greeting, to ``response.created``; audio
+          starts at ``response.created``); ``response_latencies_ms`` for every response;
+        * ``response_ids``: the turn's responses in order; ``statuses``: their final status;
+        * ``speech_stopped_late``: ``speech_stopped`` was written after the turn's first
+          ``response.created``, i.e. once generation had started (in write order).
+
+        Times are the shell's ``time.monotonic_ns()`` just before the write (``Clock`` uses the
+        same base).
+        """
+        rows: dict[int, dict[str, Any]] = {}
+        for g in self.log:
+            if g.turn_index is None:
+                continue
+            row = rows.setdefault(
+                g.turn_index,
+                {
+                    "turn_index": g.turn_index,
+                    "speech_stopped_sent_ns": None,
+                    "speech_stopped_event_id": None,
+                    "speech_end_detected_ns": None,
+                    "audio_end_ms": None,
+                    "first_delta_sent_ns": None,
+                    "first_delta_event_id": None,
+                    "injected_latency_ms": None,
+                    "response_latencies_ms": [],
+                    "response_ids": [],
+                    "statuses": [],
+                    "speech_stopped_late": False,
+                },
+            )
+            if g.kind == "speech_stopped":  # the last one is the one the turn answered
+                row["speech_stopped_sent_ns"] = g.t_ns
+                row["speech_stopped_event_id"] = g.event_id
+                row["audio_end_ms"] = g.audio_ms
+                row["speech_stopped_late"] = bool(row["response_ids"])
+            elif g.kind == "response_scheduled" and g.detail == "speech":
+                row["speech_end_detected_ns"] = g.t_ns
+            elif g.kind == "response_created":
+                row["response_ids"].append(g.response_id)
+                row["response_latencies_ms"].append(g.injected_latency_ms)
+                if row["injected_latency_ms"] is None:
+                    row["injected_latency_ms"] = g.injected_latency_ms
+            elif g.kind == "first_audio_delta" and row["first_delta_sent_ns"] is None:
+                row["first_delta_sent_ns"] = g.t_ns
+                row["first_delta_event_id"] = g.event_id
+            elif g.kind == "response_done" and g.detail is not None:
+                row["statuses"].append(g.detail.split(":", 1)[0])
+        return list(rows.values())
 
     def open(self, *, now_ns: int) -> list[Output]:
         """The connection is open: ``[warning]`` then ``session.created``."""
@@ -511,13 +714,30 @@ class EmulatorSession:
                     "warning",
                 )
             )
-        out.append(self._send(SessionCreated(session_id=self.session_id), "session_created"))
+        if self.server_full and not self.config.faults.server_full_after_created:
+            out = []
+        else:
+            out.append(self._send(SessionCreated(session_id=self.session_id), "session_created"))
+        if self.server_full:
+            self._closing = True
+            out.append(
+                self._error(
+                    "server_error",
+                    "server at capacity; retry later with backoff",
+                    code="server_full",
+                )
+            )
+            out.append(Close(1013, "server full"))
         return out
 
     def receive(self, frame: str | bytes, *, now_ns: int) -> list[Output]:
         """Handle one client frame received at ``now_ns``."""
         if self._closing:
             return []
+        out = self._receive(frame, now_ns=now_ns)
+        return out + self._maybe_internal_error()
+
+    def _receive(self, frame: str | bytes, *, now_ns: int) -> list[Output]:
         self._last_input_ns = now_ns
         size = len(frame.encode("utf-8")) if isinstance(frame, str) else len(frame)
         if isinstance(frame, bytes):
@@ -592,6 +812,9 @@ class EmulatorSession:
                     r.calls_done.add(p.call_done)
                 if p.final:
                     out.append(self._finish_response(now_ns=now_ns))
+                    fault = self._maybe_internal_error()
+                    if fault:
+                        return out + fault
                     progressed = True
                     break
             turn = self._turn
@@ -616,7 +839,7 @@ class EmulatorSession:
                         code="tool_response_timeout",
                     )
                 )
-        return out
+        return out + self._maybe_internal_error()
 
     def next_deadline_ns(self) -> int | None:
         """When :meth:`advance` next has something to do (``None`` once closing)."""
@@ -647,6 +870,7 @@ class EmulatorSession:
         self.closed_reason = reason
         self._response = None
         self._turn = None
+        self._held_stop = None
         self._truth_now("session_closed", now_ns, detail=reason)
 
     # ------------------------------------------------------------ client frames
@@ -783,9 +1007,10 @@ class EmulatorSession:
     # ------------------------------------------------------------ speech
 
     def _on_speech_start(self, start_ms: int, *, now_ns: int) -> list[Output]:
+        out: list[Output] = list(self._take_held_stop())
         self._user_item_id = self._id("item")
         self._user_start_ms = start_ms
-        out: list[Output] = [
+        out += [
             self._send(
                 SpeechStarted(audio_start_ms=start_ms, item_id=self._user_item_id),
                 "speech_started",
@@ -824,11 +1049,15 @@ class EmulatorSession:
         item_id = self._user_item_id or self._id("item")
         self._user_item_id = None
         self._user_speech_ms += max(0, end_ms - self._user_start_ms)
-        out: list[Output] = [
+        answer: int | None = None
+        if self._turn is None and self._next_turn < len(self.script.assistant_turns):
+            answer = self._next_turn
+        out: list[Send] = [
             self._send(
                 SpeechStopped(audio_end_ms=end_ms, item_id=item_id),
                 "speech_stopped",
                 audio_ms=end_ms,
+                turn_index=answer,
             ),
             self._send(
                 ConversationItemDone(
@@ -846,12 +1075,59 @@ class EmulatorSession:
         ]
         if self._turn is not None:
             self._truth_now("user_turn_while_busy", now_ns, turn_index=self._turn.index)
-        elif self._next_turn >= len(self.script.assistant_turns):
+        elif answer is None:
             self._truth_now("user_turn_beyond_script", now_ns, detail=f"user turn {end_ms} ms")
         else:
-            self._schedule_turn(self._next_turn, trigger="speech", now_ns=now_ns)
+            self._schedule_turn(answer, trigger="speech", now_ns=now_ns)
             self._next_turn += 1
-        return out
+            if answer in self.config.faults.late_speech_stopped_turns and self._turn is not None:
+                self._held_stop = (answer, out)
+                self._truth_now("speech_stopped_held", now_ns, turn_index=answer, audio_ms=end_ms)
+                return []
+        result: list[Output] = list(out)
+        return result
+
+    def _take_held_stop(self) -> list[Send]:
+        """A held ``speech_stopped`` (+ item.done) not yet sent, removed from wherever it waits."""
+        if self._held_stop is not None:
+            sends = self._held_stop[1]
+            self._held_stop = None
+            return sends
+        r = self._response
+        if r is None or not any(p.held_stop for p in r.plan):
+            return []
+        sends = [p.send for p in r.plan if p.held_stop and p.send is not None]
+        r.plan = deque(p for p in r.plan if not p.held_stop)
+        return sends
+
+    def _turn_ended(self) -> None:
+        self._turns_ended += 1
+
+    def _maybe_internal_error(self) -> list[Output]:
+        """The injected ``internal_error`` + close 1011, once its turn count is reached."""
+        n = self.config.faults.internal_error_after_turns
+        if (
+            not self._internal_error_armed
+            or self._closing
+            or not self._configured
+            or n is None
+            or self._turns_ended < n
+        ):
+            return []
+        self._internal_error_armed = False
+        self._closing = True
+        self.internal_error_sent = True
+        self._response = None
+        self._turn = None
+        self._held_stop = None
+        return [
+            self._error(
+                "server_error",
+                "internal error; reconnect to start a new session",
+                code="internal_error",
+            ),
+            Close(1011, "internal error"),
+        ]
 
     # ------------------------------------------------------------ turns and responses
 
@@ -873,6 +1149,7 @@ class EmulatorSession:
     def _schedule_response(self, turn: _Turn, *, now_ns: int) -> None:
         if turn.pos >= len(turn.steps):
             self._turn = None
+            self._turn_ended()
             self._truth_now("turn_done", now_ns, turn_index=turn.index)
             return
         tools_first = isinstance(turn.steps[turn.pos], CallTools)
@@ -1027,7 +1304,49 @@ class EmulatorSession:
             input_tokens=self._input_tokens(),
         )
         r.plan.append(_Planned(t, None, final=True))
+        has_speech = any(isinstance(st, Speak) and st.text.strip() for st in turn.steps)
+        fault = self.config.faults.status_details(turn.index)
+        if fault is not None and not turn.status_fault_done and (texts or not has_speech):
+            turn.status_fault_done = True
+            r.end_status = fault
+            self._truncate(r)
+        if self._held_stop is not None and self._held_stop[0] == turn.index:
+            self._insert_held_stop(r, self._held_stop[1])
+            self._held_stop = None
         self._response = r
+
+    def _truncate(self, r: _Response) -> None:
+        """Cut the plan after ``partial_audio_fraction`` of its audio deltas (response fault)."""
+        plan = list(r.plan)
+        audio = [i for i, p in enumerate(plan) if p.audio_samples]
+        if audio:
+            n = len(audio)
+            frac = self.config.faults.partial_audio_fraction
+            keep = n if n == 1 else min(n - 1, max(1, round(n * frac)))
+            cut = audio[keep - 1] + 1
+        else:  # no audio (tool-only or muted): response.created (+ the message item) only
+            cut = 2 if r.message_item_id is not None else 1
+        kept = plan[:cut]
+        end = kept[-1].due_ns + (self._chunk_gap_ns if audio else 0)
+        r.plan = deque([*kept, _Planned(end, None, final=True)])
+
+    @staticmethod
+    def _insert_held_stop(r: _Response, sends: list[Send]) -> None:
+        """Put a held ``speech_stopped`` right after the response's first audio delta."""
+        plan = list(r.plan)
+        at = next((i for i, p in enumerate(plan) if p.audio_samples), None)
+        if at is None:
+            at = next(
+                (
+                    i
+                    for i, p in enumerate(plan)
+                    if p.send is not None and isinstance(p.send.event, FunctionCallArgumentsDelta)
+                ),
+                0,
+            )
+        due = plan[at].due_ns
+        held = [_Planned(due, s, held_stop=True) for s in sends]
+        r.plan = deque([*plan[: at + 1], *held, *plan[at + 1 :]])
 
     def _plan_speech(
         self,
@@ -1156,6 +1475,21 @@ class EmulatorSession:
         turn = self._turn
         assert r is not None
         self._response = None
+        if r.end_status is not None:  # injected failed / incomplete: the turn ends here
+            status, details = r.end_status
+            done = self._response_done(r, status=status, details=details)
+            if turn is None:
+                return done
+            self._turn = None
+            self._turn_ended()
+            ended = GroundTruth(
+                "turn_done",
+                -1,
+                turn_index=turn.index,
+                audio_ms=self.received_audio_ms,
+                detail=status,
+            )
+            return dataclasses.replace(done, truths=(*done.truths, ended))
         # Built now, not pre-planned, so its output and usage reflect what was actually sent.
         done = self._response_done(r, status="completed")
         if turn is None:
@@ -1167,6 +1501,7 @@ class EmulatorSession:
                 self._continue_turn(turn, now_ns=now_ns)
             return done
         self._turn = None
+        self._turn_ended()
         turn_done = GroundTruth(
             "turn_done", -1, turn_index=turn.index, audio_ms=self.received_audio_ms
         )
@@ -1177,6 +1512,7 @@ class EmulatorSession:
         turn = self._turn
         if r is None:
             return []
+        held: list[Output] = list(self._take_held_stop())
         self._response = None
         self._turn = None  # the scripted turn counts as answered
         self._truth_now(
@@ -1189,9 +1525,16 @@ class EmulatorSession:
         )
         if turn is not None and turn.pending_calls:
             turn.pending_calls = {}
-        return [self._response_done(r, status="cancelled", reason=reason)]
+        return [*held, self._response_done(r, status="cancelled", reason=reason)]
 
-    def _response_done(self, r: _Response, *, status: str, reason: str | None = None) -> Send:
+    def _response_done(
+        self,
+        r: _Response,
+        *,
+        status: str,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> Send:
         output: list[dict[str, Any]] = []
         if r.message_item_id is not None:
             output.append(
@@ -1210,7 +1553,10 @@ class EmulatorSession:
             + 1
         )
         resp: dict[str, Any] = {"id": r.id, "status": status}
-        if reason is not None:
+        if details is not None:
+            resp["status_details"] = details
+            reason = details.get("reason") or details.get("error", {}).get("code")
+        elif reason is not None:
             resp["status_details"] = {"type": status, "reason": reason}
         resp["output"] = output
         resp["usage"] = {
@@ -1272,7 +1618,7 @@ class EmulatorSession:
         truths: tuple[GroundTruth, ...] = ()
         if kind is not None:
             truth.setdefault("audio_ms", self.received_audio_ms)
-            truths = (GroundTruth(kind=kind, t_ns=-1, **truth),)
+            truths = (GroundTruth(kind=kind, t_ns=-1, event_id=ev.event_id, **truth),)
         return Send(event=ev, text=ev.dumps(), truths=truths)
 
     def _truth_now(self, kind: str, now_ns: int, **fields_: Any) -> None:

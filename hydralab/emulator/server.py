@@ -67,6 +67,11 @@ class Emulator:
         script: Scripted assistant turns (``assistant_turns[0]`` is the greeting).
         config: Emulator behaviour (rates, speeds, latencies, VAD, timeouts).
 
+    Session-level faults (``config.faults``, :class:`~hydralab.emulator.core.EmulatorFaults`)
+    count accepted connections: with ``server_full_sessions=1`` the first connection gets
+    ``server_full`` + close 1013 and the second a normal session; after an injected
+    ``internal_error`` (close 1011) the next connection resumes the script.
+
     Attributes:
         url: ``ws://HOST:PORT`` once started.
         port: Bound port once started.
@@ -86,6 +91,7 @@ class Emulator:
         self.url = ""
         self.port = 0
         self._server: Server | None = None
+        self._resume_turn = 1  # set by a session that died of an injected internal_error
 
     async def start(self, *, host: str = "127.0.0.1", port: int = 0) -> str:
         """Render the script's speech, bind and start serving; return the ``ws://`` URL."""
@@ -148,15 +154,25 @@ class Emulator:
             speech=self.speech,
             model=model,
             session_index=len(self.sessions),
+            first_speech_turn=self._resume_turn,
         )
+        self._resume_turn = 1
         self.sessions.append(session)
         outbox: asyncio.Queue[Output] = asyncio.Queue()
         wake = asyncio.Event()
         reason = "server stopped"
 
+        resume_published = False
+
         def emit(outs: list[Output]) -> None:
+            nonlocal resume_published
             for o in outs:
                 outbox.put_nowait(o)
+            if session.internal_error_sent and not resume_published:
+                # Published before the error is even written, so a fast reconnect resumes.
+                resume_published = True
+                if self.config.faults.resume_after_internal_error:
+                    self._resume_turn = session.next_speech_turn
 
         async def reader() -> None:
             try:
@@ -210,7 +226,11 @@ class Emulator:
 
 
 def _close_reason(ws: ServerConnection, default: str) -> str:
-    rcvd = ws.protocol.close_rcvd
+    proto = ws.protocol
+    sent = proto.close_sent
+    if sent is not None and proto.close_rcvd_then_sent is not True:  # we closed first
+        return f"closed by emulator ({sent.code} {sent.reason})"
+    rcvd = proto.close_rcvd
     if rcvd is not None:
         return f"client closed ({rcvd.code})"
     return default
