@@ -29,7 +29,7 @@ import numpy.typing as npt
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from hydralab.audio import StreamResampler, Timeline, ulaw_decode, ulaw_encode
+from hydralab.audio import AUDIBLE_DBFS, StreamResampler, Timeline, ulaw_decode, ulaw_encode
 from hydralab.client import HydraClient, HydraConfig, HydraConnectionError, HydraError
 from hydralab.clock import Clock
 from hydralab.protocol import twilio as tw
@@ -611,13 +611,17 @@ class BridgeSession:
                 continue
             start = max(0, tl.index_of(turn.first_played_t_ns) - sr // 100)
             end = tl.index_of(turn.last_played_t_ns or turn.first_played_t_ns) + sr // 50
-            onset = tl.first_onset("assistant", start_index=start, end_index=end)
+            onset = tl.first_onset(
+                "assistant", start_index=start, end_index=end, rms_threshold_dbfs=AUDIBLE_DBFS
+            )
             if turn.kind == "greeting":
                 turn.v2v_reason = "greeting"
             elif onset is None:
                 turn.v2v_reason = "no_audible_assistant_audio"
             else:
-                offset = tl.last_offset("user", end_index=onset, start_index=prev_end)
+                offset = tl.last_offset(
+                    "user", end_index=onset, start_index=prev_end, rms_threshold_dbfs=AUDIBLE_DBFS
+                )
                 if offset is None:
                     turn.v2v_reason = "no_audible_caller_speech"
                 else:

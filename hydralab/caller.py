@@ -33,7 +33,7 @@ import numpy.typing as npt
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from hydralab.audio import ulaw_decode, ulaw_encode
+from hydralab.audio import AUDIBLE_DBFS, first_onset, last_offset, ulaw_decode, ulaw_encode
 from hydralab.clock import Clock, ClockLike
 from hydralab.protocol.twilio import (
     TURN_END_MARK_PREFIX,
@@ -66,7 +66,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE_HZ = 8000
-AUDIBLE_DBFS = -45.0
 """A received or synthesized frame whose RMS is above this is audible (the noise floor is -50)."""
 PROVIDER = "hydralab"
 _NOISE_FRAMES = 100  # 2 s of pre-encoded line noise, cycled
@@ -214,6 +213,8 @@ class CallerResult:
 class _Utterance:
     frames: tuple[bytes, ...]
     last_frame_samples: int  # real (not padding) samples in the last frame
+    first_audible: int = 0  # sample index (in the sent frames) of the first audible sample
+    last_audible: int = 0  # sample index of the last audible sample
 
 
 @dataclass
@@ -287,6 +288,7 @@ class Caller:
         if self._spf * 1000 != SAMPLE_RATE_HZ * self.config.frame_ms:
             raise ValueError(f"frame_ms={self.config.frame_ms} is not a whole number of samples")
         self._period_ns = self.config.frame_ms * 1_000_000
+        self._utt_audible_end_ns: int | None = None
         self._started = False
         # collected results
         self._events: list[dict[str, Any]] = []
@@ -387,10 +389,21 @@ class Caller:
         power = np.mean(frames.astype(np.float64) ** 2, axis=1)
         audible = np.flatnonzero(power > (32768.0**2) * 10.0 ** (AUDIBLE_DBFS / 10.0))
         first, last = (int(audible[0]), int(audible[-1])) if len(audible) else (0, n_frames - 1)
-        data = ulaw_encode(frames[first : last + 1])
+        kept = frames[first : last + 1].reshape(-1)
+        data = ulaw_encode(kept)
         chunks = tuple(data[i : i + spf] for i in range(0, len(data), spf))
         last_real = spf - pad if last == n_frames - 1 and n > 0 else spf
-        return _Utterance(frames=chunks, last_frame_samples=last_real)
+        # Sample-accurate audible bounds, by the same definition the timeline's v2v uses.
+        sent = ulaw_decode(data)
+        rate = spf * 1000 // self.config.frame_ms
+        on = first_onset(sent, sample_rate_hz=rate, rms_threshold_dbfs=AUDIBLE_DBFS)
+        off = last_offset(sent, sample_rate_hz=rate, rms_threshold_dbfs=AUDIBLE_DBFS)
+        return _Utterance(
+            frames=chunks,
+            last_frame_samples=last_real,
+            first_audible=on if on is not None else 0,
+            last_audible=off if off is not None else len(sent) - 1,
+        )
 
     # ------------------------------------------------------------------ call
     async def _call(self) -> str:
@@ -520,19 +533,28 @@ class Caller:
             return
         turn = self._tx_turns[-1]
         pos = self._utt_pos
+        spf, period = self._spf, self._period_ns
         if pos == 0:
-            start_ms = self._clock.epoch_ms(now)
+            # Convention (as on a real line): a frame sent at S carries the audio spoken during
+            # [S - 20 ms, S]. The pacer's grid is absolute, so the first audible sample's time
+            # is known before its frame goes out.
+            a = utt.first_audible
+            start_ns = now + (a // spf - 1) * period + (a % spf) * _NS_PER_SAMPLE
+            start_ms = self._clock.epoch_ms(start_ns)
             self._utt_sent_end_ns = now
+            self._utt_audible_end_ns = None
             await ws.send(user_speech_frame(self.stream_sid, started=True, timestamp_ms=start_ms))
             turn.start_epoch_ms = start_ms
-            self._log_audio("audio_start", "simulated_user", now, now)
+            self._log_audio("audio_start", "simulated_user", now, start_ns)
             self._log_data("user_speech", {"text": turn.text, "source": "simulated_user"}, now)
         await ws.send(media_frame(self.stream_sid, utt.frames[pos]))
         pos += 1
         self._utt_pos = turn.frames = pos
-        self._utt_sent_end_ns = now + self._period_ns
+        self._utt_sent_end_ns = now
+        if pos - 1 == utt.last_audible // spf:
+            self._utt_audible_end_ns = now - period + (utt.last_audible % spf + 1) * _NS_PER_SAMPLE
         if pos == len(utt.frames):
-            end_ns = now + utt.last_frame_samples * _NS_PER_SAMPLE
+            end_ns = self._utt_audible_end_ns or now
             self._utt_sent_end_ns = end_ns
             turn.completed = True
             self._finish_utterance()
@@ -613,17 +635,25 @@ class Caller:
             rx.first_media_ns = now
         rx.last_media_ns = now
         if payload:
-            pcm = ulaw_decode(payload).astype(np.float64)
+            pcm16 = ulaw_decode(payload)
+            pcm = pcm16.astype(np.float64)
             sumsq = float(np.dot(pcm, pcm))
             rx.sumsq += sumsq
             rx.n_samples += len(pcm)
-            if _dbfs(sumsq, len(pcm)) > AUDIBLE_DBFS:
+            # A frame received at R plays during [R, R + its length]; audible bounds are
+            # sample-accurate, by the same definition the timeline's v2v uses.
+            on = first_onset(pcm16, sample_rate_hz=SAMPLE_RATE_HZ, rms_threshold_dbfs=AUDIBLE_DBFS)
+            if on is not None:
                 if rx.first_audible_ns is None:
-                    rx.first_audible_ns = now
-                    self._log_audio("audio_start", "assistant", now, now)
+                    rx.first_audible_ns = now + on * _NS_PER_SAMPLE
+                    self._log_audio("audio_start", "assistant", now, rx.first_audible_ns)
                     self._wake.set()
+                off = last_offset(
+                    pcm16, sample_rate_hz=SAMPLE_RATE_HZ, rms_threshold_dbfs=AUDIBLE_DBFS
+                )
                 rx.last_audible_ns = now
-                rx.last_audible_end_ns = now + len(pcm) * _NS_PER_SAMPLE
+                end = off if off is not None else len(pcm16) - 1
+                rx.last_audible_end_ns = now + (end + 1) * _NS_PER_SAMPLE
         if first:
             self._wake.set()
 

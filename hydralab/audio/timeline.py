@@ -49,6 +49,24 @@ class _Track:
     def view(self) -> npt.NDArray[np.int16]:
         return self._buf[: self.length]
 
+    def move(self, start: int, length: int, new_start: int) -> None:
+        """Move the block ``[start, start + length)`` earlier to ``new_start``; the vacated tail
+        becomes zeros. The block must end the track."""
+        block = self._buf[start : start + length].copy()
+        self._buf[new_start : start + length] = 0
+        self._buf[new_start : new_start + length] = block
+        self.length = new_start + length
+
+
+class _Segment:
+    """One run of a live stream without pauses: where it starts and how much it holds."""
+
+    __slots__ = ("length", "start")
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.length = 0
+
 
 def _check_pcm(pcm: object) -> npt.NDArray[np.int16]:
     if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1:
@@ -77,6 +95,8 @@ class Timeline:
         self.t0_ns = int(t0_ns)
         self.sample_rate_hz = int(sample_rate_hz)
         self._tracks = {name: _Track(self.sample_rate_hz) for name in TRACK_NAMES}
+        self._segments: dict[str, _Segment] = {}
+        self._floors: dict[str, int] = {}  # a segment never moves before the previous one's end
 
     def _get(self, track: str) -> _Track:
         try:
@@ -128,10 +148,15 @@ class Timeline:
     ) -> int:
         """Append a chunk of a live stream that *arrived* at ``t_ns``.
 
-        The chunk's nominal start is ``t_ns`` minus its duration. If that start is more than
-        ``gap_tolerance_ms`` after the track's end, the sender fell silent: the gap is left as
-        zeros and the chunk lands at its nominal start. Otherwise (steady stream with jitter,
-        or a chunk arriving early in a burst) it is appended right after the track's end.
+        The chunk's nominal start is ``t_ns`` minus its duration (a chunk arrives once its last
+        sample exists). Chunks of a steady stream are laid end to end — jitter never inserts
+        silence — and the run ("segment") is anchored where its chunks arrived *earliest*
+        relative to their position in the run: arrival delays (a stall, a backlog after a slow
+        start) only ever make chunks late, so the least-delayed arrival is the best estimate of
+        the sender's clock. When a chunk reveals an earlier anchor, the segment moves earlier
+        (never before the previous segment's end). If a chunk's nominal start is more than
+        ``gap_tolerance_ms`` after the segment's end, the sender fell silent: the gap is kept as
+        zeros and a new segment starts at the chunk's nominal start.
 
         Args:
             track: ``"user"`` or ``"assistant"``.
@@ -144,9 +169,22 @@ class Timeline:
         """
         tr = self._get(track)
         pcm = _check_pcm(pcm)
+        if pcm.shape[0] == 0:
+            return tr.length
         nominal = self.index_of(t_ns) - pcm.shape[0]
         tolerance = round(gap_tolerance_ms * self.sample_rate_hz / 1000.0)
-        start = nominal if nominal - tr.length > tolerance else tr.length
+        seg = self._segments.get(track)
+        if seg is None or nominal - (seg.start + seg.length) > tolerance:
+            floor = tr.length  # the previous segment's end: real silence is never collapsed
+            seg = self._segments[track] = _Segment(max(nominal, floor))
+            self._floors[track] = floor
+        else:
+            anchor = max(nominal - seg.length, self._floors.get(track, 0))
+            if anchor < seg.start and seg.start + seg.length == tr.length:
+                tr.move(seg.start, seg.length, anchor)
+                seg.start = anchor
+        start = seg.start + seg.length
+        seg.length += pcm.shape[0]
         return self._write_at(tr, pcm, start)
 
     def append_user(
@@ -272,6 +310,11 @@ def _window_energy(
     seg = pcm[a:b].astype(np.float64)
     csum = np.concatenate(([0.0], np.cumsum(seg * seg)))
     return csum[window:] - csum[:-window]
+
+
+AUDIBLE_DBFS = -45.0
+"""hydralab's one definition of "audible" (RMS over 10 ms windows, dBFS re 32768): 5 dB above
+the −50 dBFS line-noise floor. The caller's own stamps and the timeline's ``v2v`` both use it."""
 
 
 def first_onset(
