@@ -152,6 +152,10 @@ class BridgeSession:
         self._audio_open: str | None = None  # response with deltas but no output_audio.done
         self.dropped_input_ms = 0.0
         self.connect_attempts = 0
+        self._audio_responses: set[str] = set()
+        self.silent_responses = 0  # completed speaking responses that carried no audio at all
+        self._silent_streak = 0
+        self.no_audio_warning: str | None = None
         self._api_key = api_key
         self._last_error_code: str | None = None
 
@@ -201,6 +205,10 @@ class BridgeSession:
 
     def _new_client(self, *, greeting: bool) -> HydraClient:
         cfg = dataclasses.replace(self.config.hydra, generate_initial_response=greeting)
+        if cfg.session is not None:  # a precomputed (budgeted) configure: same, minus the greeting
+            cfg = dataclasses.replace(
+                cfg, session={**cfg.session, "generate_initial_response": greeting}
+            )
         return HydraClient(
             cfg,
             api_key=self._api_key,
@@ -431,6 +439,7 @@ class BridgeSession:
                 self._audio_open = None
             case ResponseOutputAudioDelta():
                 self._audio_open = ev.response_id
+                self._audio_responses.add(ev.response_id or "")
                 rid = ev.response_id or ""
                 pcm, self._carry[rid] = decode_pcm16(ev.payload, carry=self._carry.get(rid, b""))
                 self._enqueue_audio(ev.response_id, pcm, t_ns)
@@ -445,6 +454,7 @@ class BridgeSession:
             case ResponseDone():
                 self._audio_open = None
                 self._flush_audio()
+                self._check_silent_model(ev)
                 if ev.function_calls or self._pending_calls:
                     self._tool_response_done = True
                     self._arm_response_create()
@@ -452,6 +462,26 @@ class BridgeSession:
                 self._last_error_code = ev.code
             case _:
                 pass
+
+    def _check_silent_model(self, ev: ResponseDone) -> None:
+        """Hydra's quirk: above its ~32 KB configure ceiling it keeps answering (text, tools)
+        but never sends audio. Two completed speaking responses in a row without a single audio
+        delta are reported, with the configure size, instead of a silent call."""
+        if ev.status != "completed" or ev.function_calls:
+            return
+        rid = ev.response_id or ""
+        if rid in self._audio_responses:
+            self._silent_streak = 0
+            return
+        self.silent_responses += 1
+        self._silent_streak += 1
+        if self._silent_streak >= 2 and self.no_audio_warning is None:
+            self.no_audio_warning = (
+                f"the model completed {self._silent_streak} responses without any audio; "
+                f"session.configure was {self.client.configure_bytes} bytes — Hydra drops all "
+                "audio above ~32 KB (see run.json configure_budget)"
+            )
+            self._log_bridge("model_sends_no_audio", {"warning": self.no_audio_warning})
 
     def _enqueue_audio(
         self, response_id: str | None, pcm: npt.NDArray[np.int16], t_ns: int
@@ -677,6 +707,8 @@ class BridgeSession:
             "reconnects": self.reconnects,
             "connect_attempts": self.connect_attempts,
             "dropped_input_ms": self.dropped_input_ms,
+            "silent_responses": self.silent_responses,
+            "no_audio_warning": self.no_audio_warning,
             "duration_s": ((self.ended_ns or self.clock.now_ns()) - self.started_ns) / 1e9,
         }
 

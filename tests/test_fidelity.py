@@ -218,3 +218,96 @@ def test_24khz_output_end_to_end(tmp_path: Path) -> None:
     assert res.caller is not None
     assert all(t.rms_dbfs is not None and t.rms_dbfs > -40 for t in res.caller.assistant_turns)
     _check_ground_truth(res)
+
+
+# ---------------------------------------------------------------- faults the emulator injects
+
+TWO_TURNS = (
+    ["Hi, I have a question.", "Thanks, that is all."],
+    [(Speak("Sure, go ahead."),), (Speak("Goodbye."),)],
+)
+
+
+def _faulted(tmp: Path, faults: Any, **kw: Any) -> RunResult:
+    from hydralab.emulator import EmulatorFaults
+
+    return _run(
+        tmp,
+        _script(*TWO_TURNS),
+        emulator_config=EmulatorConfig(faults=EmulatorFaults(**faults)),
+        **kw,
+    )
+
+
+def _bridge_events(res: RunResult, kind: str) -> list[dict[str, Any]]:
+    return [e["frame"] for e in _events(res) if e["src"] == "bridge" and e["frame"]["type"] == kind]
+
+
+def test_server_full_backs_off_and_retries(tmp_path: Path) -> None:
+    res = _faulted(tmp_path, {"server_full_sessions": 1})
+    retries = _bridge_events(res, "model_connect_retry")
+    assert len(retries) == 1 and "server_full" in retries[0]["error"]
+    assert 0.25 <= retries[0]["delay_s"] <= 0.75  # first backoff 0.5 s, jittered ×0.5–1.5
+    assert res.session is not None and res.session.connect_attempts == 2
+    assert [t["status"] for t in res.turns] == ["completed"] * 3
+
+
+def test_internal_error_mid_call_reconnects_once(tmp_path: Path) -> None:
+    res = _faulted(tmp_path, {"internal_error_after_turns": 2})
+    assert res.session is not None and res.session.reconnects == 1
+    assert _bridge_events(res, "model_reconnect")[0]["close_code"] == 1011
+    assert res.emulator is not None and len(res.emulator.sessions) == 2
+    # the call went on in the new session: the last scripted answer was heard
+    audit = json.loads((res.run_dir / "audit_log.json").read_text())["transcript"]
+    assert any(e["message_type"] == "assistant" and e["value"] == "Goodbye." for e in audit)
+
+
+@pytest.mark.parametrize("status", ["failed", "incomplete"])
+def test_failed_and_incomplete_responses_are_labelled_as_such(tmp_path: Path, status: str) -> None:
+    res = _faulted(tmp_path, {"response_status": {1: (status, None)}})
+    turn = res.turns[1]
+    assert turn["status"] == status and turn["status_reason"] != "interrupted"
+    assert res.turns[2]["status"] == "completed"  # the caller was not left waiting
+    audit = json.loads((res.run_dir / "audit_log.json").read_text())["transcript"]
+    assert not any("[interrupted]" in str(e["value"]) for e in audit)
+
+
+def test_late_speech_stopped_gives_no_bogus_latency(tmp_path: Path) -> None:
+    res = _faulted(tmp_path, {"late_speech_stopped_turns": frozenset({1})})
+    assert res.turns[1]["model_response_ms"] is None
+    assert res.turns[1]["latency_reason"] == "speech_stopped_after_first_audio"
+    assert res.turns[2]["model_response_ms"] is not None  # the next turn is measured normally
+    assert res.turns[1]["v2v_ms"] is not None  # what the caller heard is still measured
+
+
+def test_tool_response_timeout_closes_the_turn(tmp_path: Path) -> None:
+    from hydralab.bridge import BridgeConfig
+
+    script = _script(
+        ["My confirmation number is HT4KWB, last name Brooks.", "Hello?"],
+        [(CallTools((ToolCall("get_reservation", RES),)), Speak("Found it.")), (Speak("Yes?"),)],
+    )
+    res = _run(
+        tmp_path,
+        script,
+        emulator_config=EmulatorConfig(tool_output_timeout_s=0.3),
+        bridge_config=BridgeConfig(response_create_debounce_ms=1500),
+    )
+    turn = res.turns[1]
+    assert turn["status"] == "failed" and turn["status_reason"] == "tool_response_timeout"
+    meta = json.loads((res.run_dir / "run.json").read_text())
+    assert any(e["code"] == "tool_response_timeout" for e in meta["errors"])
+    assert res.turns[-1]["status"] == "completed"
+
+
+def test_configure_over_the_ceiling_is_reported_not_silent(tmp_path: Path) -> None:
+    res = _run(
+        tmp_path,
+        _script(*TWO_TURNS),
+        emulator_config=EmulatorConfig(max_configure_bytes=1000),
+    )
+    assert res.session is not None
+    assert res.session.silent_responses >= 2
+    warning = res.session.no_audio_warning
+    assert warning is not None and "session.configure" in warning
+    assert _bridge_events(res, "model_sends_no_audio")
