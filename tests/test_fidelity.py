@@ -311,3 +311,54 @@ def test_configure_over_the_ceiling_is_reported_not_silent(tmp_path: Path) -> No
     warning = res.session.no_audio_warning
     assert warning is not None and "session.configure" in warning
     assert _bridge_events(res, "model_sends_no_audio")
+
+
+class _SlowThenFailing:
+    """First utterance: a correct transcript, 2.5 s late (after the next one); second: a failure."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.closed_after_all = False
+        self.pending = 0
+
+    async def transcribe(self, pcm: Any, *, sample_rate_hz: int) -> Any:
+        import asyncio
+
+        from hydralab.speech.stt import Transcript
+
+        self.calls += 1
+        n = self.calls
+        self.pending += 1
+        try:
+            if n == 1:
+                await asyncio.sleep(2.5)
+                return Transcript(text="hi i have a question", ok=True, provider="fake")
+            return Transcript(text="", ok=False, error="http 503", provider="fake")
+        finally:
+            self.pending -= 1
+
+    async def aclose(self) -> None:
+        self.closed_after_all = self.pending == 0
+
+
+def test_late_and_failed_transcripts_land_in_time_order(tmp_path: Path) -> None:
+    stt = _SlowThenFailing()
+    script = _script(["Hi, I have a question.", "Bye."], [(Speak("Go ahead."),), (Speak("Bye."),)])
+    res = run_record_sync(None, out_dir=tmp_path, run_id="t", script=script, transcriber=stt)
+    assert res.error is None and stt.calls == 2
+    assert stt.closed_after_all  # shutdown waited for the pending transcription before closing
+    audit = json.loads((res.run_dir / "audit_log.json").read_text())["transcript"]
+    users = [e for e in audit if e["message_type"] == "user"]
+    assert [u["value"] for u in users] == [
+        "hi i have a question",
+        "[user speech - transcription unavailable]",
+    ]
+    # stamped at speech start, so the late one still sits before the assistant's answer
+    stamps = [int(e["timestamp"]) for e in audit]
+    assert stamps == sorted(stamps)
+    kinds = [e["message_type"] for e in audit]
+    assert kinds == ["assistant", "user", "assistant", "user", "assistant"]
+    meta = json.loads((res.run_dir / "run.json").read_text())
+    assert [f["error"] for f in meta["stt_failures"]] == ["http 503"]
