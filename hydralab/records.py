@@ -4,17 +4,21 @@ Two directory layouts are understood:
 
 - hydralab's own (``data/`` in this repository)::
 
-    <data_dir>/<domain>/<domain>_dataset.json          JSON list of records
+    <data_dir>/<domain>/<domain>_dataset.json          JSON list of records (or .jsonl)
     <data_dir>/<domain>/<domain>_scenarios/<id>.json   initial scenario DB per record
     <data_dir>/<domain>/agent.yaml                     agent config (EVA agent YAML shape)
     <data_dir>/<domain>/initial_messages.yaml          greeting per language
 
-- an EVA checkout (``data_dir`` = the EVA root)::
+- an EVA checkout (``data_dir`` = the EVA root, or its ``data/`` folder)::
 
-    <data_dir>/data/<domain>_dataset.json
+    <data_dir>/data/<domain>_dataset.json              JSON list, or <domain>_dataset.jsonl
     <data_dir>/data/<domain>_scenarios/<id>.json
     <data_dir>/configs/agents/<domain>_agent.yaml
     <data_dir>/configs/agents/initial_messages.yaml
+    <data_dir>/configs/prompts/simulation.yaml         realtime_agent.system_prompt template
+
+A dataset is either a JSON list of records (``<domain>_dataset.json``) or one record per line
+(``<domain>_dataset.jsonl``, EVA's other published form); when both exist the ``.json`` wins.
 
 Records carry identity placeholders (``<FIRST_NAME>``, ``<LAST_NAME_ROMANIZED>``, ``<PHONE>`` ...)
 that are resolved per language from ``culture_overrides`` / ``romanized_culture_overrides``;
@@ -42,10 +46,14 @@ __all__ = [
     "RecordFormatError",
     "RecordNotFoundError",
     "UnknownDomainError",
+    "agent_config_path",
     "build_instructions",
+    "eva_run_config",
+    "greeting_steer",
     "list_records",
     "load_agent_config",
     "load_record",
+    "record_meta",
     "resolve_placeholders",
 ]
 
@@ -131,6 +139,11 @@ class Record:
         user_config: Resolved ``user_config`` (persona, gender).
         starting_utterance: The caller's first line for ``language``.
         source: Dataset file the record came from.
+        data_dir: The data directory (hydralab ``data/`` or the EVA root) it was loaded from.
+        prompt_template: EVA's ``realtime_agent.system_prompt`` template (with ``{datetime}``,
+            ``{agent_personality}``, ``{agent_instructions}``) when the data directory has
+            ``configs/prompts/simulation.yaml``; ``None`` means hydralab's built-in template.
+        prompt_path: Where :attr:`prompt_template` was read from.
     """
 
     id: str
@@ -147,6 +160,9 @@ class Record:
     user_config: dict[str, Any]
     starting_utterance: str
     source: Path | None = None
+    data_dir: Path | None = None
+    prompt_template: str | None = None
+    prompt_path: Path | None = None
 
     @property
     def current_date(self) -> str:
@@ -254,32 +270,60 @@ class _DomainFiles:
     scenarios: Path
     agent: Path
     initial_messages: Path
+    root: Path
+    prompts: Path | None = None
+
+
+_DATASET_SUFFIXES = ("_dataset.json", "_dataset.jsonl")
+
+
+def _datasets_in(folder: Path) -> dict[str, Path]:
+    """``{domain: dataset file}`` for ``<domain>_dataset.json[l]`` in ``folder`` (.json wins)."""
+    found: dict[str, Path] = {}
+    for suffix in reversed(_DATASET_SUFFIXES):  # .jsonl first, so .json overrides it
+        for path in sorted(folder.glob(f"*{suffix}")):
+            if path.is_file():
+                found[path.name[: -len(suffix)]] = path
+    return found
+
+
+def _eva_root(data_dir: Path) -> Path | None:
+    """The EVA checkout root for ``data_dir`` (the root itself or its ``data/`` folder)."""
+    if (data_dir / "data").is_dir() and _datasets_in(data_dir / "data"):
+        return data_dir
+    if (data_dir.parent / "configs" / "agents").is_dir() and _datasets_in(data_dir):
+        return data_dir.parent
+    return None
 
 
 def _domains(data_dir: Path) -> dict[str, _DomainFiles]:
     found: dict[str, _DomainFiles] = {}
-    eva_data = data_dir / "data"
-    if eva_data.is_dir():
-        agents = data_dir / "configs" / "agents"
-        for dataset in sorted(eva_data.glob("*_dataset.json")):
-            domain = dataset.name[: -len("_dataset.json")]
+    root = _eva_root(data_dir)
+    if root is not None:
+        eva_data = root / "data"
+        agents = root / "configs" / "agents"
+        prompts = root / "configs" / "prompts" / "simulation.yaml"
+        for domain, dataset in sorted(_datasets_in(eva_data).items()):
             found[domain] = _DomainFiles(
                 domain,
                 dataset,
                 eva_data / f"{domain}_scenarios",
                 agents / f"{domain}_agent.yaml",
                 agents / "initial_messages.yaml",
+                root,
+                prompts if prompts.is_file() else None,
             )
     if data_dir.is_dir():
         for sub in sorted(p for p in data_dir.iterdir() if p.is_dir()):
-            dataset = sub / f"{sub.name}_dataset.json"
-            if dataset.is_file() and sub.name not in found:
+            own = _datasets_in(sub).get(sub.name)
+            if own is not None and sub.name not in found:
                 found[sub.name] = _DomainFiles(
                     sub.name,
-                    dataset,
+                    own,
                     sub / f"{sub.name}_scenarios",
                     sub / "agent.yaml",
                     sub / "initial_messages.yaml",
+                    data_dir,
                 )
     return found
 
@@ -302,21 +346,44 @@ def _read_yaml(path: Path) -> Any:
         raise RecordFormatError(f"{path}: invalid YAML ({exc})") from None
 
 
+def _read_jsonl(path: Path) -> list[Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecordFormatError(f"missing file: {path}") from None
+    rows: list[Any] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise RecordFormatError(f"{path}: line {number}: invalid JSON ({exc})") from None
+    return rows
+
+
 def _dataset(files: _DomainFiles) -> list[dict[str, Any]]:
-    data = _read_json(files.dataset)
+    jsonl = files.dataset.suffix == ".jsonl"
+    data = _read_jsonl(files.dataset) if jsonl else _read_json(files.dataset)
     if not isinstance(data, list):
         raise RecordFormatError(f"{files.dataset}: expected a JSON list of records")
     for index, item in enumerate(data):
         if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-            raise RecordFormatError(f"{files.dataset}: element {index} has no string 'id'")
+            where = f"record {index + 1}" if jsonl else f"element {index}"
+            raise RecordFormatError(f"{files.dataset}: {where} has no string 'id'")
     return data
 
 
 def _pick_domains(data_dir: Path, domain: str | None) -> list[_DomainFiles]:
+    if not data_dir.is_dir():
+        raise RecordNotFoundError(f"data directory {data_dir} does not exist")
     domains = _domains(data_dir)
     if domain is None:
         if not domains:
-            raise RecordNotFoundError(f"no record datasets under {data_dir}")
+            raise RecordNotFoundError(
+                f"no record datasets under {data_dir} (expected <domain>/<domain>_dataset.json"
+                " or an EVA checkout with data/<domain>_dataset.json[l])"
+            )
         return list(domains.values())
     if domain not in domains:
         names = ", ".join(sorted(domains)) or "none"
@@ -414,6 +481,26 @@ def load_agent_config(path: Path | str) -> AgentConfig:
     )
 
 
+_PROMPT_FIELDS = ("datetime", "agent_personality", "agent_instructions")
+
+
+def _prompt_template(path: Path) -> str:
+    """EVA's ``realtime_agent.system_prompt`` template from ``configs/prompts/simulation.yaml``."""
+    prompts = _read_yaml(path)
+    section = prompts.get("realtime_agent") if isinstance(prompts, Mapping) else None
+    template = section.get("system_prompt") if isinstance(section, Mapping) else None
+    if not isinstance(template, str) or not template.strip():
+        raise RecordFormatError(f"{path}: missing realtime_agent.system_prompt")
+    try:
+        template.format(**{name: "" for name in _PROMPT_FIELDS})
+    except (KeyError, IndexError, ValueError) as exc:
+        raise RecordFormatError(
+            f"{path}: realtime_agent.system_prompt has an unknown placeholder ({exc});"
+            f" allowed: {', '.join('{' + n + '}' for n in _PROMPT_FIELDS)}"
+        ) from None
+    return template
+
+
 def _greeting(path: Path, language: str) -> str:
     messages = _read_yaml(path)
     if not isinstance(messages, Mapping):
@@ -501,7 +588,58 @@ def _build(raw: dict[str, Any], files: _DomainFiles, language: str) -> Record:
         user_config=resolve_placeholders(raw.get("user_config") or {}, values),
         starting_utterance=resolve_placeholders(starting, values),
         source=files.dataset,
+        data_dir=files.root,
+        prompt_template=_prompt_template(files.prompts) if files.prompts else None,
+        prompt_path=files.prompts,
     )
+
+
+def agent_config_path(record: Record) -> str:
+    """The agent YAML path as EVA's metrics runner wants it in ``config.json``.
+
+    Relative to the EVA checkout root (where that runner runs from) when the record comes from
+    one, e.g. ``configs/agents/airline_agent.yaml``; absolute otherwise.
+    """
+    path = record.agent.path
+    if path is None:
+        return ""
+    root = record.data_dir.resolve() if record.data_dir is not None else None
+    if root is not None and (root / "configs") in path.resolve().parents:  # an EVA checkout
+        return path.resolve().relative_to(root).as_posix()
+    return str(path.resolve())
+
+
+def record_meta(record: Record) -> dict[str, Any]:
+    """What a run directory needs to know about its record to be re-scored or re-loaded."""
+    return {
+        "id": record.id,
+        "domain": record.domain,
+        "language": record.language,
+        "data_dir": str(record.data_dir.resolve()) if record.data_dir else None,
+        "source": str(record.source.resolve()) if record.source else None,
+        "agent_config_path": str(record.agent.path.resolve()) if record.agent.path else None,
+        "auth_tools": [t for t in record.agent.tool_names if record.agent.tool_type(t) == "auth"],
+        "prompt": str(record.prompt_path.resolve()) if record.prompt_path else "hydralab",
+        "end_reason": record.end_reason,
+    }
+
+
+def eva_run_config(record: Record, *, model: str) -> dict[str, Any]:
+    """The run-level ``config.json`` EVA's metrics runner reads (EVA-format docs §5.10).
+
+    ``model.s2s`` selects EVA's speech-to-speech pipeline type; ``hydralab.model`` says whether
+    the emulator or the real Hydra answered.
+    """
+    return {
+        "domain": record.domain,
+        "language": record.language,
+        "agent_config_path": agent_config_path(record),
+        "model": {"s2s": "hydra"},
+        "hydralab": {
+            "model": model,
+            "data_dir": str(record.data_dir.resolve()) if record.data_dir else None,
+        },
+    }
 
 
 _INSTRUCTIONS_TEMPLATE = """\
@@ -520,9 +658,28 @@ On the phone:
 Begin the conversation by greeting the user with: {greeting}"""
 
 
+def greeting_steer(greeting: str) -> str:
+    """The line the Hydra PR appends so the model opens with the record's greeting."""
+    return f"Begin the conversation by greeting the user with: {greeting}"
+
+
 def build_instructions(record: Record) -> str:
-    """System prompt for the model under test: personality, policies, date and greeting steer."""
+    """System prompt for the model under test: personality, policies, date and greeting steer.
+
+    With an EVA checkout this is EVA's realtime prompt (``realtime_agent.system_prompt``
+    rendered with the agent's description, instructions and the record's date time, as
+    ``PromptManager`` does) followed by a blank line and :func:`greeting_steer`; otherwise
+    hydralab's own short template.
+    """
     agent = record.agent
+    if record.prompt_template is not None:
+        # EVA renders the YAML values as they are (no stripping); so do we, byte for byte.
+        prompt = record.prompt_template.format(
+            datetime=record.current_date_time,
+            agent_personality=str(agent.raw.get("description", agent.description)),
+            agent_instructions=str(agent.raw.get("instructions", agent.instructions)),
+        )
+        return f"{prompt}\n\n{greeting_steer(record.greeting)}"
     return _INSTRUCTIONS_TEMPLATE.format(
         role=agent.role,
         current_date_time=record.current_date_time,

@@ -7,10 +7,18 @@ sequence of steps (:class:`Speak` or :class:`CallTools`). ``assistant_turns[0]``
 emulator only *emits* them, and the bridge (the client side, as with the real Hydra) executes them
 through :mod:`hydralab.tools`. The trace's stored responses are deliberately not part of the
 script.
+
+Some generated reference traces carry a raw tool call *as agent speech* (a JSON object, a
+``functions.name(...)`` string, ``<tool_call>`` markup). :func:`clean_trace` strips such text
+when the same call also exists as a ``tool_call`` event in that answer (the speech was a leaked
+duplicate) and rejects the trace with :class:`TraceError` when it does not (the call would be
+lost) or when an answer would be left with nothing to say.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,10 +32,17 @@ __all__ = [
     "Script",
     "Speak",
     "ToolCall",
+    "TraceError",
     "UserTurn",
+    "clean_trace",
+    "find_raw_tool_calls",
     "script_from_record",
     "script_from_trace",
 ]
+
+
+class TraceError(ValueError):
+    """A reference trace cannot become a script; the message names the event and the reason."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +99,8 @@ class UserTurn:
 class Script:
     """A full two-sided conversation script.
 
-    Invariant: ``len(assistant_turns) == len(user_turns) + 1``.
+    Invariant: ``len(assistant_turns) == len(user_turns) + 1``. ``notes`` lists what
+    :func:`clean_trace` changed in the reference trace (empty for a clean trace).
     """
 
     greeting: str
@@ -92,11 +108,218 @@ class Script:
     assistant_turns: tuple[AssistantTurn, ...]
     record_id: str = ""
     end_reason: str = "goodbye"
+    notes: tuple[str, ...] = ()
 
     @property
     def tool_calls(self) -> tuple[ToolCall, ...]:
         """Every tool call of the conversation, in order."""
         return tuple(c for turn in self.assistant_turns for c in turn.tool_calls)
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw tool-call text in agent lines
+# ---------------------------------------------------------------------------------------------
+
+_MARKUP = re.compile(
+    r"<tool_call>.*?(?:</tool_call>|$)|<function[=\s].*?(?:</function>|$)|<\|[^|>]*\|>",
+    re.DOTALL,
+)
+_FUNCTIONS = re.compile(r"(?:\bto=)?\bfunctions\.(?P<name>[A-Za-z_]\w*)")
+_SNAKE_CALL = re.compile(r"\b(?P<name>[a-z][a-z0-9]*(?:_[a-z0-9]+)+)(?P<gap>\s*)\(")
+_OPENERS = {"(": ")", "{": "}", "[": "]"}
+
+
+def _balanced_end(text: str, start: int) -> int:
+    """Index just past the bracket group opening at ``text[start]`` (end of text if unclosed)."""
+    stack: list[str] = []
+    quote = ""
+    index = start
+    while index < len(text):
+        char = text[index]
+        if quote:
+            if char == "\\":
+                index += 1
+            elif char == quote:
+                quote = ""
+        elif char == '"' and stack:
+            quote = char
+        elif char in _OPENERS:
+            stack.append(_OPENERS[char])
+        elif stack and char == stack[-1]:
+            stack.pop()
+            if not stack:
+                return index + 1
+        index += 1
+    return len(text)
+
+
+def _json_name(blob: str) -> str | None:
+    """The tool name in a JSON call payload (``name``, ``tool_name``, ``function.name`` ...)."""
+    try:
+        value = json.loads(blob)
+    except json.JSONDecodeError:
+        return None
+    for item in value if isinstance(value, list) else [value]:
+        if not isinstance(item, Mapping):
+            continue
+        function = item.get("function")
+        if isinstance(function, Mapping) and isinstance(function.get("name"), str):
+            return str(function["name"])
+        for key in ("name", "tool_name", "tool", "function"):
+            if isinstance(item.get(key), str):
+                return str(item[key])
+    return None
+
+
+def find_raw_tool_calls(
+    text: str, *, tool_names: Iterable[str] = ()
+) -> list[tuple[int, int, str | None]]:
+    """Spans of raw tool-call text inside an agent line.
+
+    Recognised: ``<tool_call>...</tool_call>`` / ``<function=...>`` markup and ``<|...|>``
+    tokens; ``functions.NAME`` (also ``to=functions.NAME``) with its argument group;
+    ``NAME(...)`` for a declared tool NAME, or for any snake_case name when the group holds
+    ``=``, ``:`` or a quote (``get_reservation(confirmation_number="ZK3FFW")``); and any
+    ``{...}`` or ``[{...}]`` group (a JSON payload; no spoken line has braces).
+
+    Returns:
+        ``(start, end, tool name or None)`` per span, sorted and merged where they overlap.
+    """
+    known = set(tool_names)
+    spans: list[tuple[int, int, str | None]] = []
+    for match in _MARKUP.finditer(text):
+        inner = match.group(0)
+        name = None
+        brace = inner.find("{")
+        if brace >= 0:
+            name = _json_name(inner[brace : _balanced_end(inner, brace)])
+        head = re.match(r"<function[=\s]\s*(\w+)", inner)
+        if name is None and head:
+            name = head.group(1)
+        spans.append((match.start(), match.end(), name))
+    for match in _FUNCTIONS.finditer(text):
+        end = match.end()
+        gap = re.match(r"\s*(?:json)?\s*", text[end:])
+        after = end + (gap.end() if gap else 0)
+        if after < len(text) and text[after] in _OPENERS:
+            end = _balanced_end(text, after)
+        spans.append((match.start(), end, match.group("name")))
+    for match in _SNAKE_CALL.finditer(text):
+        name = match.group("name")
+        end = _balanced_end(text, match.end() - 1)
+        args = text[match.end() : end]
+        if name in known or (not match.group("gap") and re.search(r"[=:\"']", args)):
+            spans.append((match.start(), end, name))
+    index = 0
+    while index < len(text):
+        if text[index] == "{" or re.match(r"\[\s*\{", text[index:]):
+            end = _balanced_end(text, index)
+            spans.append((index, end, _json_name(text[index:end])))
+            index = end
+        else:
+            index += 1
+    spans.sort(key=lambda span: (span[0], -span[1]))
+    merged: list[tuple[int, int, str | None]] = []
+    for start, end, name in spans:
+        if merged and start < merged[-1][1]:
+            first, last_end, last_name = merged[-1]
+            merged[-1] = (first, max(last_end, end), last_name or name)
+        else:
+            merged.append((start, end, name))
+    return merged
+
+
+def _strip_spans(text: str, spans: list[tuple[int, int, str | None]]) -> str:
+    parts, last = [], 0
+    for start, end, _ in spans:
+        parts.append(text[last:start])
+        last = end
+    parts.append(text[last:])
+    cleaned = re.sub(r"\s+", " ", " ".join(parts)).strip()
+    cleaned = re.sub(r"\s+([,.;:!?])", r"\1", cleaned)
+    return cleaned.strip(" ,;:-")
+
+
+def _answer_bounds(events: list[dict[str, Any]], index: int) -> tuple[int, int]:
+    """``[start, end)`` of the answer (events between two user lines) holding ``index``."""
+    start = index
+    while start > 0 and events[start - 1].get("event_type") != "user_utterance":
+        start -= 1
+    end = index + 1
+    while end < len(events) and events[end].get("event_type") != "user_utterance":
+        end += 1
+    return start, end
+
+
+def clean_trace(
+    trace: Iterable[Mapping[str, Any]], *, tool_names: Iterable[str] = ()
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Remove raw tool-call text from agent lines, or reject the trace.
+
+    A raw call is taken out of the speech when a ``tool_call`` event with the same tool name
+    sits in the same answer (the events between two user lines); what is left of the line is
+    kept if it still has words, otherwise the line is dropped. A raw payload whose tool cannot
+    be named is removed the same way.
+
+    Returns:
+        ``(cleaned events, notes)``: copies of the events, and one note per changed or dropped
+        line (``trace[i]: ...``).
+
+    Raises:
+        TraceError: A raw call has no ``tool_call`` event of that tool in its answer, or an
+            answer that the caller must wait for (a user line follows it) has no speech left.
+    """
+    events = [dict(e) for e in trace]
+    known = tuple(tool_names)
+    notes: list[str] = []
+    out: list[dict[str, Any]] = []
+    for index, event in enumerate(events):
+        if event.get("event_type") != "agent_utterance":
+            out.append(event)
+            continue
+        text = str(event.get("utterance", ""))
+        spans = find_raw_tool_calls(text, tool_names=known)
+        if not spans:
+            out.append(event)
+            continue
+        start, end = _answer_bounds(events, index)
+        called = {
+            str(e.get("tool_name")) for e in events[start:end] if e.get("event_type") == "tool_call"
+        }
+        for _, _, name in spans:
+            if name is not None and name not in called:
+                raise TraceError(
+                    f"trace[{index}]: an agent line is a raw call to {name!r} and the answer"
+                    f" has no {name!r} tool_call event, so the call would be lost"
+                )
+        cleaned = _strip_spans(text, spans)
+        names = ", ".join(sorted({n or "unnamed payload" for _, _, n in spans}))
+        if re.search(r"[^\W\d_]{2,}", cleaned):
+            out.append({**event, "utterance": cleaned})
+            notes.append(f"trace[{index}]: removed raw tool-call text ({names}) from an agent line")
+        else:
+            notes.append(
+                f"trace[{index}]: dropped an agent line that was a raw tool call ({names})"
+            )
+    if notes:
+        _check_answers_speak(out)
+    return out, notes
+
+
+def _check_answers_speak(events: list[dict[str, Any]]) -> None:
+    """Every answer followed by another user line must still say something."""
+    spoke, answer = True, 0
+    for event in events:
+        kind = event.get("event_type")
+        if kind == "user_utterance":
+            if answer and not spoke:
+                raise TraceError(
+                    f"answer {answer} (to user line {answer}) has no speech left after removing"
+                    " raw tool-call text; the caller would wait for it forever"
+                )
+            spoke, answer = False, answer + 1
+        elif kind == "agent_utterance":
+            spoke = True
 
 
 def _flush_calls(steps: list[Step], pending: list[ToolCall]) -> None:
@@ -111,13 +334,23 @@ def script_from_trace(
     greeting: str,
     record_id: str = "",
     end_reason: str = "goodbye",
+    tool_names: Iterable[str] = (),
+    clean: bool = True,
 ) -> Script:
     """Group trace events into turns.
 
     Agent events before the first user line are taken to be the greeting and dropped (the
     greeting turn is always ``(Speak(greeting),)``). Consecutive user lines merge into one turn.
-    A trailing user line without an answer gets an empty assistant turn.
+    A trailing user line without an answer gets an empty assistant turn. With ``clean`` (the
+    default) the trace first goes through :func:`clean_trace` (``tool_names`` helps it spot
+    ``name(...)`` calls) and its notes end up in :attr:`Script.notes`.
+
+    Raises:
+        TraceError: :func:`clean_trace` rejected the trace.
     """
+    notes: list[str] = []
+    if clean:
+        trace, notes = clean_trace(trace, tool_names=tool_names)
     user_texts: list[str] = []
     answers: list[list[Step]] = []
     pending: list[ToolCall] = []
@@ -151,14 +384,23 @@ def script_from_trace(
         ),
         record_id=record_id,
         end_reason=end_reason,
+        notes=tuple(notes),
     )
 
 
 def script_from_record(record: Record) -> Script:
-    """The script of a record's (resolved) reference trace."""
-    return script_from_trace(
-        record.trace,
-        greeting=record.greeting,
-        record_id=record.id,
-        end_reason=record.end_reason,
-    )
+    """The script of a record's (resolved, cleaned) reference trace.
+
+    Raises:
+        TraceError: The trace was rejected; the message starts with the record id.
+    """
+    try:
+        return script_from_trace(
+            record.trace,
+            greeting=record.greeting,
+            record_id=record.id,
+            end_reason=record.end_reason,
+            tool_names=record.agent.tool_names,
+        )
+    except TraceError as exc:
+        raise TraceError(f"record {record.id!r}: {exc}") from None

@@ -160,6 +160,8 @@ def test_wavs_are_48k_and_have_sound_where_each_side_spoke(run: dict[str, Any]) 
 
 def test_run_directory_is_complete_and_never_holds_the_key(run: dict[str, Any]) -> None:
     result: RunResult = run["result"]
+    assert result.run_dir.parent.name == "records"  # EVA's <run_dir>/records/<record_id>/
+    assert (result.run_dir.parent.parent / "config.json").is_file()
     names = {p.name for p in result.run_dir.iterdir()}
     expected = {
         "audit_log.json",
@@ -170,6 +172,7 @@ def test_run_directory_is_complete_and_never_holds_the_key(run: dict[str, Any]) 
         "final_scenario_db.json",
         "result.json",
         "scores.json",
+        "expected_scenario_db.json",
         "audio_user.wav",
         "audio_assistant.wav",
         "audio_mixed.wav",

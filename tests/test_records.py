@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from hydralab.records import (
     DEFAULT_DATA_DIR,
@@ -18,10 +19,14 @@ from hydralab.records import (
     RecordFormatError,
     RecordNotFoundError,
     UnknownDomainError,
+    agent_config_path,
     build_instructions,
+    eva_run_config,
+    greeting_steer,
     list_records,
     load_agent_config,
     load_record,
+    record_meta,
     resolve_placeholders,
 )
 
@@ -283,3 +288,160 @@ def test_eva_other_language_and_missing_id() -> None:
     assert rec.starting_utterance != load_record("2.2.5", data_dir=EVA_DIR).starting_utterance
     with pytest.raises(RecordNotFoundError, match=r"1\.1\.2"):
         load_record("9.9.9", data_dir=EVA_DIR)
+
+
+# --- EVA layout without the shared data: JSONL dataset, prompt template, data/ as the root ---
+
+_TEMPLATE = (
+    "You are a voice agent.\n## Context\nToday is {datetime}.\n{agent_personality}\n\n"
+    "Specific Instructions and Policies:\n{agent_instructions}\n"
+)
+
+
+def _fake_eva(root: Path, *, jsonl: bool, template: str | None = _TEMPLATE) -> Path:
+    """hydralab's airline data rearranged as an EVA checkout under ``root``."""
+    src = DEFAULT_DATA_DIR / "airline"
+    data, agents = root / "data", root / "configs" / "agents"
+    data.mkdir(parents=True)
+    agents.mkdir(parents=True)
+    shutil.copytree(src / "airline_scenarios", data / "airline_scenarios")
+    shutil.copy(src / "agent.yaml", agents / "airline_agent.yaml")
+    shutil.copy(src / "initial_messages.yaml", agents / "initial_messages.yaml")
+    records = json.loads((src / "airline_dataset.json").read_text())
+    if jsonl:
+        lines = "\n".join(json.dumps(r) for r in records)
+        (data / "airline_dataset.jsonl").write_text(lines + "\n\n")  # a blank line is fine
+    else:
+        (data / "airline_dataset.json").write_text(json.dumps(records))
+    if template is not None:
+        prompts = root / "configs" / "prompts"
+        prompts.mkdir(parents=True)
+        (prompts / "simulation.yaml").write_text(
+            yaml.safe_dump({"realtime_agent": {"system_prompt": template}, "agent": {}})
+        )
+    return root
+
+
+def test_jsonl_dataset_loads_like_the_json_list(tmp_path: Path) -> None:
+    root = _fake_eva(tmp_path, jsonl=True)
+    assert list_records(root) == ["HL-AIR-001", "HL-AIR-002", "HL-AIR-003"]
+    rec = load_record("HL-AIR-003", data_dir=root)
+    ref = load_record("HL-AIR-003")
+    assert rec.source == root / "data" / "airline_dataset.jsonl"
+    assert (rec.initial_db, rec.expected_db, rec.trace) == (
+        ref.initial_db,
+        ref.expected_db,
+        ref.trace,
+    )
+    assert rec.data_dir == root
+    # the data/ folder itself works as the root too (`--eva-dir eva/data`)
+    assert load_record("HL-AIR-003", data_dir=root / "data").expected_db == ref.expected_db
+
+
+def test_json_list_wins_over_jsonl(tmp_path: Path) -> None:
+    root = _fake_eva(tmp_path, jsonl=True)
+    (root / "data" / "airline_dataset.json").write_text(
+        json.dumps(
+            [json.loads((DEFAULT_DATA_DIR / "airline" / "airline_dataset.json").read_text())[0]]
+        )
+    )
+    assert list_records(root) == ["HL-AIR-001"]
+
+
+def test_malformed_jsonl_names_the_line(tmp_path: Path) -> None:
+    root = _fake_eva(tmp_path, jsonl=True)
+    path = root / "data" / "airline_dataset.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], "{not json", *lines[1:]]))
+    with pytest.raises(RecordFormatError, match=r"airline_dataset\.jsonl: line 2: invalid JSON"):
+        load_record("HL-AIR-001", data_dir=root)
+    path.write_text("\n".join([lines[0], '{"no_id": 1}']))
+    with pytest.raises(RecordFormatError, match="record 2 has no string 'id'"):
+        list_records(root)
+
+
+def test_eva_prompt_template_renders_with_greeting_steer(tmp_path: Path) -> None:
+    rec = load_record("HL-AIR-001", data_dir=_fake_eva(tmp_path, jsonl=False))
+    assert rec.prompt_template == _TEMPLATE
+    assert rec.prompt_path == tmp_path / "configs" / "prompts" / "simulation.yaml"
+    text = build_instructions(rec)
+    raw = yaml.safe_load((DEFAULT_DATA_DIR / "airline" / "agent.yaml").read_text())
+    assert text == (
+        _TEMPLATE.format(
+            datetime="2026-05-04 09:20 MDT",
+            agent_personality=raw["description"],
+            agent_instructions=raw["instructions"],
+        )
+        + "\n\nBegin the conversation by greeting the user with: "
+        + "Hello! Thanks for calling SkyWay. How can I help you today?"
+    )
+    assert text.endswith(greeting_steer(rec.greeting))
+    # hydralab's own data keeps the built-in template
+    assert load_record().prompt_template is None
+
+
+def test_eva_layout_without_prompts_uses_builtin_template(tmp_path: Path) -> None:
+    rec = load_record("HL-AIR-001", data_dir=_fake_eva(tmp_path, jsonl=False, template=None))
+    assert rec.prompt_template is None
+    assert build_instructions(rec) == build_instructions(load_record())
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"realtime_agent": {}}, "missing realtime_agent.system_prompt"),
+        ({"agent": {"system_prompt": "x"}}, "missing realtime_agent.system_prompt"),
+        ({"realtime_agent": {"system_prompt": "Today is {date}."}}, "unknown placeholder"),
+    ],
+)
+def test_malformed_prompt_template(tmp_path: Path, content: dict[str, Any], message: str) -> None:
+    root = _fake_eva(tmp_path, jsonl=False)
+    (root / "configs" / "prompts" / "simulation.yaml").write_text(yaml.safe_dump(content))
+    with pytest.raises(RecordFormatError, match=message):
+        load_record("HL-AIR-001", data_dir=root)
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(RecordNotFoundError, match="does not exist"):
+        load_record("1.1.2", data_dir=tmp_path / "nope")
+
+
+def test_run_config_and_record_meta(tmp_path: Path) -> None:
+    root = _fake_eva(tmp_path, jsonl=False)
+    rec = load_record("HL-AIR-002", data_dir=root)
+    assert agent_config_path(rec) == "configs/agents/airline_agent.yaml"  # EVA runs from root
+    config = eva_run_config(rec, model="emulator")
+    assert config == {
+        "domain": "airline",
+        "language": "en",
+        "agent_config_path": "configs/agents/airline_agent.yaml",
+        "model": {"s2s": "hydra"},
+        "hydralab": {"model": "emulator", "data_dir": str(root.resolve())},
+    }
+    meta = record_meta(rec)
+    assert meta["id"] == "HL-AIR-002" and meta["auth_tools"] == ["get_reservation"]
+    assert meta["data_dir"] == str(root.resolve()) and meta["language"] == "en"
+    own = load_record()
+    assert agent_config_path(own) == str((DEFAULT_DATA_DIR / "airline" / "agent.yaml").resolve())
+
+
+@needs_eva
+def test_eva_realtime_prompt_matches_documented_size() -> None:
+    rec = load_record("1.1.2", data_dir=EVA_DIR)
+    assert rec.prompt_path == EVA_DIR / "configs" / "prompts" / "simulation.yaml"
+    text = build_instructions(rec)
+    assert text.startswith("You are an AI voice assistant on a live phone call.")
+    assert "Today is 2026-03-17 10:45 CST." in text
+    assert text.endswith(
+        "Begin the conversation by greeting the user with: Hello! How can I help you today?"
+    )
+    # eva-format.md §3.3: rendered realtime prompt 11,621 B, + greeting steer 11,705 B
+    assert len(text.encode()) == 11_705
+    assert len(text.encode()) - len(("\n\n" + greeting_steer(rec.greeting)).encode()) == 11_621
+
+
+@needs_eva
+def test_eva_data_folder_as_root_and_unknown_domain() -> None:
+    assert list_records(EVA_DIR / "data") == list_records(EVA_DIR)
+    with pytest.raises(UnknownDomainError, match="available: airline"):
+        load_record("1.1.2", data_dir=EVA_DIR, domain="itsm")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,10 @@ from hydralab.script import (
     Script,
     Speak,
     ToolCall,
+    TraceError,
     UserTurn,
+    clean_trace,
+    find_raw_tool_calls,
     script_from_record,
     script_from_trace,
 )
@@ -175,3 +179,135 @@ def test_eva_transfer_end_reason() -> None:
     script = script_from_record(load_record("7.2.8", data_dir=EVA_DIR))
     assert script.end_reason == "transfer"
     assert script.tool_calls[-1].name == "transfer_to_agent"
+
+
+# --- raw tool-call text in agent lines -------------------------------------------------------
+
+TOOLS = ("get_reservation", "search_rebooking_options")
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ('get_reservation(confirmation_number="ZK3FFW", last_name="rodriguez")', "get_reservation"),
+        ("get_reservation (ZK3FFW)", "get_reservation"),  # a declared tool, even with a space
+        ("lookup_booking(code='ZK3FFW')", "lookup_booking"),  # snake_case with arguments
+        (
+            '{"name": "get_reservation", "arguments": {"confirmation_number": "ZK3FFW"}}',
+            "get_reservation",
+        ),
+        ('{"type": "function", "function": {"name": "get_reservation"}}', "get_reservation"),
+        ('[{"tool_name": "search_rebooking_options", "params": {}}]', "search_rebooking_options"),
+        ('to=functions.search_rebooking_options json{"origin": "AUS"}', "search_rebooking_options"),
+        ("functions.get_reservation()", "get_reservation"),
+        ('<tool_call>{"name": "get_reservation", "arguments": {}}</tool_call>', "get_reservation"),
+        ("<function=get_reservation>{}</function>", "get_reservation"),
+        ('{"confirmation_number": "ZK3FFW"}', None),  # a bare payload: no tool name
+    ],
+)
+def test_find_raw_tool_calls(text: str, name: str | None) -> None:
+    line = f"One moment. {text} Thanks for waiting."
+    spans = find_raw_tool_calls(line, tool_names=TOOLS)
+    assert len(spans) == 1, spans
+    start, end, found = spans[0]
+    assert found == name
+    assert line[start:end] == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Your fare class is main_cabin (economy), and you keep seat 22A.",
+        "I found it (flight SK621, leaving at eleven oh five).",
+        "You're set: the refund is two hundred dollars.",
+        "It's a non_refundable fare [basic economy].",
+    ],
+)
+def test_plain_speech_is_not_a_tool_call(text: str) -> None:
+    assert find_raw_tool_calls(text, tool_names=TOOLS) == []
+    cleaned, notes = clean_trace([_u("Hi."), _a(text)], tool_names=TOOLS)
+    assert cleaned == [_u("Hi."), _a(text)] and notes == []
+
+
+def test_leaked_duplicate_call_is_removed_from_speech() -> None:
+    raw = 'get_reservation(confirmation_number="ZK3FFW", last_name="rodriguez")'
+    trace = [
+        _u("ZK3FFW, Rodriguez."),
+        _a(f"Let me pull that up. {raw}"),
+        _call("get_reservation", confirmation_number="ZK3FFW", last_name="rodriguez"),
+        _resp("get_reservation"),
+        _a('{"name": "get_reservation", "arguments": {"confirmation_number": "ZK3FFW"}}'),
+        _a("I found your booking."),
+        _u("Thanks."),
+        _a("Goodbye."),
+    ]
+    script = script_from_trace(trace, greeting="Hi!", tool_names=TOOLS)
+    assert _shape(script)[1] == [
+        "Let me pull that up.",
+        ["get_reservation"],
+        "I found your booking.",
+    ]
+    assert script.notes == (
+        "trace[1]: removed raw tool-call text (get_reservation) from an agent line",
+        "trace[4]: dropped an agent line that was a raw tool call (get_reservation)",
+    )
+    # the source trace is not modified
+    assert trace[1]["utterance"].endswith(raw)
+    # without cleaning, the raw text would be spoken
+    raw_script = script_from_trace(trace, greeting="Hi!", clean=False)
+    assert raw in raw_script.assistant_turns[1].text and raw_script.notes == ()
+
+
+def test_raw_call_without_tool_call_event_is_rejected() -> None:
+    trace = [
+        _u("ZK3FFW, Rodriguez."),
+        _a("functions.get_reservation({})"),
+        _a("I found your booking."),
+        _u("Thanks."),
+        _call("get_reservation"),  # in another answer: does not count
+        _a("Bye."),
+    ]
+    with pytest.raises(TraceError, match=r"trace\[1\]: .*'get_reservation'.*would be lost"):
+        clean_trace(trace, tool_names=TOOLS)
+
+
+def test_answer_left_silent_is_rejected() -> None:
+    trace = [
+        _u("ZK3FFW, Rodriguez."),
+        _call("get_reservation"),
+        _a('{"name": "get_reservation"}'),
+        _u("Hello?"),
+        _a("Sorry, I found it."),
+    ]
+    with pytest.raises(TraceError, match=r"answer 1 .* no speech left"):
+        clean_trace(trace, tool_names=TOOLS)
+    # the last answer may end without speech (nobody waits for it)
+    cleaned, notes = clean_trace(trace[:3], tool_names=TOOLS)
+    assert [e["event_type"] for e in cleaned] == ["user_utterance", "tool_call"]
+    assert len(notes) == 1
+
+
+def test_record_with_bad_trace_names_the_record() -> None:
+    record = load_record()
+    trace = list(record.trace)
+    first_agent = next(i for i, e in enumerate(trace) if e["event_type"] == "agent_utterance")
+    trace[first_agent] = _a("issue_travel_credit(amount=500)")  # never called in HL-AIR-001
+    bad = dataclasses.replace(record, trace=tuple(trace))
+    with pytest.raises(
+        TraceError, match=r"^record 'HL-AIR-001': trace\[\d+\]: .*issue_travel_credit"
+    ):
+        script_from_record(bad)
+
+
+@needs_eva
+@pytest.mark.parametrize("record_id", ["1.1.2", "2.2.5", "4.2.1", "5.1.2", "5.2.2", "7.2.8"])
+def test_shared_eva_traces_are_clean(record_id: str) -> None:
+    record = load_record(record_id, data_dir=EVA_DIR)
+    script = script_from_record(record)
+    assert script.notes == ()
+    assert [c.name for c in script.tool_calls] == [
+        e["tool_name"] for e in record.trace if e["event_type"] == "tool_call"
+    ]
+    assert len(script.assistant_turns) == len(script.user_turns) + 1
+    for turn in script.assistant_turns[1:]:
+        assert turn.steps and isinstance(turn.steps[-1], Speak)

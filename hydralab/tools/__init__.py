@@ -21,13 +21,33 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DOMAINS",
+    "EXECUTOR_ERROR_TYPES",
     "ToolExecutor",
     "ToolFn",
     "UnknownDomainError",
+    "call_error_types",
     "declarations",
 ]
 
 DOMAINS: Mapping[str, Mapping[str, ToolFn]] = {"airline": airline.TOOLS}
+_PARAMETER_ERROR_TYPES: Mapping[str, frozenset[str]] = {"airline": airline.PARAMETER_ERROR_TYPES}
+
+#: What :class:`ToolExecutor` itself answers for a call it could not run (EVA's executor set).
+EXECUTOR_ERROR_TYPES: frozenset[str] = frozenset(
+    {"tool_not_found", "function_not_found", "execution_error", "invalid_parameter"}
+)
+
+
+def call_error_types(domain: str | None = None) -> frozenset[str]:
+    """Error types that make a call *invalid* for ``tool_call_validity`` (EVA-format §6.2).
+
+    The executor's types plus the domain tools' parameter-validation types (every domain's
+    when ``domain`` is ``None`` or unknown); business errors such as ``reservation_not_found``
+    are valid calls.
+    """
+    if domain is not None and domain in _PARAMETER_ERROR_TYPES:
+        return EXECUTOR_ERROR_TYPES | _PARAMETER_ERROR_TYPES[domain]
+    return EXECUTOR_ERROR_TYPES.union(*_PARAMETER_ERROR_TYPES.values())
 
 
 class UnknownDomainError(ValueError):

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FARE_CLASSES", "TOOLS"]
+__all__ = ["FARE_CLASSES", "PARAMETER_ERROR_TYPES", "TOOLS"]
 
 JSON = dict[str, Any]
 
@@ -448,10 +448,15 @@ def _current_date(db: Mapping[str, Any]) -> str:
 ToolFn = Callable[[Mapping[str, Any], dict[str, Any], int], JSON]
 
 
+_TOOL_FIELDS: dict[str, tuple[_Field, ...]] = {}
+
+
 def _tool(*fields: _Field) -> Callable[[Callable[[JSON, dict[str, Any], int], JSON]], ToolFn]:
     """Wrap a tool body with parameter validation and typed error handling."""
 
     def wrap(body: Callable[[JSON, dict[str, Any], int], JSON]) -> ToolFn:
+        _TOOL_FIELDS[body.__name__] = fields
+
         def run(params: Mapping[str, Any], db: dict[str, Any], call_index: int) -> JSON:
             try:
                 return body(_validate(params, fields), db, call_index)
@@ -571,15 +576,8 @@ def search_rebooking_options(p: JSON, db: dict[str, Any], call_index: int) -> JS
         ]
         if not priced:
             continue
-        fare, fare_class = min(priced) if wanted == "any" else priced[0]
+        fare = min(priced)[0] if wanted == "any" else priced[0][0]  # "any": the cheapest class
         segments = journey.get("segments", [])
-        seat_types: dict[str, list[str]] = {}
-        for fc in FARE_CLASSES:
-            common: list[str] | None = None
-            for segment in segments:
-                kinds = list(segment.get("available_seat_types", {}).get(fc, []))
-                common = kinds if common is None else [k for k in common if k in kinds]
-            seat_types[fc] = common or []
         options.append(
             {
                 "journey_id": journey_id,
@@ -591,8 +589,6 @@ def search_rebooking_options(p: JSON, db: dict[str, Any], call_index: int) -> JS
                 "arrival_time": segments[-1].get("scheduled_arrival") if segments else None,
                 "segments": copy.deepcopy(segments),
                 "available_seats": seats,
-                "available_seat_types": seat_types,
-                "fare_class": fare_class,
                 "fare": fare,
             }
         )
@@ -746,8 +742,7 @@ def rebook_flight(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
             "total_collected": total_collected,
             "fee_waived": is_irrops or waived,
         },
-        "message": f"Rebooked onto {new_id}"
-        + (f" in {target_class}" if target_class != original_class else ""),
+        "message": f"Successfully rebooked to flight {new_id}",
     }
     if leg and replaced is not None:
         response["partial_rebook"] = True
@@ -805,7 +800,7 @@ def add_to_standby(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
         "confirmation_number": conf,
         "journey_id": journey_id,
         "standby_list_position": position,
-        "message": f"{len(pax_ids)} passenger(s) added to the standby list",
+        "message": f"Added {len(pax_ids)} passenger(s) to standby list",
     }
 
 
@@ -866,7 +861,7 @@ def assign_seat(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
         "seat_assigned": seat,
         "fare_class": fare_class,
         "preference": preference,
-        "message": f"Seat {seat} ({kind}) assigned",
+        "message": f"Seat {seat} ({kind}) successfully assigned",
     }
 
 
@@ -934,7 +929,7 @@ def add_meal_request(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
 @_tool(
     _CONF,
     _PAX,
-    _Field("amount", "float", positive=True, error_type="invalid_amount"),
+    _Field("amount", "float", positive=True),
     _enum("credit_reason", CREDIT_REASONS, "invalid_credit_reason"),
 )
 def issue_travel_credit(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
@@ -1057,13 +1052,13 @@ def cancel_reservation(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
         "refund_amount_eligible": refund,
         "credit_amount_eligible": credit,
         "reservation_status": "cancelled" if all_cancelled else "active",
-        "message": f"Journey {journey_id} cancelled",
+        "message": f"Journey {journey_id} cancelled successfully",
     }
 
 
 @_tool(
     _CONF,
-    _Field("refund_amount", "float", positive=True, error_type="invalid_amount"),
+    _Field("refund_amount", "float", positive=True),
     _enum("refund_type", REFUND_TYPES, "invalid_refund_type"),
 )
 def process_refund(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
@@ -1087,7 +1082,7 @@ def process_refund(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
         "refund_amount": amount,
         "refund_type": kind,
         "processing_days": 7,
-        "message": f"Refund of ${amount:g} started; allow 7 business days",
+        "message": f"${amount} refund initiated, processing time 7 business days",
     }
 
 
@@ -1129,3 +1124,10 @@ TOOLS: dict[str, ToolFn] = {
         transfer_to_agent,
     )
 }
+
+#: Error types a call gets for a malformed call (missing / mistyped / out-of-format parameter),
+#: as opposed to business errors (reservation not found, no seats ...). EVA's
+#: ``tool_call_validity`` counts these (with the executor's own types) as invalid calls.
+PARAMETER_ERROR_TYPES: frozenset[str] = frozenset(
+    {"invalid_parameter"} | {f.error_type for fields in _TOOL_FIELDS.values() for f in fields}
+)

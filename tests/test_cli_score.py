@@ -1,0 +1,95 @@
+"""``hydralab score RUN_DIR`` and the ``--eva-dir`` alias (no conversation is run)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hydralab.cli import _parser, main
+from hydralab.records import DEFAULT_DATA_DIR, load_record, record_meta
+from hydralab.scoring import EXPECTED_DB_FILE, SCORES_FILE
+from hydralab.tools import ToolExecutor
+
+
+def _entry(kind: str, value: Any, t_ms: int) -> dict[str, Any]:
+    return {"value": value, "timestamp": str(t_ms), "message_type": kind}
+
+
+def _record_dir(run: Path, record_id: str, *, skip_tool: str | None = None) -> Path:
+    """A record directory as a run leaves it: the reference trace replayed through the tools."""
+    record = load_record(record_id)
+    ex = ToolExecutor.for_record(record)
+    audit, t = [], 1_000
+    for event in record.trace:
+        t += 5
+        kind = event["event_type"]
+        if kind in ("user_utterance", "agent_utterance"):
+            audit.append(_entry(kind.split("_")[0].replace("agent", "assistant"), "…", t))
+        elif kind == "tool_call" and event["tool_name"] != skip_tool:
+            name, params = event["tool_name"], event["params"]
+            audit.append(_entry("tool_call", {"tool": name, "parameters": params}, t))
+            response = ex.execute(name, params)
+            audit.append(_entry("tool_response", {"tool": name, "response": response}, t))
+    path = run / "records" / record_id
+    path.mkdir(parents=True)
+    (path / "audit_log.json").write_text(json.dumps({"transcript": audit}))
+    (path / "final_scenario_db.json").write_text(json.dumps(ex.db))
+    (path / EXPECTED_DB_FILE).write_text(json.dumps(record.expected_db))
+    (path / "run.json").write_text(json.dumps({"record": record_meta(record)}))
+    rows = [{"type": "LatencyMetric", "stage": "model_response", "value": 0.61}]
+    (path / "pipecat_metrics.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    return path
+
+
+def test_score_a_whole_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = _record_dir(tmp_path, "HL-AIR-001")
+    bad = _record_dir(tmp_path, "HL-AIR-003", skip_tool="issue_travel_credit")
+    assert main(["score", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:8] == ["record", "user", "asst", "tools", "task", "auth", "valid", "p50"]
+    rows = {line.split()[0]: line.split() for line in out[1:]}
+    assert rows["HL-AIR-001"][1:8] == ["4", "5", "4", "1.0", "1", "1.00", "610"]
+    assert rows["HL-AIR-003"][1:8] == ["3", "3", "2", "0.0", "1", "1.00", "610"]
+    assert json.loads((good / SCORES_FILE).read_text())["task_completion"] == 1.0
+    scores = json.loads((bad / SCORES_FILE).read_text())
+    assert scores["task_completion"] == 0.0
+    assert "travel_credits" in scores["db_diff"]["tables_modified"]
+
+
+def test_score_one_record_without_writing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record = _record_dir(tmp_path, "HL-AIR-002")
+    assert main(["score", "--no-write", str(record)]) == 0
+    assert "HL-AIR-002" in capsys.readouterr().out
+    assert not (record / SCORES_FILE).exists()
+
+
+def test_score_nothing_to_score(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["score", str(tmp_path)]) == 1
+    assert "no record directories" in capsys.readouterr().err
+
+
+def test_score_broken_record_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record = _record_dir(tmp_path, "HL-AIR-002")
+    (record / "final_scenario_db.json").unlink()
+    assert main(["score", str(record)]) == 1
+    assert "missing final_scenario_db.json" in capsys.readouterr().err
+
+
+def test_eva_dir_alias(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = _parser().parse_args(["run", "--eva-dir", "../shared/eva", "--record", "1.1.2"])
+    assert (args.data_dir, args.record) == ("../shared/eva", "1.1.2")
+    assert _parser().parse_args(["run", "--data-dir", "x"]).data_dir == "x"
+    shutil.copytree(DEFAULT_DATA_DIR / "airline", tmp_path / "airline")
+    assert main(["records", "--eva-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.split() == ["HL-AIR-001", "HL-AIR-002", "HL-AIR-003"]
+    assert main(["run", "--eva-dir", str(tmp_path), "--record", "NOPE-9"]) == 1
+    err = capsys.readouterr().err
+    assert "record 'NOPE-9' not found" in err and "HL-AIR-001" in err
