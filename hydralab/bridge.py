@@ -20,7 +20,7 @@ import dataclasses
 import json
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,9 +47,9 @@ from hydralab.protocol.hydra import (
 )
 from hydralab.rundir import RunWriter
 from hydralab.secrets import Secret, redact
-from hydralab.speech.stt import Transcriber
+from hydralab.speech.stt import ERROR_CANCELLED, Transcriber, Transcript
 from hydralab.tools import ToolExecutor
-from hydralab.turns import BargeIn, TurnComplete, TurnTracker, dumps_result
+from hydralab.turns import AssistantTurn, BargeIn, TurnComplete, TurnTracker, dumps_result
 
 __all__ = ["Bridge", "BridgeConfig", "BridgeSession"]
 
@@ -105,6 +105,7 @@ class BridgeSession:
         self.writer = writer_factory(self.clock)
         self.timeline = Timeline(t0_ns=self.clock.t0_ns)
         self.tracker = TurnTracker(epoch_ms=self.clock.epoch_ms, model=config.hydra.model)
+        self.tracker.on_turn_logged = self._assistant_stt_fallback
         self.client = HydraClient(
             config.hydra,
             api_key=api_key,
@@ -256,6 +257,8 @@ class BridgeSession:
             )
             for t in pending:
                 t.cancel()
+            # let the cancelled ones write their placeholders before the files are written
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def _end(self, reason: str) -> None:
         if self.ended_reason is None:
@@ -358,20 +361,92 @@ class BridgeSession:
         if u is None:
             return
         pcm = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
-        task = asyncio.create_task(self._transcribe(u.index, pcm))
+        self._spawn_stt(self._transcribe(u.index, pcm))
+
+    def _spawn_stt(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
         self._stt_tasks.add(task)
         task.add_done_callback(self._stt_tasks.discard)
 
+    async def _stt(self, pcm: npt.NDArray[np.int16], sample_rate_hz: int) -> Transcript:
+        """The transcriber's result; never raises except on cancellation."""
+        assert self.transcriber is not None
+        try:
+            return await self.transcriber.transcribe(pcm, sample_rate_hz=sample_rate_hz)
+        except Exception as exc:  # a custom transcriber that broke the never-raises rule
+            return Transcript(
+                "", ok=False, error=redact(f"{type(exc).__name__}: {exc}"), provider="?"
+            )
+
+    def _stt_failed(self, role: str, index: int, tr: Transcript) -> None:
+        self.stt_failures.append(
+            {
+                "role": role,
+                ("utterance" if role == "user" else "turn"): index,
+                "reason": tr.reason,
+                "error": tr.error,
+                "attempts": tr.attempts,
+            }
+        )
+
     async def _transcribe(self, index: int, pcm: npt.NDArray[np.int16]) -> None:
+        """STT of user utterance ``index``: a transcript, a placeholder (failure), or nothing
+        (the guards found no speech)."""
         if self.transcriber is None:
             self.tracker.user_transcript(index, "", ok=False, error="no_transcriber")
             return
-        tr = await self.transcriber.transcribe(pcm, sample_rate_hz=16000)
-        if not tr.ok:
-            self.stt_failures.append({"utterance": index, "error": tr.error})
-        self.tracker.user_transcript(index, tr.text, ok=tr.ok, error=tr.error)
+        try:
+            tr = await self._stt(pcm, 16000)
+        except asyncio.CancelledError:  # _drain's bound ran out: a placeholder, never a gap
+            tr = Transcript("", ok=False, error=ERROR_CANCELLED, provider=self.transcriber.name)
+            self._stt_failed("user", index, tr)
+            self.tracker.user_transcript(index, "", ok=False, error=ERROR_CANCELLED)
+            raise
+        if not tr.ok and not tr.skipped:
+            self._stt_failed("user", index, tr)
+        self.tracker.user_transcript(index, tr.text, ok=tr.ok, error=tr.error, skipped=tr.skipped)
         self._log_bridge(
-            "user_transcript", {"utterance": index, "ok": tr.ok, "text": tr.text, "error": tr.error}
+            "user_transcript",
+            {
+                "utterance": index,
+                "ok": tr.ok,
+                "text": tr.text,
+                "error": tr.error,
+                "skipped": tr.skipped,
+                "provider": tr.provider,
+                "audio_ms": round(tr.audio_ms, 1),
+                "stt_ms": round(tr.duration_ms, 1),
+                "attempts": tr.attempts,
+            },
+        )
+
+    def _assistant_stt_fallback(self, turn: AssistantTurn) -> None:
+        """Tracker hook, when an assistant turn's entry is written: audio was played but no
+        transcript deltas came, so transcribe the played audio (the entry is then rewritten and
+        marked STT-derived)."""
+        if turn.text_deltas or turn.first_played_t_ns is None or not turn.samples_played:
+            return
+        if self.transcriber is None or self._stop.is_set():  # no time left to transcribe
+            turn.text_source = "none"
+            return
+        tl = self.timeline
+        start = max(0, tl.index_of(turn.first_played_t_ns) - _F48 // 2)
+        end = tl.index_of(turn.last_played_t_ns or turn.first_played_t_ns) + 2 * _F48
+        pcm = tl.track("assistant")[start:end]
+        self._spawn_stt(self._transcribe_assistant(turn.index, pcm))
+
+    async def _transcribe_assistant(self, index: int, pcm: npt.NDArray[np.int16]) -> None:
+        try:
+            tr = await self._stt(pcm, 48000)
+        except asyncio.CancelledError:
+            self.tracker.assistant_transcript(index, "", ok=False, error=ERROR_CANCELLED)
+            raise
+        if not tr.ok:
+            self._stt_failed("assistant", index, tr)
+        self.tracker.assistant_transcript(index, tr.text, ok=tr.ok, error=tr.error)
+        self._log_bridge(
+            "assistant_stt_fallback",
+            {"turn": index, "ok": tr.ok, "text": tr.text, "error": tr.error},
         )
 
     # ------------------------------------------------------------------ model side

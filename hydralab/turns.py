@@ -31,6 +31,7 @@ from hydralab.protocol.hydra import (
 )
 
 __all__ = [
+    "ASSISTANT_TRANSCRIPTION_PLACEHOLDER",
     "LATENCY_MAX_MS",
     "LATENCY_MIN_MS",
     "TRANSCRIPTION_PLACEHOLDER",
@@ -45,6 +46,7 @@ __all__ = [
 LATENCY_MIN_MS = 50.0
 LATENCY_MAX_MS = 30_000.0
 TRANSCRIPTION_PLACEHOLDER = "[user speech - transcription unavailable]"
+ASSISTANT_TRANSCRIPTION_PLACEHOLDER = "[assistant speech - transcription unavailable]"
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class UserUtterance:
     text: str | None = None
     transcript_ok: bool | None = None
     transcript_error: str | None = None
+    skipped: bool = False  # the STT guards found no speech: no user turn was logged
 
 
 @dataclass
@@ -106,6 +109,12 @@ class AssistantTurn:
     v2v_reason: str | None = None
     played_out: bool = False  # the pacer sent the turn's last frame (its end mark)
     logged: bool = False  # audit / framework entries written
+    # "model": transcript deltas; "stt": the played audio transcribed (no deltas came);
+    # "stt_failed": that transcription failed; "none": audio, no deltas, no transcription
+    text_source: str = "model"
+    stt_text: str | None = None
+    stt_error: str | None = None
+    entries: tuple[int, int, int] | None = None  # audit / message / framework-log positions
 
     @property
     def playing(self) -> bool:
@@ -146,6 +155,8 @@ class TurnTracker:
         self._heard_user = False
         self._by_response: dict[str, AssistantTurn] = {}
         self._args: dict[str, list[str]] = {}
+        # Called after an assistant turn's entries were written (the bridge's STT fallback).
+        self.on_turn_logged: Callable[[AssistantTurn], None] | None = None
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -205,11 +216,26 @@ class TurnTracker:
         u.stop_epoch_ms = timestamp_ms if timestamp_ms is not None else self._ms(t_ns)
         return u
 
-    def user_transcript(self, index: int, text: str, *, ok: bool, error: str | None = None) -> None:
-        """STT result for utterance ``index``; a failure leaves a placeholder entry, not a gap."""
+    def user_transcript(
+        self,
+        index: int,
+        text: str,
+        *,
+        ok: bool,
+        error: str | None = None,
+        skipped: bool = False,
+    ) -> None:
+        """STT result for utterance ``index``; a failure leaves a placeholder entry, not a gap.
+
+        ``skipped``: the STT guards found no speech (too short, no voiced audio): no entry at
+        all, so silence never becomes a user turn.
+        """
         u = self.users[index]
         u.transcript_ok, u.transcript_error = ok, error
         u.text = text if ok and text else None
+        if skipped:
+            u.skipped = True
+            return
         value = text if ok and text else TRANSCRIPTION_PLACEHOLDER
         self._audit(u.start_epoch_ms, "user", value)
         self.conversation_messages.append({"role": "user", "content": value})
@@ -390,6 +416,7 @@ class TurnTracker:
         if turn.interrupted:
             text = f"{text} [interrupted]".strip()
         start = turn.first_played_t_ns or turn.first_delta_t_ns or turn.created_t_ns
+        turn.entries = (len(self.audit), len(self.conversation_messages), len(self.framework_logs))
         self._audit(self._ms(start), "assistant", text)
         self.conversation_messages.append({"role": "assistant", "content": text})
         if turn.interrupted:
@@ -399,6 +426,34 @@ class TurnTracker:
         self._framework(
             t_ns, "turn_end", {"frame": "turn_end", "was_interrupted": turn.interrupted}
         )
+        if self.on_turn_logged is not None:
+            self.on_turn_logged(turn)
+
+    def assistant_transcript(
+        self, index: int, text: str, *, ok: bool, error: str | None = None
+    ) -> None:
+        """STT fallback for assistant turn ``index`` (audio came, transcript deltas did not).
+
+        Rewrites the turn's audit entry, conversation message and framework-log frame in place
+        (same timestamp) and marks the entry ``"transcript_source": "stt"``; a failed
+        transcription leaves :data:`ASSISTANT_TRANSCRIPTION_PLACEHOLDER` (``"stt_failed"``).
+        """
+        turn = self.turns[index]
+        if ok and text:
+            turn.text_source, turn.stt_text, turn.stt_error = "stt", text, None
+            value = text
+        else:
+            turn.text_source, turn.stt_text, turn.stt_error = "stt_failed", None, error
+            value = ASSISTANT_TRANSCRIPTION_PLACEHOLDER
+        if turn.entries is None:
+            return
+        if turn.interrupted:
+            value = f"{value} [interrupted]"
+        a, m, f = turn.entries
+        self.audit[a]["value"] = value
+        self.audit[a]["transcript_source"] = turn.text_source
+        self.conversation_messages[m]["content"] = value
+        self.framework_logs[f]["data"]["frame"] = turn.stt_text or ""
 
     # ------------------------------------------------------------------ audio and tools
     def audio_received(self, response_id: str | None, n_samples: int, t_ns: int) -> None:
@@ -473,7 +528,8 @@ class TurnTracker:
                     "kind": t.kind,
                     "status": t.status,
                     "interrupted": t.interrupted,
-                    "text": t.heard_text,
+                    "text": t.stt_text if t.text_source == "stt" else t.heard_text,
+                    "text_source": t.text_source,
                     "response_ids": t.response_ids,
                     "tools": [c["name"] for c in t.tool_calls],
                     "model_response_ms": t.model_response_ms,

@@ -1,8 +1,11 @@
-"""Tests for hydralab.speech.stt: LocalTranscriber (pocketsphinx + run-time domain LM)."""
+"""Tests for hydralab.speech.stt: LocalTranscriber (pocketsphinx + run-time domain LM), the
+speech guards, WER measurement, and the bridge's utterance / assistant-fallback wiring."""
 
 from __future__ import annotations
 
 import asyncio
+import re
+from typing import Any
 
 import numpy as np
 import pytest
@@ -210,13 +213,16 @@ async def test_aclose(caller_audio: list[np.ndarray]) -> None:
     assert (t.ok, t.error) == (False, ERROR_CLOSED)
 
 
-def test_factory_and_protocol() -> None:
+def test_factory_and_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
     tr = make_transcriber("local", domain_text="change my flight")
     assert isinstance(tr, LocalTranscriber)
     assert isinstance(tr, Transcriber)
     assert tr.name == "local"
     assert not tr.started  # lazy: nothing built yet
-    with pytest.raises(ValueError, match="supported: local"):
+    with pytest.raises(ValueError, match="supported: local, smallest, openai, deepgram"):
+        make_transcriber("whisperx")
+    monkeypatch.delenv("DEEPGRAM_API_KEY", raising=False)
+    with pytest.raises(ValueError, match=r"no API key .*DEEPGRAM_API_KEY"):
         make_transcriber("deepgram")
 
 
@@ -236,3 +242,369 @@ def test_generic_corpus_size() -> None:
     vocab = stt._cmudict()
     words = {w for s in lm_sentences("\n".join(GENERIC_CORPUS), vocab) for w in s}
     assert {"confirmation", "number", "yes", "goodbye", "z", "twenty", "march"} <= words
+
+
+# ------------------------------------------------------------------------------ guards, WER
+def _vowel(seconds: float, rate: int = 16000, peak: int = 8000) -> np.ndarray:
+    """A voiced, vowel-like signal (webrtcvad calls it speech) without TTS."""
+    t = np.arange(int(seconds * rate)) / rate
+    phase = 2 * np.pi * np.cumsum(140 + 20 * np.sin(2 * np.pi * 3 * t)) / rate
+    x = sum((1 / k) * np.sin(k * phase) for k in range(1, 30)) * (0.6 + 0.4 * np.sin(8 * np.pi * t))
+    return np.asarray(x / np.abs(x).max() * peak, dtype=np.int16)
+
+
+def _noise(seconds: float, dbfs: float, rate: int = 16000, seed: int = 0) -> np.ndarray:
+    rms = 32768 * 10 ** (dbfs / 20)
+    x = np.random.default_rng(seed).normal(0, rms, int(seconds * rate))
+    return np.clip(np.round(x), -32768, 32767).astype(np.int16)
+
+
+def test_speech_guard(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert stt.speech_guard(_vowel(1.0), sample_rate_hz=16000) is None
+    assert stt.speech_guard(_vowel(1.0, 8000), sample_rate_hz=8000) is None
+    assert stt.speech_guard(_vowel(0.29), sample_rate_hz=16000) == ERROR_TOO_SHORT
+    assert stt.speech_guard(np.zeros(16000, np.int16), sample_rate_hz=16000) == ERROR_NO_SPEECH
+    assert stt.speech_guard(_noise(2.0, -50), sample_rate_hz=16000) == ERROR_NO_SPEECH
+    with pytest.raises(ValueError, match="mono"):
+        stt.speech_guard(np.zeros((10, 2), np.int16), sample_rate_hz=16000)
+    # The energy floor on top of webrtcvad: even frames the VAD calls speech (it flags noise
+    # onsets) only count above min_voiced_dbfs.
+    monkeypatch.setattr(
+        stt.VoiceActivityDetector, "frames", lambda self, pcm: [True] * (len(pcm) // 320)
+    )
+    quiet = _noise(1.0, -55)
+    assert stt.speech_guard(quiet, sample_rate_hz=16000) == ERROR_NO_SPEECH
+    assert stt.speech_guard(quiet, sample_rate_hz=16000, min_voiced_dbfs=-60) is None
+
+
+def test_transcript_reason_and_skipped() -> None:
+    ok = Transcript("hi", ok=True)
+    assert ok.reason is None and not ok.skipped
+    assert Transcript("", ok=False, error="http_429: slow down (after 4 attempts)").reason == (
+        "http_429"
+    )
+    assert Transcript("", ok=False, error=ERROR_NO_SPEECH).skipped
+    assert not Transcript("", ok=False, error="timeout: ReadTimeout").skipped
+
+
+def test_transcript_wer_normalizes_and_counts_missing() -> None:
+    r = stt.transcript_wer(
+        [
+            ("It's $115, last name Smith.", "its one hundred fifteen dollars last name smith"),
+            ("Yes, please.", None),  # untranscribed: all deletions
+            ("ZK3FFW.", "z k three f f w"),
+        ]
+    )
+    # "it's" vs "its" is the one substitution; the missing line costs its 2 words
+    assert r == {
+        "wer": round(3 / 16, 4),
+        "errors": 3,
+        "words": 16,
+        "utterances": 3,
+        "untranscribed": 1,
+        "wer_transcribed": round(1 / 14, 4),
+    }
+    assert stt.transcript_wer([])["wer"] is None
+
+
+def test_decoder_feature_options_are_applied() -> None:
+    # feat.params of the acoustic model would silently override these without the fix
+    tr = LocalTranscriber("change my flight", decoder_options={"remove_noise": False})
+    d = tr._ensure_decoder()
+    assert d.config["remove_noise"] is False
+    assert d.config["lw"] == stt.DEFAULT_DECODER_OPTIONS["lw"]
+
+
+def _record_lines() -> list[tuple[str, str]]:
+    from pathlib import Path
+
+    from hydralab.records import list_records, load_record
+    from hydralab.script import script_from_record
+
+    dirs: list[Path | None] = [None]
+    eva = Path(__file__).resolve().parents[2] / "shared" / "eva"
+    if (eva / "data").is_dir():
+        dirs.append(eva)
+    out = []
+    for d in dirs:
+        for rid in list_records(d):
+            out += [
+                (rid, t.text) for t in script_from_record(load_record(rid, data_dir=d)).user_turns
+            ]
+    return out
+
+
+def test_generic_corpus_holds_no_record_line_or_code() -> None:
+    """The LM must not contain what it is measured on: no caller line, no 4-word run of one
+    (beyond stock phrases) and no spelled booking code of hydralab's or EVA's records."""
+    corpus = [" ".join(normalize_for_wer(line)) for line in GENERIC_CORPUS]
+    joined = "\n".join(corpus)
+    for rid, line in _record_lines():
+        words = normalize_for_wer(line)
+        assert " ".join(words) not in corpus, (rid, line)
+        for code in re.findall(r"\b(?=[A-Z0-9]*\d)(?=[A-Z0-9]*[A-Z])[A-Z0-9]{5,8}\b", line):
+            spelled = " ".join(normalize_for_wer(code))
+            assert spelled not in joined, (rid, code)
+
+
+# ------------------------------------------------------------------------------ bridge wiring
+class FakeTranscriber:
+    """Applies the real guards, then answers ``text`` (or fails with ``error``)."""
+
+    name = "fake"
+
+    def __init__(self, text: str = "hello there", error: str | None = None) -> None:
+        self.text, self.error = text, error
+        self.calls: list[tuple[np.ndarray, int]] = []
+        self.hang = False
+
+    async def transcribe(self, pcm: np.ndarray, *, sample_rate_hz: int) -> Transcript:
+        self.calls.append((np.asarray(pcm).copy(), sample_rate_hz))
+        if self.hang:
+            await asyncio.sleep(3600)
+        skip = stt.speech_guard(pcm, sample_rate_hz=sample_rate_hz)
+        if skip is not None:
+            return Transcript("", ok=False, error=skip, provider=self.name)
+        if self.error is not None:
+            return Transcript("", ok=False, error=self.error, provider=self.name, attempts=4)
+        return Transcript(self.text, ok=True, provider=self.name, attempts=1)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _session(tmp_path: Any, transcriber: Any, **cfg: Any) -> Any:
+    from hydralab.bridge import BridgeConfig, BridgeSession
+    from hydralab.client import HydraConfig
+    from hydralab.clock import ManualClock
+    from hydralab.records import load_record
+    from hydralab.rundir import RunWriter
+    from hydralab.tools import ToolExecutor
+
+    return BridgeSession(
+        BridgeConfig(hydra=HydraConfig(url="ws://127.0.0.1:9/", instructions="x"), **cfg),
+        tools=ToolExecutor(load_record().initial_db),
+        writer_factory=lambda c: RunWriter(tmp_path, epoch_ms=c.epoch_ms, t0_ns=c.t0_ns),
+        transcriber=transcriber,
+        api_key="test-key-1234",
+        clock=ManualClock(),
+    )
+
+
+async def _feed(session: Any, pcm8: np.ndarray) -> None:
+    """Caller audio through the bridge's real input path (the model is not connected)."""
+    from hydralab.audio import ulaw_encode
+
+    for i in range(0, len(pcm8), 160):
+        await session._on_caller_audio(ulaw_encode(pcm8[i : i + 160]), session.clock.now_ns())
+        session.clock.advance(20_000_000)
+
+
+async def _settle(session: Any) -> None:
+    while session._stt_tasks:
+        await asyncio.gather(*list(session._stt_tasks))
+
+
+def _user_entries(session: Any) -> list[tuple[str, str]]:
+    return [(e["value"], e["timestamp"]) for e in session.tracker.audit if e["type"] == "text"]
+
+
+async def test_bridge_buffers_only_the_utterance_and_skips_silence(tmp_path: Any) -> None:
+    fake = FakeTranscriber()
+    s = _session(tmp_path, fake)
+    try:
+        await _feed(s, _noise(1.0, -50, 8000, seed=1))  # line noise before: not buffered
+        s._start_utterance(s.clock.now_ns(), 1_000)
+        await _feed(s, _vowel(0.6, 8000))  # 30 frames of speech
+        s._stop_utterance(s.clock.now_ns(), 1_600)
+        await _feed(s, _noise(1.0, -50, 8000, seed=2))
+        s._start_utterance(s.clock.now_ns(), 3_000)  # start/stop around line noise only
+        await _feed(s, _noise(0.8, -50, 8000, seed=3))
+        s._stop_utterance(s.clock.now_ns(), 3_800)
+        s._start_utterance(s.clock.now_ns(), 5_000)  # a glitch: no audio at all
+        s._stop_utterance(s.clock.now_ns(), 5_010)
+        await _settle(s)
+    finally:
+        s.writer.close()
+    # utterance 0: 200 ms pre-roll + 600 ms of speech at 16 kHz, nothing from before
+    assert [(len(pcm), rate) for pcm, rate in fake.calls[:1]] == [(3200 + 9600, 16000)]
+    assert len(fake.calls[1][0]) == 3200 + 12800  # pre-roll + its own 800 ms only
+    assert _user_entries(s) == [("hello there", "1000")]  # at the speech-start time
+    assert [u.skipped for u in s.tracker.users] == [False, True, True]
+    assert [u.transcript_error for u in s.tracker.users] == [None, "no_speech", "too_short"]
+    assert s.stt_failures == []  # skipping silence is not a failure
+    assert s.tracker.conversation_messages == [{"role": "user", "content": "hello there"}]
+
+
+async def test_bridge_failure_leaves_a_placeholder_and_a_counted_reason(tmp_path: Any) -> None:
+    from hydralab.turns import TRANSCRIPTION_PLACEHOLDER
+
+    s = _session(tmp_path, FakeTranscriber(error="http_503: unavailable (after 4 attempts)"))
+    try:
+        s._start_utterance(s.clock.now_ns(), 2_000)
+        await _feed(s, _vowel(0.8, 8000))
+        s._stop_utterance(s.clock.now_ns(), 2_800)
+        await _settle(s)
+    finally:
+        s.writer.close()
+    assert _user_entries(s) == [(TRANSCRIPTION_PLACEHOLDER, "2000")]
+    assert s.stt_failures == [
+        {
+            "role": "user",
+            "utterance": 0,
+            "reason": "http_503",
+            "error": "http_503: unavailable (after 4 attempts)",
+            "attempts": 4,
+        }
+    ]
+
+
+async def test_bridge_drain_timeout_still_writes_placeholders(tmp_path: Any) -> None:
+    from hydralab.turns import TRANSCRIPTION_PLACEHOLDER
+
+    fake = FakeTranscriber()
+    fake.hang = True
+    s = _session(tmp_path, fake, stt_timeout_s=0.05)
+    try:
+        s._start_utterance(s.clock.now_ns(), 4_000)
+        await _feed(s, _vowel(0.5, 8000))
+        s._stop_utterance(s.clock.now_ns(), 4_500)
+        await asyncio.sleep(0)
+        await s._drain()  # bounded: cancels, and the placeholder is there before finalize
+    finally:
+        s.writer.close()
+    assert _user_entries(s) == [(TRANSCRIPTION_PLACEHOLDER, "4000")]
+    assert [f["reason"] for f in s.stt_failures] == [stt.ERROR_CANCELLED]
+
+
+def _play_turn(s: Any, rid: str, pcm48: np.ndarray, *, text: str | None) -> None:
+    """Drive one assistant response through the tracker and the play-out path."""
+    import base64
+
+    from hydralab.audio import ulaw_encode
+    from hydralab.bridge import _Frame
+    from hydralab.protocol import hydra as h
+
+    tr, t = s.tracker, s.clock.now_ns
+    tr.on_event(h.ResponseCreated(response={"id": rid}), t())
+    if text is not None:
+        tr.on_event(h.ResponseOutputAudioTranscriptDelta(response_id=rid, delta=text), t())
+    tr.on_event(
+        h.ResponseOutputAudioDelta(response_id=rid, delta=base64.b64encode(b"\0\0").decode()), t()
+    )
+    tr.audio_received(rid, len(pcm48), t())
+    acts = tr.on_event(h.ResponseDone(response={"id": rid, "status": "completed"}), t())
+    for i in range(0, len(pcm48), 960):
+        s._record_played(_Frame(ulaw_encode(np.zeros(160, np.int16)), pcm48[i : i + 960], rid), t())
+        s.clock.advance(20_000_000)
+    for a in acts:
+        tr.turn_played(a.index, t())
+
+
+async def test_assistant_fallback_transcribes_played_audio(tmp_path: Any) -> None:
+    fake = FakeTranscriber("your flight is confirmed")
+    s = _session(tmp_path, fake)
+    played = _vowel(1.0, 48000)
+    try:
+        _play_turn(s, "r0", played, text=None)  # audio, no transcript deltas
+        _play_turn(s, "r1", played, text="Anything else?")  # deltas: no fallback
+        await _settle(s)
+    finally:
+        s.writer.close()
+    ((pcm, rate),) = fake.calls
+    assert rate == 48000 and 48000 <= len(pcm) <= 48000 + 3 * 960
+    # the played audio itself, aligned to within a frame
+    assert np.count_nonzero(pcm) >= 47000
+    bot = [e for e in s.tracker.audit if e["isBotMessage"]]
+    assert [(e["value"], e.get("transcript_source")) for e in bot] == [
+        ("your flight is confirmed", "stt"),
+        ("Anything else?", None),
+    ]
+    rows = s.tracker.turn_rows()
+    assert [(r["text"], r["text_source"]) for r in rows] == [
+        ("your flight is confirmed", "stt"),
+        ("Anything else?", "model"),
+    ]
+    assert s.tracker.conversation_messages[0]["content"] == "your flight is confirmed"
+
+
+async def test_assistant_fallback_failure_is_marked(tmp_path: Any) -> None:
+    from hydralab.turns import ASSISTANT_TRANSCRIPTION_PLACEHOLDER
+
+    s = _session(tmp_path, FakeTranscriber(error="timeout: ReadTimeout"))
+    try:
+        _play_turn(s, "r0", _vowel(0.8, 48000), text=None)
+        await _settle(s)
+    finally:
+        s.writer.close()
+    (entry,) = [e for e in s.tracker.audit if e["isBotMessage"]]
+    assert (entry["value"], entry["transcript_source"]) == (
+        ASSISTANT_TRANSCRIPTION_PLACEHOLDER,
+        "stt_failed",
+    )
+    assert [(f["role"], f["turn"], f["reason"]) for f in s.stt_failures] == [
+        ("assistant", 0, "timeout")
+    ]
+
+
+# ------------------------------------------------------------------------------ runner report
+def test_run_report_counts_reasons_and_measures_wer() -> None:
+    from types import SimpleNamespace
+
+    from hydralab.caller import SentTurn
+    from hydralab.runner import _stt_report
+
+    utts = [
+        {
+            "index": 0,
+            "start_epoch_ms": 1000,
+            "text": "hi i need to cancel",
+            "ok": True,
+            "error": None,
+        },
+        {"index": 1, "start_epoch_ms": 2000, "text": None, "ok": False, "error": "no_speech"},
+        {"index": 2, "start_epoch_ms": 3000, "text": None, "ok": False, "error": "http_429: x"},
+        {"index": 3, "start_epoch_ms": 4000, "text": "yes", "ok": True, "error": None},
+    ]
+    summary = {
+        "user_utterances": utts,
+        "turns": [{"text_source": "model"}, {"text_source": "stt"}],
+        "stt_failures": [{"role": "user", "utterance": 2, "reason": "http_429"}],
+    }
+    sent = [
+        SentTurn(0, "Hi, I need to cancel.", "", start_epoch_ms=1000),
+        SentTurn(1, "RW2JDN, last name Carter.", "", start_epoch_ms=3000),
+        SentTurn(2, "Yes.", "", start_epoch_ms=4000),
+        SentTurn(3, "Never spoken.", "", start_epoch_ms=None),
+    ]
+    session = SimpleNamespace(transcriber=FakeTranscriber())
+    r = _stt_report(session, SimpleNamespace(user_turns=sent), summary)  # type: ignore[arg-type]
+    assert (r["provider"], r["utterances"], r["transcribed"]) == ("fake", 4, 2)
+    assert (r["failed"], r["failure_reasons"]) == (1, {"http_429": 1})
+    assert (r["skipped"], r["skip_reasons"]) == (1, {"no_speech": 1})
+    assert r["assistant_fallback"] == {"stt": 1, "stt_failed": 0, "none": 0}
+    # the failed line (9 words spelled out) counts as deletions; the others are exact
+    assert r["wer"]["words"] == 5 + 9 + 1 and r["wer"]["errors"] == 9
+    assert r["wer"]["untranscribed"] == 1 and r["wer"]["wer_transcribed"] == 0.0
+    assert [u["wer"] for u in r["per_utterance"]] == [0.0, 1.0, 0.0]
+    assert _stt_report(session, None, summary)["wer"] is None  # nothing to compare with
+
+
+def test_runner_builds_the_transcriber_before_the_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hydralab.records import load_record
+    from hydralab.runner import _make_stt
+    from hydralab.secrets import Secret
+    from hydralab.speech.providers import SmallestTranscriber, SttConfigError
+
+    rec = load_record()
+    assert isinstance(_make_stt("local", rec, Secret("")), LocalTranscriber)
+    assert _make_stt(None, rec, Secret("")) is None
+    monkeypatch.delenv("SMALLEST_API_KEY", raising=False)
+    tr = _make_stt("smallest", rec, Secret("hydra-key-123456"))  # the Hydra key serves STT
+    assert isinstance(tr, SmallestTranscriber) and tr.wire_language == rec.language
+    with pytest.raises(SttConfigError, match="English-only"):
+        _make_stt(
+            stt.SttConfig(provider="smallest", model="pulse-pro", language="es-MX"),
+            rec,
+            Secret("k" * 12),
+        )
