@@ -22,6 +22,8 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
+from hydralab.audio.pcm import check_pcm16
+
 __all__ = ["MAX_RATIO_TERM", "StreamResampler", "resample"]
 
 MAX_RATIO_TERM = 64
@@ -71,19 +73,6 @@ def _design(up: int, down: int, taps_per_phase: int) -> _Design:
     bank_t = np.ascontiguousarray(bank.T)
     bank_t.setflags(write=False)
     return _Design(up, down, taps, delay, per_phase, bank_t, attenuation)
-
-
-def _check_pcm(pcm: object, where: str) -> npt.NDArray[np.int16]:
-    if not isinstance(pcm, np.ndarray):
-        raise TypeError(f"{where} expects a 1-D int16 numpy array, got {type(pcm).__name__}")
-    if pcm.dtype != np.int16:
-        raise TypeError(
-            f"{where} expects int16 PCM, got dtype {pcm.dtype}; convert floats in [-1, 1] with "
-            "np.clip(np.rint(x * 32767), -32768, 32767).astype(np.int16)"
-        )
-    if pcm.ndim != 1:
-        raise TypeError(f"{where} expects mono 1-D PCM, got shape {pcm.shape}")
-    return pcm
 
 
 def _to_int16(y: npt.NDArray[np.float64]) -> npt.NDArray[np.int16]:
@@ -195,7 +184,7 @@ class StreamResampler:
         Raises:
             TypeError: ``pcm`` is not a 1-D int16 array.
         """
-        pcm = _check_pcm(pcm, "StreamResampler.process")
+        pcm = check_pcm16(pcm, "StreamResampler.process")
         n = pcm.shape[0]
         d = self._d
         if d is None:
@@ -263,7 +252,7 @@ def resample(
     Returns:
         int16 samples, exactly ``round(len(pcm) * out_rate_hz / in_rate_hz)`` long.
     """
-    pcm = _check_pcm(pcm, "resample")
+    pcm = check_pcm16(pcm, "resample")
     _check_rate("in_rate_hz", in_rate_hz)
     _check_rate("out_rate_hz", out_rate_hz)
     n_out = (2 * pcm.shape[0] * int(out_rate_hz) + int(in_rate_hz)) // (2 * int(in_rate_hz))

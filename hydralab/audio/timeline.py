@@ -17,6 +17,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from hydralab.audio.pcm import check_pcm16
 from hydralab.audio.wav import write_wav
 
 __all__ = ["TRACK_NAMES", "Timeline", "first_onset", "last_offset"]
@@ -68,17 +69,6 @@ class _Segment:
         self.length = 0
 
 
-def _check_pcm(pcm: object) -> npt.NDArray[np.int16]:
-    if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1:
-        desc = (
-            f"dtype {pcm.dtype}, shape {pcm.shape}"
-            if isinstance(pcm, np.ndarray)
-            else type(pcm).__name__
-        )
-        raise TypeError(f"expected mono 1-D int16 PCM, got {desc}")
-    return pcm
-
-
 class Timeline:
     """Two PCM16 tracks, ``"user"`` and ``"assistant"``, positioned by the session clock.
 
@@ -128,7 +118,7 @@ class Timeline:
         Returns:
             The sample index of the chunk's first sample (negative if it started before t0).
         """
-        return self._write_at(self._get(track), _check_pcm(pcm), self.index_of(t_ns))
+        return self._write_at(self._get(track), check_pcm16(pcm, "Timeline"), self.index_of(t_ns))
 
     @staticmethod
     def _write_at(tr: _Track, pcm: npt.NDArray[np.int16], start: int) -> int:
@@ -168,7 +158,7 @@ class Timeline:
             The sample index where the chunk was placed.
         """
         tr = self._get(track)
-        pcm = _check_pcm(pcm)
+        pcm = check_pcm16(pcm, "Timeline")
         if pcm.shape[0] == 0:
             return tr.length
         nominal = self.index_of(t_ns) - pcm.shape[0]
@@ -292,7 +282,7 @@ def _scan_params(
     rms_threshold_dbfs: float,
     window_ms: float,
 ) -> tuple[int, int, int, float, float]:
-    pcm = _check_pcm(pcm)
+    pcm = check_pcm16(pcm, "Timeline")
     if window_ms <= 0:
         raise ValueError(f"window_ms must be positive, got {window_ms}")
     n = pcm.shape[0]

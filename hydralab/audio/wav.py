@@ -11,18 +11,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from hydralab.audio.pcm import check_pcm16
+
 __all__ = ["read_wav", "wav_bytes", "write_wav"]
-
-
-def _as_pcm16(pcm: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
-    if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1:
-        desc = (
-            f"dtype {pcm.dtype}, shape {pcm.shape}"
-            if isinstance(pcm, np.ndarray)
-            else type(pcm).__name__
-        )
-        raise TypeError(f"expected mono 1-D int16 PCM, got {desc}")
-    return pcm
 
 
 def wav_bytes(pcm: npt.NDArray[np.int16], *, sample_rate_hz: int) -> bytes:
@@ -35,7 +26,7 @@ def wav_bytes(pcm: npt.NDArray[np.int16], *, sample_rate_hz: int) -> bytes:
     Returns:
         The RIFF/WAVE bytes.
     """
-    pcm = _as_pcm16(pcm)
+    pcm = check_pcm16(pcm, "write_wav")
     if sample_rate_hz <= 0:
         raise ValueError(f"sample_rate_hz must be positive, got {sample_rate_hz}")
     buf = io.BytesIO()

@@ -42,7 +42,7 @@ import numpy as np
 import soxr
 
 from hydralab.secrets import Secret
-from hydralab.speech.text import cardinal, normalize_for_wer, ordinal
+from hydralab.speech.text import cardinal, normalize_for_wer, ordinal, word_edit_distance
 from hydralab.speech.vad import VoiceActivityDetector
 
 __all__ = [
@@ -264,17 +264,6 @@ def speech_guard(
     return None
 
 
-def _word_edits(a: list[str], b: list[str]) -> int:
-    """Word-level Levenshtein distance."""
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1]
-
-
 def transcript_wer(pairs: Iterable[tuple[str, str | None]]) -> dict[str, Any]:
     """Corpus WER of transcripts against intended lines.
 
@@ -294,7 +283,7 @@ def transcript_wer(pairs: Iterable[tuple[str, str | None]]) -> dict[str, Any]:
     for ref, hyp in pairs:
         r = normalize_for_wer(ref)
         h = normalize_for_wer(hyp) if hyp is not None else []
-        e = _word_edits(r, h)
+        e = word_edit_distance(r, h)
         n += 1
         errors += e
         words += len(r)

@@ -35,6 +35,7 @@ __all__ = [
     "spell",
     "spoken_form",
     "wer",
+    "word_edit_distance",
     "year_words",
 ]
 
@@ -349,7 +350,8 @@ def normalize_for_wer(text: str) -> list[str]:
     return out
 
 
-def _edit_distance(a: list[str], b: list[str]) -> int:
+def word_edit_distance(a: list[str], b: list[str]) -> int:
+    """Word-level Levenshtein distance."""
     prev = list(range(len(b) + 1))
     for i, x in enumerate(a, 1):
         cur = [i]
@@ -368,4 +370,4 @@ def wer(reference: str, hypothesis: str) -> float:
     hyp = normalize_for_wer(hypothesis)
     if not ref:
         return 0.0 if not hyp else 1.0
-    return _edit_distance(ref, hyp) / len(ref)
+    return word_edit_distance(ref, hyp) / len(ref)

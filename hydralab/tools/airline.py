@@ -865,6 +865,16 @@ def assign_seat(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
     }
 
 
+def _target_segments(
+    booking: dict[str, Any], journey_id: str, flight_number: str | None
+) -> list[dict[str, Any]]:
+    """One leg (by flight number) or every leg of the booking's journey."""
+    if flight_number:
+        return _booking_segments(booking, journey_id, flight_number)
+    segments: list[dict[str, Any]] = booking.get("segments", [])
+    return segments
+
+
 @_tool(
     _CONF,
     _journey("journey_id"),
@@ -875,11 +885,7 @@ def add_baggage_allowance(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
     """Set the checked-bag count on one leg, or on every leg of the journey."""
     conf, journey_id, bags = p["confirmation_number"], p["journey_id"], p["num_bags"]
     booking = _booking(_reservation(db, conf), journey_id)
-    targets = (
-        _booking_segments(booking, journey_id, p["flight_number"])
-        if p["flight_number"]
-        else booking.get("segments", [])
-    )
+    targets = _target_segments(booking, journey_id, p["flight_number"])
     for segment in targets:
         segment["bags_checked"] = bags
     return {
@@ -909,11 +915,7 @@ def add_meal_request(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
     reservation = _reservation(db, conf)
     _passenger(reservation, pax_id)
     booking = _booking(reservation, journey_id)
-    targets = (
-        _booking_segments(booking, journey_id, p["flight_number"])
-        if p["flight_number"]
-        else booking.get("segments", [])
-    )
+    targets = _target_segments(booking, journey_id, p["flight_number"])
     for segment in targets:
         segment["meal_request"] = meal
     return {
