@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from hydralab.analysis import RunTables, load_batch, load_run
 from hydralab.audio import StreamResampler, Timeline, read_wav, ulaw_decode, ulaw_encode, write_wav
+from hydralab.batch import BatchResult, run_batch, run_batch_sync
 from hydralab.bridge import Bridge, BridgeConfig, BridgeSession
 from hydralab.caller import Caller, CallerConfig, CallerResult
 from hydralab.client import HydraClient, HydraConfig, HydraError
@@ -40,6 +42,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
 
 __all__ = [
     "DEFAULT_RECORD_ID",
+    "BatchResult",
     "Bridge",
     "BridgeConfig",
     "BridgeSession",
@@ -58,6 +61,7 @@ __all__ = [
     "RecordFormatError",
     "RecordNotFoundError",
     "RunResult",
+    "RunTables",
     "Script",
     "Secret",
     "StreamResampler",
@@ -69,9 +73,13 @@ __all__ = [
     "dbs_equal",
     "latency_summary",
     "list_records",
+    "load_batch",
     "load_record",
+    "load_run",
     "read_wav",
     "redact",
+    "run_batch",
+    "run_batch_sync",
     "run_record",
     "run_record_sync",
     "script_from_record",

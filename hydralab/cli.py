@@ -1,4 +1,5 @@
-"""``hydralab`` command line: ``run`` one record, serve the ``emulator``, list ``records``."""
+"""``hydralab`` command line: ``run`` one record, ``batch`` records x trials, serve the
+``emulator``, list ``records``, ``score`` run directories again."""
 
 from __future__ import annotations
 
@@ -30,19 +31,58 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--hydra-model", default="hydra-v1.1", help="Hydra ?model= tag")
     run.add_argument("--voice", default=None, help="Hydra voice")
     run.add_argument("--port", type=int, default=0, help="bridge port on 127.0.0.1 (0 = any)")
-    run.add_argument("--data-dir", default=None, help="records folder (hydralab or EVA layout)")
+    run.add_argument(
+        "--data-dir",
+        "--eva-dir",
+        dest="data_dir",
+        default=None,
+        help="records folder: hydralab's layout or an EVA checkout (its root or data/)",
+    )
     run.add_argument("--run-id", default=None)
     run.add_argument("--seed", type=int, default=0, help="emulator latency seed")
+    run.add_argument(
+        "--stt",
+        choices=("local", "smallest", "openai", "deepgram", "none"),
+        default="local",
+        help="user-turn transcription: local = offline pocketsphinx; smallest/openai/deepgram "
+        "read SMALLEST_API_KEY / OPENAI_API_KEY / DEEPGRAM_API_KEY",
+    )
+
+    bat = sub.add_parser(
+        "batch", help="run records x trials (concurrently, resumable) into one batch directory"
+    )
+    bat.add_argument("records", nargs="*", metavar="RECORD", help="record ids (default: all)")
+    bat.add_argument("--trials", type=int, default=1, help="conversations per record")
+    bat.add_argument("--concurrency", type=int, default=3, help="conversations at once")
+    bat.add_argument("--out", default="runs", help="parent folder of the batch directory")
+    bat.add_argument("--batch-id", default=None, help="batch directory name; reuse to resume")
+    bat.add_argument("--model", choices=("emulator", "hydra"), default="emulator")
+    bat.add_argument("--hydra-model", default="hydra-v1.1", help="Hydra ?model= tag")
+    bat.add_argument("--data-dir", "--eva-dir", dest="data_dir", default=None)
+    bat.add_argument("--seed", type=int, default=0, help="seed of trial 1 (trial k: seed+k-1)")
+    bat.add_argument("--retry-failed", action="store_true", help="re-run failed conversations")
+    bat.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bat.add_argument(
+        "--one-process", action="store_true", help="all conversations in one event loop"
+    )
 
     emu = sub.add_parser("emulator", help="serve the offline Hydra emulator on 127.0.0.1")
     emu.add_argument("--port", type=int, default=0)
     emu.add_argument("--record", default=None)
-    emu.add_argument("--data-dir", default=None)
+    emu.add_argument("--data-dir", "--eva-dir", dest="data_dir", default=None)
     emu.add_argument("--output-rate", type=int, default=48000)
     emu.add_argument("--seed", type=int, default=0)
 
     rec = sub.add_parser("records", help="list the available record ids")
-    rec.add_argument("--data-dir", default=None)
+    rec.add_argument("--data-dir", "--eva-dir", dest="data_dir", default=None)
+
+    score = sub.add_parser(
+        "score", help="re-score run directories from their files (writes scores.json)"
+    )
+    score.add_argument(
+        "run_dirs", nargs="+", metavar="RUN_DIR", help="a record's directory or a whole run's"
+    )
+    score.add_argument("--no-write", action="store_true", help="print only; keep scores.json")
     return p
 
 
@@ -51,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "score":
+            return _score(args)
+        if args.command == "batch":
+            return _batch(args)
         if args.command == "emulator":
             return _emulator(args)
         if args.command == "records":
@@ -81,9 +125,66 @@ def _run(args: argparse.Namespace) -> int:
         port=args.port,
         data_dir=args.data_dir,
         emulator_config=EmulatorConfig(seed=args.seed),
+        transcriber=None if args.stt == "none" else args.stt,
     )
     print(result.summary())
     return 0 if result.error is None and result.ended_reason == "goodbye" else 1
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from hydralab.analysis import latency_table, load_batch
+    from hydralab.batch import run_batch_sync
+    from hydralab.records import list_records
+
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    result = run_batch_sync(
+        args.records or list_records(data_dir),
+        trials=args.trials,
+        concurrency=args.concurrency,
+        out_dir=args.out,
+        batch_id=args.batch_id,
+        model=args.model,
+        hydra_model=args.hydra_model,
+        data_dir=data_dir,
+        seed=args.seed,
+        retry_failed=args.retry_failed,
+        progress=not args.no_progress,
+        processes=not args.one_process,
+    )
+    print(result.summary())
+    try:
+        import pandas as pd
+    except ImportError:  # the table needs the notebooks extra; the batch is written anyway
+        pd = None
+    if result.run_dirs() and pd is not None:
+        with pd.option_context("display.precision", 0, "display.width", 120):
+            print(latency_table(load_batch(result.batch_dir)))
+    return 0 if result.ok else 1
+
+
+def _score(args: argparse.Namespace) -> int:
+    from hydralab.scoring import find_record_dirs, score_run
+
+    dirs = [d for arg in args.run_dirs for d in find_record_dirs(arg)]
+    if not dirs:
+        raise FileNotFoundError(
+            f"no record directories (with audit_log.json) in {', '.join(args.run_dirs)}"
+        )
+    print(
+        f"{'record':<14} {'user':>4} {'asst':>4} {'tools':>5} {'task':>5} {'auth':>5} "
+        f"{'valid':>5} {'p50 ms':>7}  directory"
+    )
+    for record_dir in dirs:
+        s = score_run(record_dir, write=not args.no_write)
+        turns, mr = s["turns"], s["latency"]["model_response"]
+        auth = "-" if s["authentication_success"] is None else int(s["authentication_success"])
+        p50 = f"{mr['p50_ms']:.0f}" if mr["n"] else "-"
+        print(
+            f"{s['record_id']:<14} {turns['user']:>4} {turns['assistant']:>4} "
+            f"{turns['tool_calls']:>5} {s['task_completion']:>5.1f} {auth!s:>5} "
+            f"{s['tool_call_validity']:>5.2f} {p50:>7}  {record_dir}"
+        )
+    return 0
 
 
 def _emulator(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import datetime as dt
 import platform
 import secrets as _secrets
@@ -24,12 +25,24 @@ from hydralab.caller import Caller, CallerConfig, CallerResult
 from hydralab.client import HYDRA_URL, HydraConfig
 from hydralab.clock import Clock
 from hydralab.emulator import Emulator, EmulatorConfig
-from hydralab.records import Record, build_instructions, load_record
+from hydralab.protocol.budget import (
+    CONFIGURE_CEILING_BYTES,
+    ConfigureMode,
+    greeting_steer,
+    plan_configure,
+)
+from hydralab.records import Record, build_instructions, eva_run_config, load_record, record_meta
 from hydralab.rundir import RunWriter, write_json, write_jsonl
-from hydralab.scoring import db_hash, task_completion
+from hydralab.scoring import EXPECTED_DB_FILE, db_hash, score_run
 from hydralab.script import Script, script_from_record
 from hydralab.secrets import ENV_VAR, Secret, get_api_key
-from hydralab.speech.stt import LocalTranscriber, Transcriber
+from hydralab.speech.stt import (
+    SKIP_REASONS,
+    SttConfig,
+    Transcriber,
+    make_transcriber,
+    transcript_wer,
+)
 from hydralab.tools import ToolExecutor, declarations
 
 __all__ = ["RunResult", "latency_summary", "run_record", "run_record_sync"]
@@ -53,6 +66,7 @@ class RunResult:
     latency: dict[str, Any]
     scores: dict[str, Any]
     caller: CallerResult | None = field(default=None, repr=False)
+    emulator: Emulator | None = field(default=None, repr=False)
     session: BridgeSession | None = field(default=None, repr=False)
 
     @property
@@ -112,6 +126,69 @@ def _domain_text(record: Record) -> str:
     return "\n".join(p for p in parts if p)
 
 
+def _make_stt(
+    spec: Transcriber | SttConfig | str | None, rec: Record, key: Secret
+) -> Transcriber | None:
+    """The run's transcriber from a provider name / config (the Hydra key serves ``smallest``)."""
+    if spec is None or not isinstance(spec, str | SttConfig):
+        return spec
+    cfg = SttConfig(provider=spec, language=rec.language) if isinstance(spec, str) else spec
+    if cfg.provider == "smallest" and not cfg.api_key and key:
+        cfg = dataclasses.replace(cfg, api_key=key)
+    return make_transcriber(cfg, domain_text=_domain_text(rec))
+
+
+def _stt_report(
+    session: BridgeSession, caller: CallerResult | None, summary: dict[str, Any]
+) -> dict[str, Any]:
+    """``run.json["stt"]``: provider, outcome counts with reasons, and the user-turn WER
+    against the caller's intended lines (matched by ``user_speech_start`` time)."""
+    tr = session.transcriber
+    utts = summary["user_utterances"]
+    reasons = [str(u["error"] or "").split(":", 1)[0] for u in utts if not u["ok"]]
+    skipped = [r for r in reasons if r in SKIP_REASONS]
+    failed = [r for r in reasons if r not in SKIP_REASONS]
+    turns = summary["turns"]
+    report: dict[str, Any] = {
+        "provider": getattr(tr, "name", None),
+        "model": getattr(tr, "model", None),
+        "language": getattr(tr, "wire_language", None),
+        "utterances": len(utts),
+        "transcribed": sum(1 for u in utts if u["ok"]),
+        "failed": len(failed),
+        "failure_reasons": {r: failed.count(r) for r in sorted(set(failed))},
+        "skipped": len(skipped),
+        "skip_reasons": {r: skipped.count(r) for r in sorted(set(skipped))},
+        "assistant_fallback": {
+            src: sum(1 for t in turns if t.get("text_source") == src)
+            for src in ("stt", "stt_failed", "none")
+        },
+        "failures": summary["stt_failures"],
+        "wer": None,
+        "per_utterance": [],
+    }
+    if caller is not None:
+        by_start = {u["start_epoch_ms"]: u for u in utts}
+        pairs: list[tuple[str, str | None]] = []
+        for sent in caller.user_turns:
+            if sent.start_epoch_ms is None:
+                continue
+            u = by_start.get(sent.start_epoch_ms)
+            hyp = u["text"] if u is not None and u["ok"] else None
+            pairs.append((sent.text, hyp))
+            report["per_utterance"].append(
+                {
+                    "index": sent.index,
+                    "intended": sent.text,
+                    "transcript": hyp,
+                    "error": None if u is None else u["error"],
+                    "wer": transcript_wer([(sent.text, hyp)])["wer"],
+                }
+            )
+        report["wer"] = transcript_wer(pairs)
+    return report
+
+
 def _run_id() -> str:
     return dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + _secrets.token_hex(2)
 
@@ -130,27 +207,58 @@ async def run_record(
     emulator_config: EmulatorConfig | None = None,
     caller_config: CallerConfig | None = None,
     bridge_config: BridgeConfig | None = None,
-    transcriber: Transcriber | Literal["local"] | None = "local",
+    transcriber: Transcriber | SttConfig | str | None = "local",
     session_timeout_s: float = 60.0,
+    script: Script | None = None,
+    configure_mode: ConfigureMode = "standard",
+    configure_ceiling_bytes: int = CONFIGURE_CEILING_BYTES,
 ) -> RunResult:
     """Run one record's conversation end to end and write its run directory.
 
     Args:
         record: Record id (default: hydralab's default record) or a loaded :class:`Record`.
-        out_dir: Parent of run directories; files go to ``out_dir/run_id/record_id/``.
+        out_dir: Parent of run directories; files go to ``out_dir/run_id/records/record_id/``
+            (EVA's layout), with the run-level ``config.json`` in ``out_dir/run_id/``.
         model: ``"emulator"`` (offline, default) or ``"hydra"`` (needs ``SMALLEST_API_KEY``).
         hydra_model: Hydra model tag for the ``?model=`` query.
         port: Bridge port on 127.0.0.1 (0 = any free port).
-        transcriber: User-turn STT; ``"local"`` = offline pocketsphinx, ``None`` = none.
+        transcriber: User-turn STT (and the assistant fallback): a provider name
+            (``"local"`` = offline pocketsphinx, ``"smallest"``, ``"openai"``, ``"deepgram"``;
+            language from the record), an :class:`~hydralab.speech.stt.SttConfig`, a ready
+            :class:`~hydralab.speech.stt.Transcriber`, or ``None`` = none. Built (and its
+            language and key validated) before anything starts; closed after the session's
+            pending transcriptions finished.
+        configure_mode: ``"standard"`` refuses (:class:`ConfigureTooLargeError`, before
+            connecting) a ``session.configure`` over ``configure_ceiling_bytes`` that only fits
+            by compacting tools or cutting instructions; ``"compacted"`` runs it, labelled
+            non-standard in ``run.json["configure_budget"]``.
+        configure_ceiling_bytes: Hydra's ``session.configure`` ceiling (~32 KB, empirical).
     """
     rec = (
         record
         if isinstance(record, Record)
         else load_record(record, data_dir=Path(data_dir) if data_dir is not None else None)
     )
-    script = script_from_record(rec)
-    run_dir = Path(out_dir) / (run_id or _run_id()) / rec.id
+    script = script or script_from_record(rec)
+    run_dir = Path(out_dir) / (run_id or _run_id()) / "records" / rec.id  # EVA's layout
     key = get_api_key(api_key)
+    stt = _make_stt(transcriber, rec, key)  # a bad language or missing key fails before any I/O
+    hydra = HydraConfig(
+        model=hydra_model,
+        instructions=build_instructions(rec),
+        voice=voice,
+        tools=tuple(declarations(rec.agent)),
+        generate_initial_response=True,
+    )
+    fields = hydra.session_payload()
+    budget = plan_configure(  # refuses before connecting; sent verbatim below
+        fields.pop("instructions"),
+        fields.pop("tools", []),
+        greeting_steer=greeting_steer(rec.greeting),
+        mode=configure_mode,
+        ceiling_bytes=configure_ceiling_bytes,
+        other_fields=fields,
+    )
     emulator: Emulator | None = None
     if model == "emulator":
         emulator = Emulator(script, config=emulator_config or EmulatorConfig())
@@ -161,19 +269,10 @@ async def run_record(
         url = HYDRA_URL
     else:
         raise ValueError(f"unknown model {model!r}: use 'emulator' or 'hydra'")
-    hydra = HydraConfig(
-        url=url,
-        model=hydra_model,
-        instructions=build_instructions(rec),
-        voice=voice,
-        tools=tuple(declarations(rec.agent)),
-        generate_initial_response=True,
-    )
+    hydra = HydraConfig(**{**hydra.__dict__, "url": url, "session": budget.session})
     bcfg = bridge_config or BridgeConfig()
     bcfg = BridgeConfig(**{**bcfg.__dict__, "hydra": hydra})
     tools = ToolExecutor(rec.initial_db, domain=rec.domain, current_date_time=rec.current_date_time)
-    stt: Transcriber | None
-    stt = LocalTranscriber(_domain_text(rec)) if transcriber == "local" else transcriber
     started = dt.datetime.now()
 
     def writer_factory(clock: Clock) -> RunWriter:
@@ -200,7 +299,16 @@ async def run_record(
             await stt.aclose()
     ended = dt.datetime.now()
     return _write_results(
-        rec, script, run_dir, model, session, caller_result, started, ended, emulator
+        rec,
+        script,
+        run_dir,
+        model,
+        session,
+        caller_result,
+        started,
+        ended,
+        emulator,
+        configure_budget=budget.to_dict(),
     )
 
 
@@ -214,8 +322,11 @@ def _write_results(
     started: dt.datetime,
     ended: dt.datetime,
     emulator: Emulator | None,
+    *,
+    configure_budget: dict[str, Any] | None = None,
 ) -> RunResult:
     summary = session.summary()
+    stt_report = _stt_report(session, caller, summary)
     turns = summary["turns"]
     tools_called = [t for row in turns for t in row["tools"]]
     by_kind: dict[str, list[float]] = {}
@@ -228,13 +339,9 @@ def _write_results(
         "model_response_by_type": {k: latency_summary(v) for k, v in by_kind.items()},
     }
     final_db = session.tools.db
-    tc = task_completion(rec.expected_db, final_db)
-    scores = {
-        "task_completion": tc["score"],
-        "authentication_success": tc["auth_success"],
-        "db_match": tc["db_match"],
-        "db_diff": tc["diff"],
-    }
+    # what re-scoring needs without the original data, and EVA's run-level config
+    write_json(run_dir / EXPECTED_DB_FILE, rec.expected_db, sort_keys=True)
+    write_json(run_dir.parent.parent / "config.json", eva_run_config(rec, model=model))
     if caller is not None:
         write_jsonl(run_dir / "user_simulator_events.jsonl", caller.events)
     lat = latency["model_response"]
@@ -252,6 +359,9 @@ def _write_results(
         "completed": session.error is None and session.ended_reason == "goodbye",
         "error": session.error,
         "error_details": None,
+        "llm_latency": None,  # cascade-only stats; an S2S run has model_response_latency
+        "stt_latency": None,
+        "tts_latency": None,
         "model_response_latency": (
             {k: lat[f"{k}"] for k in ("mean_ms", "p50_ms", "p95_ms", "p99_ms")}
             | {"total_calls": lat["n"]}
@@ -263,19 +373,23 @@ def _write_results(
         "duration_seconds": (ended - started).total_seconds(),
         "output_dir": str(run_dir),
         **{k: str(run_dir / v) for k, v in files.items()},
+        "conversation_log_path": None,
+        "elevenlabs_logs_path": None,
         "num_turns": len(turns),
         "num_tool_calls": len(tools_called),
         "tools_called": sorted(set(tools_called)),
         "conversation_ended_reason": session.ended_reason,
         "initial_scenario_db_hash": db_hash(session.tools.initial_db),
         "final_scenario_db_hash": db_hash(final_db),
+        "time_limit_accepted": False,
     }
     write_json(run_dir / "result.json", result)
-    write_json(run_dir / "scores.json", scores)
     run_meta = {
         "record_id": rec.id,
         "domain": rec.domain,
+        "record": record_meta(rec),
         "model": model,
+        "configure_budget": configure_budget,
         "hydra": {
             k: summary[k]
             for k in ("model", "url", "session_id", "output_rate_hz", "configure_bytes", "warnings")
@@ -291,11 +405,21 @@ def _write_results(
             if emulator is not None
             else None
         ),
+        "emulator_flags": (
+            [
+                {"session": i, "kind": f.kind, "detail": f.detail}
+                for i, sess in enumerate(emulator.sessions)
+                for f in sess.flags
+            ]
+            if emulator is not None
+            else []
+        ),
         "latency": latency,
         "timeline": {"t0_epoch_ms": summary["timeline_t0_epoch_ms"], "sample_rate_hz": 48000},
         "turns": turns,
         "user_utterances": summary["user_utterances"],
         "stt_failures": summary["stt_failures"],
+        "stt": stt_report,
         "errors": summary["errors"],
         "ended_reason": session.ended_reason,
         "error": session.error,
@@ -313,6 +437,11 @@ def _write_results(
         },
     }
     write_json(run_dir / "run.json", run_meta)
+    scores = score_run(run_dir)  # from the files just written, as `hydralab score` does
+    wer = stt_report["wer"] or {}
+    scores["user_wer"] = wer.get("wer")  # user transcripts vs the caller's intended lines
+    scores["user_wer_detail"] = {"provider": stt_report["provider"], **wer}
+    write_json(run_dir / "scores.json", scores)
     return RunResult(
         record_id=rec.id,
         run_dir=run_dir,
@@ -326,6 +455,7 @@ def _write_results(
         scores=scores,
         caller=caller,
         session=session,
+        emulator=emulator,
     )
 
 

@@ -1,0 +1,175 @@
+"""run_batch: every (record, trial), a concurrency limit, failures kept, resume, the manifest.
+
+The conversations are faked (``run_record`` copies the recorded fixture run into place) so these
+tests take a second; notebook 02 runs a real batch under nbval. One test spawns a real child
+process to check the per-conversation process path end to end on a record that cannot load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from hydralab import batch as batch_mod
+from hydralab.batch import MANIFEST, run_batch, run_batch_sync
+from hydralab.cli import main
+
+FIXTURE_RUN = Path(__file__).parent / "fixtures" / "run_HL-AIR-002"
+
+
+class FakeRunner:
+    """Stands in for ``run_record``: copies the fixture run, or fails as the record id says."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.active = 0
+        self.max_active = 0
+
+    async def __call__(self, record: str, **kw: Any) -> Any:
+        self.calls.append({"record": record, **kw})
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            await asyncio.sleep(0.05)
+            if record == "BOOM":
+                raise RuntimeError("connect failed: wss://x?api_key=sk-secret-123")
+            run_dir = Path(kw["out_dir"]) / kw["run_id"] / "records" / record
+            shutil.copytree(FIXTURE_RUN, run_dir)
+            ended = "timeout" if record == "SLOW" else "goodbye"
+            return SimpleNamespace(
+                run_dir=run_dir, ended_reason=ended, error=None, turns=[], emulator=None
+            )
+        finally:
+            self.active -= 1
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeRunner:
+    runner = FakeRunner()
+    monkeypatch.setattr(batch_mod, "run_record", runner)
+    return runner
+
+
+def _manifest(batch_dir: Path) -> dict[str, Any]:
+    return json.loads((batch_dir / MANIFEST).read_text(encoding="utf-8"))
+
+
+async def test_every_record_and_trial_within_the_concurrency_limit(
+    fake: FakeRunner, tmp_path: Path
+) -> None:
+    res = await run_batch(
+        ["A", "B", "C"], trials=2, concurrency=2, out_dir=tmp_path, batch_id="b1",
+        seed=10, processes=False, progress=False,
+    )  # fmt: skip
+    assert res.ok and res.counts() == {"ok": 6}
+    assert sorted((c["record"], c["run_id"]) for c in fake.calls) == [
+        (r, f"trial_{k}") for r in "ABC" for k in (1, 2)
+    ]
+    assert fake.max_active == 2
+    seeds = {(c["record"], c["run_id"]): c["emulator_config"].seed for c in fake.calls}
+    assert seeds[("A", "trial_1")] == 10 and seeds[("A", "trial_2")] == 11
+    assert {c["caller_config"].seed for c in fake.calls} == {10, 11}
+    m = _manifest(res.batch_dir)
+    assert m["batch_id"] == "b1" and m["counts"] == {"ok": 6}
+    assert m["config"]["trials"] == 2 and m["config"]["records"] == ["A", "B", "C"]
+    for c in m["conversations"]:
+        assert c["status"] == "ok" and c["attempts"] == 1
+        assert (res.batch_dir / c["run_dir"] / "run.json").is_file()
+        assert c["run_dir"] == f"trial_{c['trial']}/records/{c['record_id']}"
+    assert len(res.run_dirs()) == 6
+
+
+async def test_a_failure_is_recorded_and_the_batch_goes_on(
+    fake: FakeRunner, tmp_path: Path
+) -> None:
+    res = await run_batch(
+        ["A", "BOOM", "SLOW"], out_dir=tmp_path, batch_id="b2", processes=False, progress=False
+    )
+    by = {c.record_id: c for c in res.conversations}
+    assert (by["A"].status, by["BOOM"].status, by["SLOW"].status) == ("ok", "error", "failed")
+    assert by["BOOM"].error is not None and "RuntimeError: connect failed" in by["BOOM"].error
+    assert "sk-secret-123" not in by["BOOM"].error
+    assert by["SLOW"].ended_reason == "timeout" and by["SLOW"].run_dir
+    assert not res.ok
+    assert "BOOM#1: error" in res.summary()
+    assert "sk-secret" not in (res.batch_dir / MANIFEST).read_text(encoding="utf-8")
+
+
+async def test_resume_skips_finished_conversations(fake: FakeRunner, tmp_path: Path) -> None:
+    kw: dict[str, Any] = dict(out_dir=tmp_path, batch_id="b3", processes=False, progress=False)
+    await run_batch(["A", "BOOM", "SLOW"], trials=2, **kw)
+    assert len(fake.calls) == 6
+    fake.calls.clear()
+    again = await run_batch(["A", "BOOM", "SLOW"], trials=2, **kw)
+    assert sorted(c["record"] for c in fake.calls) == ["BOOM", "BOOM"]  # only what raised
+    assert again.skipped == 4
+    fake.calls.clear()
+    stale = again.batch_dir / next(c.run_dir for c in again.conversations if c.record_id == "SLOW")
+    (stale / "leftover.txt").write_text("from the failed attempt")
+    third = await run_batch(["A", "BOOM", "SLOW"], trials=2, retry_failed=True, **kw)
+    assert sorted(c["record"] for c in fake.calls) == ["BOOM", "BOOM", "SLOW", "SLOW"]
+    assert not (stale / "leftover.txt").exists()  # the re-run started from a clean directory
+    attempts = {c.key: c.attempts for c in third.conversations}
+    assert attempts == {"A#1": 1, "A#2": 1, "BOOM#1": 3, "BOOM#2": 3, "SLOW#1": 2, "SLOW#2": 2}
+    # more trials later: only the new ones run
+    fake.calls.clear()
+    await run_batch(["A"], trials=3, **kw)
+    assert [(c["record"], c["run_id"]) for c in fake.calls] == [("A", "trial_3")]
+
+
+async def test_tables_of_a_batch(fake: FakeRunner, tmp_path: Path) -> None:
+    from hydralab.analysis import load_batch
+
+    pytest.importorskip("pandas")
+    res = await run_batch(
+        ["A", "B"], trials=2, out_dir=tmp_path, batch_id="b4", processes=False, progress=False
+    )
+    t = load_batch(res.batch_dir)
+    assert len(t.sessions) == 4
+    assert sorted(t.sessions["trial"]) == [1, 1, 2, 2]
+    assert set(t.sessions["conversation"]) == {c.run_dir for c in res.conversations}
+
+
+def test_progress_bar_and_sync_wrapper(
+    fake: FakeRunner, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    res = run_batch_sync(["A", "B"], out_dir=tmp_path, batch_id="b5", processes=False)
+    assert res.ok
+    err = capsys.readouterr().err
+    assert "conversations" in err and "2/2" in err
+
+
+async def test_sync_wrapper_inside_a_running_loop(fake: FakeRunner, tmp_path: Path) -> None:
+    # as in Jupyter: a loop is running, so the batch runs on a private loop in a worker thread
+    res = run_batch_sync(["A"], out_dir=tmp_path, processes=False, progress=False)
+    assert res.ok and res.batch_dir.name.startswith("batch-")
+
+
+async def test_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="trials"):
+        await run_batch(["A"], trials=0, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="concurrency"):
+        await run_batch(["A"], concurrency=0, out_dir=tmp_path)
+
+
+async def test_a_child_process_reports_its_failure(tmp_path: Path) -> None:
+    res = await run_batch(["HL-NO-SUCH-RECORD"], out_dir=tmp_path, batch_id="b6", progress=False)
+    (c,) = res.conversations
+    assert c.status == "error" and c.error is not None
+    assert "HL-NO-SUCH-RECORD" in c.error and c.wall_s is not None
+
+
+def test_cli_batch(fake: FakeRunner, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["batch", "A", "B", "--trials", "2", "--out", str(tmp_path), "--batch-id", "cli"]
+    assert main([*argv, "--one-process", "--no-progress", "--concurrency", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "batch cli: 4 conversations (ok 4)" in out
+    assert "p50_ms" in out and "barged_in" in out  # the latency table of the fixture's turns
+    assert fake.max_active == 4
+    assert main(["batch", "BOOM", "--out", str(tmp_path), "--one-process", "--no-progress"]) == 1
