@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime as dt
 import platform
@@ -38,6 +39,7 @@ from hydralab.script import Script, script_from_record
 from hydralab.secrets import ENV_VAR, Secret, get_api_key
 from hydralab.speech.stt import (
     SKIP_REASONS,
+    LocalTranscriber,
     SttConfig,
     Transcriber,
     make_transcriber,
@@ -259,6 +261,13 @@ async def run_record(
         ceiling_bytes=configure_ceiling_bytes,
         other_fields=fields,
     )
+    tools = ToolExecutor(rec.initial_db, domain=rec.domain, current_date_time=rec.current_date_time)
+    # The offline decoder process starts now, in parallel with the call's set-up.
+    warm = (
+        asyncio.ensure_future(stt.start())
+        if isinstance(stt, LocalTranscriber) and stt.isolate
+        else None
+    )
     emulator: Emulator | None = None
     if model == "emulator":
         emulator = Emulator(script, config=emulator_config or EmulatorConfig())
@@ -272,7 +281,6 @@ async def run_record(
     hydra = HydraConfig(**{**hydra.__dict__, "url": url, "session": budget.session})
     bcfg = bridge_config or BridgeConfig()
     bcfg = BridgeConfig(**{**bcfg.__dict__, "hydra": hydra})
-    tools = ToolExecutor(rec.initial_db, domain=rec.domain, current_date_time=rec.current_date_time)
     started = dt.datetime.now()
 
     def writer_factory(clock: Clock) -> RunWriter:
@@ -295,6 +303,9 @@ async def run_record(
         await bridge.stop()
         if emulator is not None:
             await emulator.stop()
+        if warm is not None:
+            with contextlib.suppress(Exception):  # a failed start shows up per utterance
+                await warm
         if stt is not None:
             await stt.aclose()
     ended = dt.datetime.now()

@@ -27,7 +27,9 @@ failure comes back as ``Transcript(text="", ok=False, error=...)``.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import importlib
+import multiprocessing
 import os
 import random
 import re
@@ -978,7 +980,9 @@ class LocalTranscriber:
     The decoder is built lazily on the first :meth:`transcribe` (0.25-0.35 s, of which
     ~0.15 s parses the CMU dictionary once per process), or eagerly with ``await start()``.
     Decoding runs in a worker thread; one decoder per transcriber, guarded by a lock, so
-    concurrent calls are serialized.
+    concurrent calls are serialized. With ``isolate=True`` (what :func:`make_transcriber` and
+    the runner use) the decoder lives in its own process instead: pocketsphinx holds the GIL
+    while it decodes, and in-process decoding would stall a live call's event loop.
 
     Args:
         domain_text: Domain vocabulary and phrasing (agent instructions, tool names, generic
@@ -1015,8 +1019,23 @@ class LocalTranscriber:
         min_voiced_frames: int = MIN_VOICED_FRAMES,
         min_voiced_dbfs: float = MIN_VOICED_DBFS,
         decoder_options: Mapping[str, Any] | None = None,
+        isolate: bool = False,
     ) -> None:
         self.name = "local"
+        self.isolate = isolate
+        self._init_kwargs: dict[str, Any] = {
+            "domain_text": domain_text,
+            "include_generic_corpus": include_generic_corpus,
+            "background_words": background_words,
+            "background_count": background_count,
+            "dither_dbfs": dither_dbfs,
+            "seed": seed,
+            "min_duration_ms": min_duration_ms,
+            "min_voiced_frames": min_voiced_frames,
+            "min_voiced_dbfs": min_voiced_dbfs,
+            "decoder_options": decoder_options,
+        }
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self.domain_text = domain_text
         self.include_generic_corpus = include_generic_corpus
         self.background_words = background_words
@@ -1041,8 +1060,27 @@ class LocalTranscriber:
         return self._decoder is not None
 
     async def start(self) -> None:
-        """Build the LM and decoder now (in a worker thread). Idempotent; may raise."""
+        """Build the LM and decoder now (in a worker thread, or in the worker process when
+        ``isolate``). Idempotent; may raise."""
+        if self.isolate:
+            await asyncio.get_running_loop().run_in_executor(self._worker_pool(), _worker_ping)
+            return
         await asyncio.to_thread(self._ensure_decoder)
+
+    def _worker_pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        """One decoder process per transcriber. pocketsphinx holds the GIL while it decodes
+        (60-390 ms an utterance), which would freeze the call's event loop and skew every
+        timestamp taken meanwhile; a separate process keeps the loop free."""
+        if self._closed:
+            raise RuntimeError(ERROR_CLOSED)
+        if self._pool is None:
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,
+                initargs=(self._init_kwargs,),
+            )
+        return self._pool
 
     def _ensure_decoder(self) -> Any:
         with self._lock:
@@ -1115,15 +1153,45 @@ class LocalTranscriber:
             audio_ms = 1000.0 * len(pcm) / sample_rate_hz
             if audio_ms < self.min_duration_ms:
                 return result("", ERROR_TOO_SHORT)
-            text, error = await asyncio.to_thread(self._transcribe_sync, pcm, sample_rate_hz)
+            if self.isolate:
+                text, error = await asyncio.get_running_loop().run_in_executor(
+                    self._worker_pool(), _worker_transcribe, np.asarray(pcm), sample_rate_hz
+                )
+            else:
+                text, error = await asyncio.to_thread(
+                    self._transcribe_sync, pcm, sample_rate_hz
+                )
             return result(text, error)
         except Exception as exc:
             return result("", f"{type(exc).__name__}: {exc}")
 
     async def aclose(self) -> None:
-        """Drop the decoder; later calls return ``error="closed"``. Does not block."""
+        """Drop the decoder (and stop its process); later calls return ``error="closed"``."""
         self._closed = True
         self._decoder = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)
+
+
+_WORKER: LocalTranscriber | None = None
+
+
+def _worker_init(kwargs: dict[str, Any]) -> None:
+    """In the decoder process: build the transcriber (and its decoder) once."""
+    global _WORKER
+    _WORKER = LocalTranscriber(**kwargs)
+    _WORKER._ensure_decoder()
+
+
+def _worker_ping() -> bool:
+    return _WORKER is not None
+
+
+def _worker_transcribe(pcm: np.ndarray, sample_rate_hz: int) -> tuple[str, str | None]:
+    if _WORKER is None:  # pragma: no cover - the initializer always runs first
+        raise RuntimeError("decoder process not initialised")
+    return _WORKER._transcribe_sync(pcm, sample_rate_hz)
 
 
 def make_transcriber(
@@ -1152,7 +1220,7 @@ def make_transcriber(
             raise TypeError("pass either an SttConfig or keyword options, not both")
         cfg = provider
     elif provider == "local":
-        return LocalTranscriber(domain_text, **kwargs)
+        return LocalTranscriber(domain_text, **{"isolate": True, **kwargs})
     else:
         cfg = SttConfig(provider=provider, **kwargs)  # validates the name
     if cfg.provider == "local":
@@ -1160,6 +1228,7 @@ def make_transcriber(
             domain_text,
             min_duration_ms=cfg.min_duration_ms,
             min_voiced_frames=cfg.min_voiced_frames,
+            isolate=True,
         )
     from hydralab.speech.providers import make_http_transcriber
 
