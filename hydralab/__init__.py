@@ -16,9 +16,16 @@ from hydralab.audio import StreamResampler, Timeline, read_wav, ulaw_decode, ula
 from hydralab.batch import BatchResult, run_batch, run_batch_sync
 from hydralab.bridge import Bridge, BridgeConfig, BridgeSession
 from hydralab.caller import Caller, CallerConfig, CallerResult
-from hydralab.client import HydraClient, HydraConfig, HydraError
+from hydralab.client import (
+    HydraAuthError,
+    HydraClient,
+    HydraConfig,
+    HydraError,
+    HydraServerFullError,
+)
 from hydralab.clock import Clock, ManualClock
-from hydralab.emulator import Emulator, EmulatorConfig
+from hydralab.emulator import Emulator, EmulatorConfig, EmulatorFaults
+from hydralab.protocol.budget import ConfigureTooLargeError, plan_configure
 from hydralab.records import (
     DEFAULT_RECORD_ID,
     Record,
@@ -29,9 +36,10 @@ from hydralab.records import (
     load_record,
 )
 from hydralab.runner import RunResult, latency_summary, run_record, run_record_sync
-from hydralab.scoring import db_hash, dbs_equal, task_completion
+from hydralab.scoring import db_hash, dbs_equal, score_run, task_completion
 from hydralab.script import Script, script_from_record
 from hydralab.secrets import Secret, redact
+from hydralab.speech.stt import SttConfig, make_transcriber
 from hydralab.tools import ToolExecutor
 from hydralab.turns import TurnTracker
 
@@ -50,11 +58,15 @@ __all__ = [
     "CallerConfig",
     "CallerResult",
     "Clock",
+    "ConfigureTooLargeError",
     "Emulator",
     "EmulatorConfig",
+    "EmulatorFaults",
+    "HydraAuthError",
     "HydraClient",
     "HydraConfig",
     "HydraError",
+    "HydraServerFullError",
     "ManualClock",
     "Record",
     "RecordError",
@@ -65,6 +77,7 @@ __all__ = [
     "Script",
     "Secret",
     "StreamResampler",
+    "SttConfig",
     "Timeline",
     "ToolExecutor",
     "TurnTracker",
@@ -76,12 +89,15 @@ __all__ = [
     "load_batch",
     "load_record",
     "load_run",
+    "make_transcriber",
+    "plan_configure",
     "read_wav",
     "redact",
     "run_batch",
     "run_batch_sync",
     "run_record",
     "run_record_sync",
+    "score_run",
     "script_from_record",
     "task_completion",
     "ulaw_decode",
