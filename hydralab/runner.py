@@ -449,10 +449,6 @@ def _write_results(
     }
     write_json(run_dir / "run.json", run_meta)
     scores = score_run(run_dir)  # from the files just written, as `hydralab score` does
-    wer = stt_report["wer"] or {}
-    scores["user_wer"] = wer.get("wer")  # user transcripts vs the caller's intended lines
-    scores["user_wer_detail"] = {"provider": stt_report["provider"], **wer}
-    write_json(run_dir / "scores.json", scores)
     return RunResult(
         record_id=rec.id,
         run_dir=run_dir,

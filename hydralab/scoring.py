@@ -641,6 +641,11 @@ def score_run(record_dir: Path | str, *, write: bool = True) -> dict[str, Any]:
         pipecat_metrics=_load_jsonl(record_dir / "pipecat_metrics.jsonl"),
         simulator_events=_load_jsonl(record_dir / "user_simulator_events.jsonl"),
     )
+    stt = meta.get("stt")
+    if isinstance(stt, dict) and isinstance(stt.get("wer"), dict):
+        # user transcripts vs the caller's intended lines, as measured when the call ran
+        scores["user_wer"] = stt["wer"].get("wer")
+        scores["user_wer_detail"] = {"provider": stt.get("provider"), **stt["wer"]}
     if write:
         from hydralab.rundir import write_json
 

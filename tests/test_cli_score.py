@@ -93,3 +93,18 @@ def test_eva_dir_alias(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert main(["run", "--eva-dir", str(tmp_path), "--record", "NOPE-9"]) == 1
     err = capsys.readouterr().err
     assert "record 'NOPE-9' not found" in err and "HL-AIR-001" in err
+
+
+def test_rescoring_keeps_the_measured_user_wer(tmp_path: Path) -> None:
+    from hydralab.scoring import score_run
+
+    src = Path(__file__).parent / "fixtures" / "run_HL-AIR-002"
+    dst = tmp_path / "rec"
+    shutil.copytree(src, dst)
+    meta = json.loads((dst / "run.json").read_text())
+    meta["stt"] = {"provider": "local", "wer": {"wer": 0.25, "errors": 3, "words": 12}}
+    (dst / "run.json").write_text(json.dumps(meta))
+    scores = score_run(dst)
+    assert scores["user_wer"] == 0.25
+    assert scores["user_wer_detail"]["provider"] == "local"
+    assert json.loads((dst / "scores.json").read_text())["user_wer"] == 0.25
