@@ -104,6 +104,9 @@ class BridgeSession:
         self.clock = clock or Clock()
         self.writer = writer_factory(self.clock)
         self.timeline = Timeline(t0_ns=self.clock.t0_ns)
+        # The wire as the caller has it: 8 kHz, both directions, on the same clock. ``v2v`` is
+        # read here — exactly the samples the caller sent and heard, no resampler in between.
+        self.wire = Timeline(t0_ns=self.clock.t0_ns, sample_rate_hz=8000)
         self.tracker = TurnTracker(epoch_ms=self.clock.epoch_ms, model=config.hydra.model)
         self.tracker.on_turn_logged = self._assistant_stt_fallback
         self.client = HydraClient(
@@ -311,6 +314,7 @@ class BridgeSession:
         if pcm8.size == 0:
             return
         self.timeline.append_user(self._up48.process(pcm8), t_ns=t_ns)
+        self.wire.append_user(pcm8, t_ns=t_ns)
         await self._forward(self._up16.process(pcm8), t_ns)
 
     async def _forward(self, pcm16: npt.NDArray[np.int16], t_ns: int) -> None:
@@ -693,22 +697,20 @@ class BridgeSession:
         # Contiguous with the previous frame unless the pacer really stalled (>10 ms).
         if self._play_pos is not None and abs(idx - self._play_pos) <= 480:
             idx = self._play_pos
-        self.timeline.write("assistant", frame.pcm48, t_ns=self.timeline.time_of(idx))
+        at = self.timeline.time_of(idx)
+        self.timeline.write("assistant", frame.pcm48, t_ns=at)
+        self.wire.write("assistant", ulaw_decode(frame.ulaw), t_ns=at)
         self._play_pos = idx + frame.pcm48.size
         self.tracker.audio_played(frame.response_id, int(frame.pcm48.size), t_ns)
 
     # ------------------------------------------------------------------ outputs
     def compute_v2v(self) -> None:
-        """``v2v`` per turn, read off the timeline: the caller's last audible sample before the
-        turn → the turn's first audible sample as played. Resampler delays are compensated: the
-        user track lags its arrival by the 8→48 kHz filter delay; the caller hears the 8 kHz
-        path, whose delay differs from the recorded 48 kHz path's."""
-        tl = self.timeline
+        """``v2v`` per turn, read off the wire timeline (the 8 kHz μ-law the caller sent and
+        heard, on the session clock): the caller's last audible sample before the turn → the
+        turn's first audible sample as played. No resampler sits between these samples and the
+        caller, so no filter delay needs compensating."""
+        tl = self.wire
         sr = tl.sample_rate_hz
-        user_lag_ms = self._up48.delay_ms
-        asst_skew_ms = 0.0
-        if self._down8 is not None and self._to48 is not None:
-            asst_skew_ms = self._down8.delay_ms - self._to48.delay_ms
         prev_end = 0
         for turn in self.tracker.turns:
             if turn.first_played_t_ns is None:
@@ -730,9 +732,7 @@ class BridgeSession:
                 if offset is None:
                     turn.v2v_reason = "no_audible_caller_speech"
                 else:
-                    turn.v2v_ms = round(
-                        (onset - offset) * 1000.0 / sr + user_lag_ms + asst_skew_ms, 3
-                    )
+                    turn.v2v_ms = round((onset - offset) * 1000.0 / sr, 3)
             prev_end = max(prev_end, end)
 
     def finalize(self) -> None:
