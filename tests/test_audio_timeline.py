@@ -344,3 +344,22 @@ def test_wav_rejects_bad_input(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         write_wav(tmp_path / "bad.wav", np.zeros(4, dtype=np.int32), sample_rate_hz=8000)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stereo.wav"]
+
+
+def test_sender_that_slips_later_keeps_its_real_gap() -> None:
+    # The sender's clock restarts 30 ms late (it really paused 30 ms) with small jitter after:
+    # later audio lands 30 ms later, the 30 ms are silence, nothing else moves.
+    tl = Timeline(t0_ns=T0)
+    rng = np.random.default_rng(1)
+    sent = frames(120)
+    grid = [T0 + (i + 1) * 20 * MS + (30 * MS if i >= 50 else 0) for i in range(120)]
+    for i, (frame, t) in enumerate(zip(sent, grid, strict=True)):
+        tl.append_user(frame, t_ns=t + int(rng.uniform(0, 2) * MS) * (i > 0))
+    track = tl.track("user")
+    np.testing.assert_array_equal(track[: 50 * FRAME], np.concatenate(sent[:50]))
+    tail = np.concatenate(sent[50:])
+    where = tl.index_of(grid[50]) - FRAME
+    assert abs((len(track) - len(tail)) - where) <= 2 * RATE // 1000  # within 2 ms of the truth
+    np.testing.assert_array_equal(track[len(track) - len(tail):], tail)
+    gap = zero_runs(track)
+    assert len(gap) == 1 and abs(gap[0][1] - 30 * RATE // 1000) <= 2 * RATE // 1000  # (start, n)

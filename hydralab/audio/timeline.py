@@ -10,6 +10,7 @@ distort it. The WAV files are views of this timeline.
 
 from __future__ import annotations
 
+import collections
 import os
 from pathlib import Path
 from typing import Final
@@ -51,12 +52,12 @@ class _Track:
         return self._buf[: self.length]
 
     def move(self, start: int, length: int, new_start: int) -> None:
-        """Move the block ``[start, start + length)`` earlier to ``new_start``; the vacated tail
-        becomes zeros. The block must end the track."""
+        """Move the block ``[start, start + length)``, which ends the track, to ``new_start``
+        (earlier or later); what it vacates becomes zeros."""
         block = self._buf[start : start + length].copy()
-        self._buf[new_start : start + length] = 0
-        self._buf[new_start : new_start + length] = block
-        self.length = new_start + length
+        self._buf[min(start, new_start) : start + length] = 0
+        self.length = min(start, new_start)
+        self.write(new_start, block)
 
 
 class _Segment:
@@ -87,6 +88,8 @@ class Timeline:
         self._tracks = {name: _Track(self.sample_rate_hz) for name in TRACK_NAMES}
         self._segments: dict[str, _Segment] = {}
         self._floors: dict[str, int] = {}  # a segment never moves before the previous one's end
+        self._lateness: dict[str, collections.deque[tuple[int, int]]] = {}
+        self._slip_samples = round(_SLIP_MS * self.sample_rate_hz / 1000.0)
 
     def _get(self, track: str) -> _Track:
         try:
@@ -164,10 +167,27 @@ class Timeline:
         nominal = self.index_of(t_ns) - pcm.shape[0]
         tolerance = round(gap_tolerance_ms * self.sample_rate_hz / 1000.0)
         seg = self._segments.get(track)
-        if seg is None or nominal - (seg.start + seg.length) > tolerance:
+        late = self._lateness.setdefault(track, collections.deque(maxlen=_SLIP_WINDOW))
+        if seg is not None:
+            late.append((nominal - (seg.start + seg.length), pcm.shape[0]))
+        slip = min(x for x, _ in late) if len(late) == late.maxlen else 0
+        if seg is None or late[-1][0] > tolerance:
+            # first chunk, or the sender fell silent: a gap beyond tolerance stays silence
             floor = tr.length  # the previous segment's end: real silence is never collapsed
             seg = self._segments[track] = _Segment(max(nominal, floor))
             self._floors[track] = floor
+            late.clear()
+        elif slip > self._slip_samples and seg.start + seg.length == tr.length:
+            # The sender slipped: every chunk of the last half second came at least ``slip``
+            # late, so its clock restarted later and the audio really has that gap. The window's
+            # chunks (all but this one, already written) move ``slip`` later behind the gap.
+            tail = min(sum(n for _, n in list(late)[:-1]), seg.length)
+            a = seg.start + seg.length - tail
+            tr.move(a, tail, a + slip)
+            seg = self._segments[track] = _Segment(a + slip)
+            seg.length = tail
+            self._floors[track] = a
+            late.clear()
         else:
             anchor = max(nominal - seg.length, self._floors.get(track, 0))
             if anchor < seg.start and seg.start + seg.length == tr.length:
@@ -301,6 +321,9 @@ def _window_energy(
     csum = np.concatenate(([0.0], np.cumsum(seg * seg)))
     return csum[window:] - csum[:-window]
 
+
+_SLIP_WINDOW = 25  # chunks (0.5 s of 20 ms frames)
+_SLIP_MS = 8.0  # a sender whose every chunk of the window came this late has slipped
 
 AUDIBLE_DBFS = -45.0
 """hydralab's one definition of "audible" (RMS over 10 ms windows, dBFS re 32768): 5 dB above
