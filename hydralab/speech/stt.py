@@ -44,7 +44,13 @@ import numpy as np
 import soxr
 
 from hydralab.secrets import Secret
-from hydralab.speech.text import cardinal, normalize_for_wer, ordinal, word_edit_distance
+from hydralab.speech.text import (
+    MONTHS,
+    cardinal,
+    normalize_for_wer,
+    ordinal,
+    word_edit_distance,
+)
 from hydralab.speech.vad import VoiceActivityDetector
 
 __all__ = [
@@ -731,20 +737,7 @@ _CITIES = [
     "Toronto",
 ]  # fmt: skip
 _WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-_MONTH_NAMES = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-]
+_MONTH_NAMES = list(MONTHS)
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 _DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 

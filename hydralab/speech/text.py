@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "MONTHS",
     "cardinal",
     "normalize_for_wer",
     "ordinal",
@@ -77,7 +78,7 @@ _ORDINAL_IRREGULAR = {
     "nine": "ninth",
     "twelve": "twelfth",
 }
-_MONTHS = [
+MONTHS = [
     "January",
     "February",
     "March",
@@ -91,7 +92,7 @@ _MONTHS = [
     "November",
     "December",
 ]
-_MONTH_BY_PREFIX = {m[:3].lower(): m for m in _MONTHS}
+_MONTH_BY_PREFIX = {m[:3].lower(): m for m in MONTHS}
 _WORD_CAPS = {"OK": "okay", "PIN": "pin", "COVID": "covid", "NASA": "NASA"}
 
 
@@ -171,7 +172,7 @@ def _clock(hour: int, minute: int, ampm: str | None) -> str:
 def _date(month: int, day: int, year: int | None) -> str | None:
     if not (1 <= month <= 12 and 1 <= day <= 31):
         return None
-    out = f"{_MONTHS[month - 1]} {ordinal(day)}"
+    out = f"{MONTHS[month - 1]} {ordinal(day)}"
     if year is not None:
         out += f", {year_words(year)}"
     return out
@@ -234,7 +235,7 @@ def _is_shouted(text: str) -> bool:
 
 
 def _month_number(name: str) -> int:
-    return _MONTHS.index(_MONTH_BY_PREFIX[name[:3].lower()]) + 1
+    return MONTHS.index(_MONTH_BY_PREFIX[name[:3].lower()]) + 1
 
 
 def _sub_phone(m: re.Match[str]) -> str:
@@ -263,7 +264,7 @@ def _sub_day_month(m: re.Match[str]) -> str:
     day = int(m.group("day"))
     if not 1 <= day <= 31:
         return m.group(0)
-    return f"the {ordinal(day)} of {_MONTHS[_month_number(m.group('month')) - 1]}"
+    return f"the {ordinal(day)} of {MONTHS[_month_number(m.group('month')) - 1]}"
 
 
 def _sub_time(m: re.Match[str]) -> str:
