@@ -246,7 +246,7 @@ async def serve_forever(
     """Run an emulator until cancelled (Ctrl-C), printing its URL (CLI entry point)."""
     emu = Emulator(script, config=config)
     url = await emu.start(host=host, port=port)
-    print(f"hydra emulator listening on {url}/?model=hydra-v1.1&api_key=<any>", flush=True)
+    print(f"hydra emulator listening on {url} (any ?model= and key are accepted)", flush=True)
     try:
         await asyncio.Future()
     finally:

@@ -21,6 +21,7 @@ errors and logs pass through :func:`hydralab.secrets.redact`.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import email.utils
@@ -242,7 +243,7 @@ def _error_detail(resp: httpx.Response) -> str:
     return " ".join(str(msg if msg else text).split())[:_ERROR_DETAIL_CHARS]
 
 
-class HttpTranscriber:
+class HttpTranscriber(abc.ABC):
     """Base of the HTTP providers: guards, WAV upload, retries, limits, fail-soft results.
 
     Args:
@@ -301,14 +302,14 @@ class HttpTranscriber:
         )
 
     # ------------------------------------------------------------------ provider specifics
+    @abc.abstractmethod
     def _build(self, wav: bytes) -> dict[str, Any]:
         """Keyword arguments of ``client.post`` for one request."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _text(self, body: Any) -> str:
         """The transcript from a 200 JSON body; raises ``KeyError``/``TypeError``/
         ``IndexError`` on the wrong shape."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ machinery
     def _get_client(self) -> httpx.AsyncClient:
