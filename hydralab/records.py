@@ -37,6 +37,8 @@ from typing import Any
 
 import yaml
 
+from hydralab.protocol.budget import greeting_steer
+
 __all__ = [
     "DEFAULT_DATA_DIR",
     "DEFAULT_RECORD_ID",
@@ -655,12 +657,7 @@ On the phone:
 - Say numbers, dates, times and codes the way a person reads them aloud.
 - Call a tool as soon as you have what it needs, and never invent tool results.
 
-Begin the conversation by greeting the user with: {greeting}"""
-
-
-def greeting_steer(greeting: str) -> str:
-    """The line the Hydra PR appends so the model opens with the record's greeting."""
-    return f"Begin the conversation by greeting the user with: {greeting}"
+{greeting_steer}"""
 
 
 def build_instructions(record: Record) -> str:
@@ -685,5 +682,5 @@ def build_instructions(record: Record) -> str:
         current_date_time=record.current_date_time,
         description=agent.description,
         instructions=agent.instructions,
-        greeting=record.greeting,
+        greeting_steer=greeting_steer(record.greeting),
     )
