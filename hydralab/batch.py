@@ -37,7 +37,7 @@ from typing import Any
 from hydralab.caller import CallerConfig
 from hydralab.emulator import EmulatorConfig
 from hydralab.records import DEFAULT_RECORD_ID, Record
-from hydralab.runner import ModelName, RunResult, _run_sync, run_record
+from hydralab.runner import ModelName, RunResult, _run_sync, resolve_hydra_url, run_record
 from hydralab.secrets import get_api_key, redact
 
 __all__ = ["MANIFEST", "BatchResult", "Conversation", "run_batch", "run_batch_sync"]
@@ -168,6 +168,7 @@ async def run_batch(
     retry_failed: bool = False,
     progress: bool = True,
     processes: bool = True,
+    hydra_url: str | None = None,
     **run_kwargs: Any,
 ) -> BatchResult:
     """Run ``records × trials`` conversations, at most ``concurrency`` at a time.
@@ -187,6 +188,8 @@ async def run_batch(
         processes: One process per conversation (default), so no conversation's CPU work delays
             another's clock. ``False`` runs them all in this event loop (arguments that cannot
             be pickled, such as a custom ``transcriber``, need it).
+        hydra_url: Hydra endpoint for ``model="hydra"`` (default ``$HYDRA_URL``, else the
+            public one); resolved and checked once, recorded in ``batch.json`` (it has no key).
         **run_kwargs: Passed to :func:`hydralab.runner.run_record` (``hydra_model``, ``voice``,
             ``data_dir``, ``transcriber``, ...).
 
@@ -196,6 +199,9 @@ async def run_batch(
     """
     if trials < 1 or concurrency < 1:
         raise ValueError(f"trials and concurrency must be ≥ 1, got {trials} and {concurrency}")
+    if model != "hydra" and hydra_url is not None:
+        raise ValueError("hydra_url applies to model 'hydra' only")
+    endpoint = resolve_hydra_url(hydra_url) if model == "hydra" else None
     recs: list[str | Record | None] = (
         [records] if records is None or isinstance(records, str) else list(records)
     )
@@ -220,6 +226,7 @@ async def run_batch(
         "trials": trials,
         "concurrency": concurrency,
         "model": model,
+        "hydra_url": endpoint,
         "seed": seed,
         "processes": processes,
         "emulator": {k: v for k, v in dataclasses.asdict(emu).items() if k != "expected_api_key"},
@@ -266,6 +273,7 @@ async def run_batch(
                 out_dir=batch_dir,
                 run_id=f"trial_{c.trial}",
                 model=model,
+                **({"hydra_url": endpoint} if endpoint is not None else {}),
                 emulator_config=dataclasses.replace(emu, seed=emu_seed + k),
                 caller_config=dataclasses.replace(cal, seed=cal_seed + k),
             )

@@ -30,24 +30,39 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from hydralab.audio import AUDIBLE_DBFS, StreamResampler, Timeline, ulaw_decode, ulaw_encode
-from hydralab.client import HydraClient, HydraConfig, HydraConnectionError, HydraError
+from hydralab.client import (
+    HydraAuthError,
+    HydraClient,
+    HydraConfig,
+    HydraConnectionError,
+    HydraError,
+    HydraServerFullError,
+)
 from hydralab.clock import Clock
+from hydralab.playout import PlayoutPlacer
 from hydralab.protocol import twilio as tw
+from hydralab.protocol.budget import configure_bytes
+from hydralab.protocol.context import with_context
 from hydralab.protocol.hydra import (
     ConversationItemCreate,
     ErrorEvent,
+    FunctionCallArgumentsDelta,
     FunctionCallArgumentsDone,
     HydraEvent,
+    ResponseCancel,
     ResponseCreate,
     ResponseCreated,
     ResponseDone,
     ResponseOutputAudioDelta,
     ResponseOutputAudioDone,
+    ResponseOutputAudioTranscriptDelta,
+    UnknownEvent,
     decode_pcm16,
 )
 from hydralab.rundir import RunWriter
 from hydralab.secrets import Secret, redact
 from hydralab.speech.stt import ERROR_CANCELLED, Transcriber, Transcript
+from hydralab.toolpolicy import ToolPolicy
 from hydralab.tools import ToolExecutor
 from hydralab.turns import AssistantTurn, BargeIn, TurnComplete, TurnTracker, dumps_result
 
@@ -62,14 +77,25 @@ _F16 = 320
 class BridgeConfig:
     hydra: HydraConfig = field(default_factory=HydraConfig)
     silence_fill_after_ms: float = 60.0
-    response_create_debounce_ms: float = 200.0
+    tool_settle_ms: float = 120.0
+    """Without a ``response.done``, how long a response with answered calls must be quiet
+    before ``response.create`` (another call may still come); with one, no wait at all."""
     preroll_ms: float = 200.0
     stt_timeout_s: float = 60.0
     tool_timeout_s: float = 30.0
     connect_backoff_s: tuple[float, ...] = (0.5, 1.0, 2.0)
     """Delays (jittered ×0.5–1.5) between connection attempts after a retryable failure."""
     max_reconnects: int = 1
-    """Mid-call reconnects after the model drops the session (``internal_error``, 1011/1013)."""
+    """Mid-call reconnects after the model drops the session (``internal_error``, 1011/1013,
+    1006 / a dropped network)."""
+    reconnect_close_codes: tuple[int, ...] = (1006, 1011, 1012, 1013)
+    configure_ceiling_bytes: int = 32_000
+    """Budget for the reconnect context appended to the instructions."""
+    reconnect_context: bool = True
+    """Hydra has no resume: carry the conversation so far into the new session's instructions
+    (``False`` only to show what a context-less reconnect does)."""
+    underrun_tolerance_ms: float = 60.0
+    """A frame sent more than this after the previous one ended is heard after a gap."""
 
 
 @dataclass
@@ -143,12 +169,21 @@ class BridgeSession:
         self._buf_rid: str | None = None
         self._queue: deque[_Frame | _Mark] = deque()
         self._queue_event = asyncio.Event()
-        self._play_pos: int | None = None
+        self.placer = PlayoutPlacer(underrun_tolerance_ms=config.underrun_tolerance_ms)
+        self._cut_gen = 0  # bumped by every barge-in: a frame held across one is dropped
+        self._cut_responses: set[str] = set()  # responses of barged-in turns: deltas dropped
+        self.muted_responses: dict[str, str] = {}  # response id -> why its audio never plays
+        self.dropped_deltas = 0
         # tools
         self._tool_tasks: set[asyncio.Task[None]] = set()
-        self._pending_calls: set[str] = set()
-        self._tool_response_done = False
-        self._debounce: asyncio.Task[None] | None = None
+        self.tool_policy = ToolPolicy(settle_ms=config.tool_settle_ms)
+        self._tool_timer: asyncio.Task[None] | None = None
+        self._creating = False
+        self._narration_for: int | None = None  # turn whose narration was requested
+        self._calls_seen: set[str] = set()
+        self.tool_requests: list[dict[str, Any]] = []
+        self.reconnect_log: list[dict[str, Any]] = []
+        self.rejected_model_frames = 0
         self._stt_tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._ws: ServerConnection | None = None
@@ -162,6 +197,7 @@ class BridgeSession:
         self.no_audio_warning: str | None = None
         self._api_key = api_key
         self._last_error_code: str | None = None
+        self._context_info: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self, ws: ServerConnection) -> None:
@@ -207,18 +243,47 @@ class BridgeSession:
                 await ws.close()
             self._queue_event.set()
 
-    def _new_client(self, *, greeting: bool) -> HydraClient:
+    def _new_client(self, *, greeting: bool, context: bool = False) -> HydraClient:
+        """A client for a new session. ``context``: Hydra has no resume, so the conversation so
+        far is appended to the instructions (within the configure budget) and recorded."""
         cfg = dataclasses.replace(self.config.hydra, generate_initial_response=greeting)
-        if cfg.session is not None:  # a precomputed (budgeted) configure: same, minus the greeting
-            cfg = dataclasses.replace(
-                cfg, session={**cfg.session, "generate_initial_response": greeting}
-            )
+        session = cfg.session_payload()
+        session["generate_initial_response"] = greeting
+        if context:
+            msgs = self._conversation_so_far()
+            base = str(session.get("instructions") or "")
+            room = self.config.configure_ceiling_bytes - configure_bytes(session)
+            session["instructions"], kept = with_context(base, msgs, max_bytes=max(0, room))
+            self._context_info = {
+                "context_rebuilt": kept > 0,
+                "context_messages": kept,
+                "context_messages_dropped": len(msgs) - kept,
+                "context_bytes": configure_bytes(session)
+                - configure_bytes({**session, "instructions": base}),
+            }
+            self._log_bridge("reconnect_context", dict(self._context_info))
+        cfg = dataclasses.replace(cfg, session=session)
         return HydraClient(
             cfg,
             api_key=self._api_key,
             frame_logger=self.writer.hydra_frame,
             now_ns=self.clock.now_ns,
         )
+
+    def _conversation_so_far(self) -> list[tuple[str, str]]:
+        """What was said, for a new session's context: the logged messages (placeholders of
+        failed transcriptions left out), then turns received and still playing."""
+        out = [
+            (str(m["role"]), str(m["content"]))
+            for m in self.tracker.conversation_messages
+            if m.get("role") in ("user", "assistant")
+            and str(m.get("content", "")).strip()
+            and not str(m["content"]).startswith("[")
+        ]
+        for turn in self.tracker.turns:
+            if turn.complete and not turn.logged and turn.text:
+                out.append(("assistant", turn.text))
+        return out
 
     async def _connect_with_backoff(self, *, initial: bool = True) -> None:
         """Connect (a new session each attempt); retry capacity/transport failures with jitter."""
@@ -228,7 +293,8 @@ class BridgeSession:
                 self.client
                 if initial and attempt == 0
                 else self._new_client(
-                    greeting=initial and self.config.hydra.generate_initial_response
+                    greeting=initial and self.config.hydra.generate_initial_response,
+                    context=not initial and self.config.reconnect_context,
                 )
             )
             try:
@@ -252,8 +318,8 @@ class BridgeSession:
         """Stop intake, then let pending tools and transcriptions finish (bounded)."""
         if self._tool_tasks:
             await asyncio.wait(list(self._tool_tasks), timeout=self.config.tool_timeout_s)
-        if self._debounce is not None:
-            self._debounce.cancel()
+        if self._tool_timer is not None:
+            self._tool_timer.cancel()
         if self._stt_tasks:
             _, pending = await asyncio.wait(
                 list(self._stt_tasks), timeout=self.config.stt_timeout_s
@@ -313,7 +379,9 @@ class BridgeSession:
         pcm8 = ulaw_decode(payload)
         if pcm8.size == 0:
             return
-        self.timeline.append_user(self._up48.process(pcm8), t_ns=t_ns)
+        # The 48 kHz copy lags the wire by the resampler's delay: place it where the wire has it.
+        shift_ns = round(self._up48.delay_ms * 1e6)
+        self.timeline.append_user(self._up48.process(pcm8), t_ns=t_ns - shift_ns)
         self.wire.append_user(pcm8, t_ns=t_ns)
         await self._forward(self._up16.process(pcm8), t_ns)
 
@@ -460,7 +528,7 @@ class BridgeSession:
             if self._stop.is_set():
                 return
             code = self.client.close_code
-            retry = code in (1011, 1012, 1013) or self._last_error_code in (
+            retry = code in self.config.reconnect_close_codes or self._last_error_code in (
                 "internal_error",
                 "server_full",
             )
@@ -471,6 +539,9 @@ class BridgeSession:
             self.reconnects += 1
             self._model_up.clear()
             t = self.clock.now_ns()
+            if self.tool_policy.cancel("reconnect"):
+                self._log_bridge("response_create_skipped", {"why": "model_reconnect"})
+            self._narration_for = None
             for a in self.tracker.abort_current(t, reason="model_disconnected"):
                 if isinstance(a, TurnComplete):
                     self._flush_audio()
@@ -480,13 +551,22 @@ class BridgeSession:
                 "model_reconnect",
                 {"close_code": code, "error": self._last_error_code, "reconnects": self.reconnects},
             )
+            entry: dict[str, Any] = {
+                "t_epoch_ms": self.clock.epoch_ms(t),
+                "close_code": code,
+                "error": self._last_error_code,
+            }
             self._last_error_code = None
             try:
                 await self._connect_with_backoff(initial=False)
             except HydraError as exc:
                 self.error = str(exc)
+                entry["ok"] = False
+                self.reconnect_log.append(entry)
                 self._end("model_disconnected")
                 return
+            entry.update(ok=True, session_id=self.client.session_id, **self._context_info)
+            self.reconnect_log.append(entry)
             if self.client.output_rate_hz != self.output_rate_hz:
                 self.output_rate_hz = self.client.output_rate_hz
                 self._down8 = StreamResampler(self.output_rate_hz, out_rate_hz=8000)
@@ -495,20 +575,64 @@ class BridgeSession:
     async def _read_model(self) -> None:
         async for ev in self.client:
             t = self.clock.now_ns()
-            actions = self.tracker.on_event(ev, t)
-            await self._handle(ev, t)
-            for a in actions:
-                match a:
-                    case TurnComplete(index=i):
-                        self._flush_audio()
-                        self._queue.append(_Mark(tw.turn_end_mark(i), i))
-                        self._queue_event.set()
-                    case BargeIn(index=i):
-                        await self._barge_in(i)
+            if isinstance(ev, UnknownEvent) and ev.malformed is not None:
+                self.rejected_model_frames += 1
+                self._log_bridge("model_frame_rejected", {"why": ev.malformed})
+                continue
+            if self._screen(ev, t):
+                actions = self.tracker.on_event(ev, t)
+                if isinstance(ev, ErrorEvent) and self.tracker.errors:
+                    self.tracker.errors[-1]["caused_by"] = self.client.sent_type(ev.caused_by)
+                await self._handle(ev, t)
+                for a in actions:
+                    match a:
+                        case TurnComplete(index=i):
+                            self._flush_audio()
+                            self._queue.append(_Mark(tw.turn_end_mark(i), i))
+                            self._queue_event.set()
+                        case BargeIn(index=i):
+                            await self._barge_in(i)
+            self._tool_tick()
             if self._stop.is_set():
                 break
 
+    def _screen(self, ev: HydraEvent, t_ns: int) -> bool:
+        """Whether ``ev`` goes on to the turn state; drops what the caller must never hear.
+
+        - Deltas of a response the caller barged in on (the server cancels it, but deltas
+          already in flight still arrive) are dropped by response id.
+        - The narration requested for a turn the caller has since interrupted is muted (and
+          cancelled): it belongs to that turn, and its audio never plays.
+        """
+        rid = getattr(ev, "response_id", None)
+        if isinstance(ev, ResponseCreated) and rid is not None:
+            narr, self._narration_for = self._narration_for, None
+            if narr is not None and self.tracker.turns[narr].interrupted:
+                self.muted_responses[rid] = "narration_of_interrupted_turn"
+                self.tracker.bind_response(rid, narr)
+                self._log_bridge("response_muted", {"response_id": rid, "turn": narr})
+                self._spawn(self._cancel_response(rid))
+                return False
+        if rid is not None and (rid in self._cut_responses or rid in self.muted_responses):
+            if isinstance(ev, ResponseDone):
+                return True  # its status and usage still count
+            if isinstance(ev, ResponseOutputAudioDelta | ResponseOutputAudioTranscriptDelta):
+                self.dropped_deltas += 1
+            return False
+        return True
+
+    async def _cancel_response(self, response_id: str) -> None:
+        with contextlib.suppress(HydraError):
+            await self.client.send(ResponseCancel(response_id=response_id))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tool_tasks.add(task)
+        task.add_done_callback(self._tool_tasks.discard)
+
     async def _handle(self, ev: HydraEvent, t_ns: int) -> None:
+        rid = getattr(ev, "response_id", None)
+        self.tool_policy.activity(rid, t_ns)
         match ev:
             case ResponseCreated():
                 # A new response while the previous one's audio is still open: the docs say drop
@@ -525,20 +649,25 @@ class BridgeSession:
             case ResponseOutputAudioDone():
                 self._audio_open = None
                 self._flush_audio()
+            case FunctionCallArgumentsDelta():
+                self.tool_policy.call_started(ev.response_id, ev.call_id, t_ns)
             case FunctionCallArgumentsDone():
-                self._pending_calls.add(ev.call_id)
-                task = asyncio.create_task(self._run_tool(ev))
-                self._tool_tasks.add(task)
-                task.add_done_callback(self._tool_tasks.discard)
+                if ev.call_id and ev.call_id in self._calls_seen:
+                    self._log_bridge("duplicate_call_id", {"call_id": ev.call_id})
+                    return
+                self._calls_seen.add(ev.call_id)
+                self.tool_policy.call_done(ev.response_id, ev.call_id, t_ns)
+                self._spawn(self._run_tool(ev))
             case ResponseDone():
-                self._audio_open = None
+                if ev.response_id == self._audio_open:
+                    self._audio_open = None
                 self._flush_audio()
                 self._check_silent_model(ev)
-                if ev.function_calls or self._pending_calls:
-                    self._tool_response_done = True
-                    self._arm_response_create()
+                self.tool_policy.response_done(ev.response_id, t_ns)
             case ErrorEvent():
                 self._last_error_code = ev.code
+                if ev.code == "tool_response_timeout" and self.tool_policy.cancel(ev.code):
+                    self._log_bridge("response_create_skipped", {"why": ev.code})
             case _:
                 pass
 
@@ -546,9 +675,9 @@ class BridgeSession:
         """Hydra's quirk: above its ~32 KB configure ceiling it keeps answering (text, tools)
         but never sends audio. Two completed speaking responses in a row without a single audio
         delta are reported, with the configure size, instead of a silent call."""
-        if ev.status != "completed" or ev.function_calls:
-            return
         rid = ev.response_id or ""
+        if ev.status != "completed" or ev.function_calls or rid in self._calls_responses:
+            return
         if rid in self._audio_responses:
             self._silent_streak = 0
             return
@@ -561,6 +690,10 @@ class BridgeSession:
                 "audio above ~32 KB (see run.json configure_budget)"
             )
             self._log_bridge("model_sends_no_audio", {"warning": self.no_audio_warning})
+
+    @property
+    def _calls_responses(self) -> set[str]:
+        return self.tracker.responses_with_calls
 
     def _enqueue_audio(
         self, response_id: str | None, pcm: npt.NDArray[np.int16], t_ns: int
@@ -595,20 +728,45 @@ class BridgeSession:
         self._buf48 = np.zeros(0, dtype=np.int16)
 
     async def _barge_in(self, index: int | None, *, why: str = "speech_started") -> None:
-        """Drop every unplayed frame and tell the caller to flush what it buffered."""
+        """Drop every unplayed frame (and the one the pacer holds), stop the turn's responses
+        from playing any more, and tell the caller to flush what it buffered."""
+        self._cut_gen += 1
+        if index is not None:
+            self._cut_responses.update(self.tracker.turns[index].response_ids)
+            if self.tool_policy.cancel("barge_in"):
+                self._log_bridge("response_create_skipped", {"why": "barge_in", "turn": index})
+        elif self._audio_open is not None:
+            self._cut_responses.add(self._audio_open)
         dropped = sum(isinstance(x, _Frame) for x in self._queue)
+        self.placer.stats.dropped_after_clear += dropped
         self._queue = deque(x for x in self._queue if isinstance(x, _Mark))
         self._buf8 = np.zeros(0, dtype=np.int16)
         self._buf48 = np.zeros(0, dtype=np.int16)
+        t = self.clock.now_ns()
+        self._erase_unheard(t)
         self._log_bridge("barge_in", {"turn": index, "dropped_frames": dropped, "why": why})
         if self._ws is not None:
             with contextlib.suppress(ConnectionClosed):
                 await self._ws.send(tw.clear_frame(self.stream_sid))
                 self.writer.log("twilio", "out", {"event": "clear"}, self.clock.now_ns())
 
+    def _erase_unheard(self, t_ns: int) -> None:
+        """The caller drops its buffer on ``clear``: audio recorded past ``t_ns`` was not heard."""
+        span = self.placer.clear(at_index=self.timeline.index_of(t_ns))
+        if span is None:
+            return
+        a, b = span
+        t_a = self.timeline.time_of(a)
+        self.timeline.write(
+            "assistant", np.zeros(b - a, dtype=np.int16), t_ns=t_a + self._a48_shift_ns
+        )
+        n8 = self.wire.index_of(self.timeline.time_of(b)) - self.wire.index_of(t_a)
+        if n8 > 0:
+            self.wire.write("assistant", np.zeros(n8, dtype=np.int16), t_ns=t_a)
+
     # ------------------------------------------------------------------ tools
     async def _run_tool(self, ev: FunctionCallArgumentsDone) -> None:
-        name = ev.name
+        name = ev.name or self.tracker.tool_call_name(ev.call_id)
         raw = ev.arguments or self.tracker.tool_call_args(ev.call_id)
         try:
             params = json.loads(raw) if raw.strip() else {}
@@ -624,84 +782,136 @@ class BridgeSession:
             self.tracker.tool_called(self.clock.now_ns(), name=name, params={"_raw": raw})
         else:
             self.tracker.tool_called(self.clock.now_ns(), name=name, params=params)
-            result = self.tools.execute(name, params)
+            if not name:
+                result = {
+                    "status": "error",
+                    "error_type": "unknown_tool",
+                    "message": "the call named no function",
+                }
+            else:
+                result = self.tools.execute(name, params)
         self.tracker.tool_result(self.clock.now_ns(), name=name, params=params, result=result)
         try:
             await self.client.send(
                 ConversationItemCreate.function_call_output(ev.call_id, dumps_result(result))
             )
         except HydraError as exc:
-            self._pending_calls.discard(ev.call_id)
             self._log_bridge("tool_output_not_sent", {"call_id": ev.call_id, "error": str(exc)})
+            self.tool_policy.output_sent(ev.call_id, self.clock.now_ns())
+            self._tool_tick()
             return
-        self.tracker.output_sent(self.clock.now_ns())
-        self._pending_calls.discard(ev.call_id)
-        self._arm_response_create()
+        t = self.clock.now_ns()
+        self.tracker.output_sent(t)
+        self.tool_policy.output_sent(ev.call_id, t)
+        self._tool_tick()
 
-    def _arm_response_create(self) -> None:
-        if self._pending_calls or not self._tool_response_done:
+    def _tool_tick(self) -> None:
+        """Send ``response.create`` when the policy says so, or wake up when it may."""
+        if self._creating or self._stop.is_set():
             return
-        if self._debounce is not None:
-            self._debounce.cancel()
-        self._debounce = asyncio.create_task(self._send_response_create())
+        now = self.clock.now_ns()
+        if self.tool_policy.due(now):
+            self._creating = True
+            self._spawn(self._send_response_create())
+            return
+        at = self.tool_policy.next_deadline_ns()
+        if at is not None and (self._tool_timer is None or self._tool_timer.done()):
+            self._tool_timer = asyncio.create_task(self._tool_wake(at))
+
+    async def _tool_wake(self, at_ns: int) -> None:
+        await asyncio.sleep(max(0.0, (at_ns - self.clock.now_ns()) / 1e9))
+        self._tool_timer = None
+        self._tool_tick()
 
     async def _send_response_create(self) -> None:
-        await asyncio.sleep(self.config.response_create_debounce_ms / 1000.0)
-        if self._pending_calls or self._stop.is_set():
-            return
-        self._tool_response_done = False
         try:
-            await self.client.send(ResponseCreate())
-        except HydraError as exc:
-            self._log_bridge("response_create_not_sent", {"error": str(exc)})
-            return
-        self.tracker.response_create_sent(self.clock.now_ns())
+            t = self.clock.now_ns()
+            req = self.tool_policy.sent(t)
+            try:
+                await self.client.send(ResponseCreate())
+            except HydraError as exc:
+                self._log_bridge("response_create_not_sent", {"error": str(exc)})
+                return
+            t_sent = self.clock.now_ns()
+            cur = self.tracker.current
+            self._narration_for = cur.index if cur is not None else None
+            self.tracker.response_create_sent(t_sent, wait_ms=req.wait_ms, reason=req.reason)
+            self.tool_requests.append(
+                {
+                    "turn": self._narration_for,
+                    "reason": req.reason,
+                    "wait_ms": round(req.wait_ms, 3),
+                    "calls": req.calls,
+                }
+            )
+        finally:
+            self._creating = False
+        self._tool_tick()
 
     # ------------------------------------------------------------------ pacer
     async def _pacer(self, ws: ServerConnection) -> None:
-        loop = asyncio.get_running_loop()
-        next_t = loop.time()
+        now = self.clock.now_ns
+        frame_ns = 20_000_000
+        next_t = now()
+        idle = True
         while not self._stop.is_set():
             if not self._queue:
                 self._queue_event.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._queue_event.wait(), 0.1)
-                next_t = max(next_t, loop.time())
+                next_t = max(next_t, now())
+                idle = True
                 continue
             item = self._queue.popleft()
             try:
                 if isinstance(item, _Mark):
-                    self.tracker.turn_played(item.turn_index, self.clock.now_ns())
+                    self.tracker.turn_played(item.turn_index, now())
                     await ws.send(tw.mark_frame(self.stream_sid, item.name))
-                    self.writer.log(
-                        "twilio", "out", {"event": "mark", "name": item.name}, self.clock.now_ns()
-                    )
+                    self.writer.log("twilio", "out", {"event": "mark", "name": item.name}, now())
                     continue
-                delay = next_t - loop.time()
+                gen = self._cut_gen
+                delay = next_t - now()
                 if delay > 0:
-                    await asyncio.sleep(delay)
-                t = self.clock.now_ns()
+                    await asyncio.sleep(delay / 1e9)
+                if gen != self._cut_gen or (item.response_id or "") in self._cut_responses:
+                    # a barge-in came while this frame was held: it must not follow the clear
+                    self.placer.stats.dropped_after_clear += 1
+                    continue
+                t = now()
                 await ws.send(tw.media_frame(self.stream_sid, item.ulaw))
             except ConnectionClosed:
                 self._end("caller_disconnected")
                 return
-            self._record_played(item, t)
+            self._record_played(item, t, lateness_ms=max(0, t - next_t) / 1e6, after_idle=idle)
+            idle = False
             # Absolute 20 ms grid: scheduling jitter does not accumulate; after a real stall
             # (>100 ms) restart the grid instead of bursting to catch up.
-            next_t += 0.02
-            if loop.time() - next_t > 0.1:
-                next_t = loop.time()
+            next_t += frame_ns
+            if now() - next_t > 100_000_000:
+                next_t = now()
 
-    def _record_played(self, frame: _Frame, t_ns: int) -> None:
-        idx = self.timeline.index_of(t_ns)
-        # Contiguous with the previous frame unless the pacer really stalled (>10 ms).
-        if self._play_pos is not None and abs(idx - self._play_pos) <= 480:
-            idx = self._play_pos
-        at = self.timeline.time_of(idx)
-        self.timeline.write("assistant", frame.pcm48, t_ns=at)
+    @property
+    def _a48_shift_ns(self) -> int:
+        """The 48 kHz assistant copy is delayed by its resampler less than the 8 kHz wire copy
+        by its own: written this much later, both tracks line up with what the caller heard."""
+        if self._down8 is None or self._to48 is None:
+            return 0
+        return round((self._down8.delay_ms - self._to48.delay_ms) * 1e6)
+
+    def _record_played(
+        self, frame: _Frame, t_ns: int, *, lateness_ms: float = 0.0, after_idle: bool = False
+    ) -> None:
+        """Record a frame where the caller hears it (:class:`hydralab.playout.PlayoutPlacer`)."""
+        pos = self.placer.place(
+            sent_index=self.timeline.index_of(t_ns),
+            n_samples=int(frame.pcm48.size),
+            lateness_ms=lateness_ms,
+            after_idle=after_idle,
+        )
+        at = self.timeline.time_of(pos)
+        self.timeline.write("assistant", frame.pcm48, t_ns=at + self._a48_shift_ns)
         self.wire.write("assistant", ulaw_decode(frame.ulaw), t_ns=at)
-        self._play_pos = idx + frame.pcm48.size
-        self.tracker.audio_played(frame.response_id, int(frame.pcm48.size), t_ns)
+        self.tracker.audio_played(frame.response_id, int(frame.pcm48.size), at)
 
     # ------------------------------------------------------------------ outputs
     def compute_v2v(self) -> None:
@@ -759,6 +969,16 @@ class BridgeSession:
             "url": self.config.hydra.redacted_url(),
             "session_id": self.client.session_id,
             "output_rate_hz": self.output_rate_hz,
+            "output_rate_announced": (
+                self.client.configured.announced_rate_hz
+                if self.client.configured is not None
+                else None
+            ),
+            "voice_requested": self.client.config.session_payload().get("voice"),
+            "voice_echoed": (
+                self.client.configured.voice if self.client.configured is not None else None
+            ),
+            "client_notes": self.client.notes,
             "configure_bytes": self.client.configure_bytes,
             "warnings": self.client.stats.warnings,
             "frames_in": self.client.stats.frames_in,
@@ -780,7 +1000,13 @@ class BridgeSession:
             "errors": self.tracker.errors,
             "timeline_t0_epoch_ms": self.clock.epoch_ms(self.clock.t0_ns),
             "reconnects": self.reconnects,
+            "reconnect_log": self.reconnect_log,
             "connect_attempts": self.connect_attempts,
+            "pacer": self.placer.stats.to_dict(),
+            "tool_requests": self.tool_requests,
+            "muted_responses": self.muted_responses,
+            "dropped_deltas_after_barge_in": self.dropped_deltas,
+            "rejected_model_frames": self.rejected_model_frames + self.client.stats.rejected_in,
             "dropped_input_ms": self.dropped_input_ms,
             "silent_responses": self.silent_responses,
             "no_audio_warning": self.no_audio_warning,
@@ -790,11 +1016,10 @@ class BridgeSession:
 
 def _retryable(exc: HydraError) -> bool:
     """Capacity (``server_full`` / 1013) and transport failures are worth another attempt;
-    auth and handshake ``error``s are not."""
-    text = str(exc)
-    if "server_full" in text or "1013" in text:
-        return True
-    return isinstance(exc, HydraConnectionError)
+    auth, a rejected voice and other handshake ``error``s are not."""
+    return isinstance(exc, HydraServerFullError | HydraConnectionError) and not isinstance(
+        exc, HydraAuthError
+    )
 
 
 class Bridge:

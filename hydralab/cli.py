@@ -1,5 +1,6 @@
 """``hydralab`` command line: ``run`` one record, ``batch`` records x trials, serve the
-``emulator``, list ``records``, ``score`` run directories again."""
+``emulator`` or ``replay`` a recorded Hydra session, list ``records``, ``score`` run directories
+again, ``probe`` the real Hydra (key holders) to record fixtures."""
 
 from __future__ import annotations
 
@@ -29,7 +30,18 @@ def _parser() -> argparse.ArgumentParser:
         "(needs SMALLEST_API_KEY)",
     )
     run.add_argument("--hydra-model", default="hydra-v1.1", help="Hydra ?model= tag")
-    run.add_argument("--voice", default=None, help="Hydra voice")
+    run.add_argument(
+        "--hydra-url",
+        default=None,
+        help="Hydra endpoint for --model hydra (ws:// or wss://, no query; default: $HYDRA_URL, "
+        "else the public endpoint): on-prem, staging or a local `hydralab replay`",
+    )
+    run.add_argument(
+        "--voice",
+        default=None,
+        help="Hydra voice from the tag's roster (default: hydralab's per-tag voice, zoe on "
+        "hydra-v1.1; 'server' = send none, the server then picks sterling)",
+    )
     run.add_argument("--port", type=int, default=0, help="bridge port on 127.0.0.1 (0 = any)")
     run.add_argument(
         "--data-dir",
@@ -40,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--run-id", default=None)
     run.add_argument("--seed", type=int, default=0, help="emulator latency seed")
+    _add_profile(run)
     run.add_argument(
         "--stt",
         choices=("local", "smallest", "openai", "deepgram", "none"),
@@ -58,20 +71,45 @@ def _parser() -> argparse.ArgumentParser:
     bat.add_argument("--batch-id", default=None, help="batch directory name; reuse to resume")
     bat.add_argument("--model", choices=("emulator", "hydra"), default="emulator")
     bat.add_argument("--hydra-model", default="hydra-v1.1", help="Hydra ?model= tag")
+    bat.add_argument(
+        "--hydra-url",
+        default=None,
+        help="Hydra endpoint for --model hydra (ws:// or wss://, no query; default: $HYDRA_URL, "
+        "else the public endpoint): on-prem, staging or a local `hydralab replay`",
+    )
     bat.add_argument("--data-dir", "--eva-dir", dest="data_dir", default=None)
     bat.add_argument("--seed", type=int, default=0, help="seed of trial 1 (trial k: seed+k-1)")
+    _add_profile(bat)
     bat.add_argument("--retry-failed", action="store_true", help="re-run failed conversations")
     bat.add_argument("--no-progress", action="store_true", help="no progress bar")
     bat.add_argument(
         "--one-process", action="store_true", help="all conversations in one event loop"
     )
 
+    rep = sub.add_parser(
+        "replay", help="serve a recorded Hydra session (a frames fixture) on 127.0.0.1"
+    )
+    rep.add_argument("fixture", metavar="FIXTURE", help="hydralab.frames JSONL file")
+    rep.add_argument("--port", type=int, default=0)
+    rep.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="factor on the recorded gaps between server frames (0 = none)",
+    )
+
     emu = sub.add_parser("emulator", help="serve the offline Hydra emulator on 127.0.0.1")
     emu.add_argument("--port", type=int, default=0)
     emu.add_argument("--record", default=None)
     emu.add_argument("--data-dir", "--eva-dir", dest="data_dir", default=None)
-    emu.add_argument("--output-rate", type=int, default=48000)
+    emu.add_argument(
+        "--output-rate",
+        type=int,
+        default=48000,
+        help="output rate (classic: every tag; live: tags without a known rate)",
+    )
     emu.add_argument("--seed", type=int, default=0)
+    _add_profile(emu)
 
     rec = sub.add_parser("records", help="list the available record ids")
     rec.add_argument("--data-dir", "--eva-dir", dest="data_dir", default=None)
@@ -83,7 +121,40 @@ def _parser() -> argparse.ArgumentParser:
         "run_dirs", nargs="+", metavar="RUN_DIR", help="a record's directory or a whole run's"
     )
     score.add_argument("--no-write", action="store_true", help="print only; keep scores.json")
+
+    probe = sub.add_parser(
+        "probe",
+        help="record raw frames of real Hydra sessions as replay fixtures (needs SMALLEST_API_KEY)",
+    )
+    probe.add_argument(
+        "--hydra-url",
+        default=None,
+        help="Hydra endpoint (default: $HYDRA_URL or wss://api.smallest.ai/waves/v1/s2s)",
+    )
+    probe.add_argument("--out", default="probe", help="folder for the fixtures and the summary")
+    probe.add_argument(
+        "--models", default="hydra-v1.1,hydra-v1.0,hydra", help="comma-separated ?model= tags"
+    )
+    probe.add_argument(
+        "--only",
+        default=None,
+        metavar="SCENARIO,...",
+        help="scenarios by name or number: 1=handshake 2=utterance 3=tool_call 4=barge_in "
+        "5=configure_size 6=stt (default: all)",
+    )
     return p
+
+
+def _add_profile(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--profile",
+        choices=("live", "classic"),
+        default="live",
+        help="emulator behaviour: live = as the live Hydra service (rate and voices per ?model=, "
+        "unspaced transcripts, late tool response.done, barge-in tail, 1-2 s handshake, resume "
+        "only with reconnect context, path /waves/v1/s2s only); classic = the older, lenient "
+        "emulator (default: live)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,6 +168,13 @@ def main(argv: list[str] | None = None) -> int:
             return _batch(args)
         if args.command == "emulator":
             return _emulator(args)
+        if args.command == "replay":
+            from hydralab.replay import serve_fixture
+
+            asyncio.run(serve_fixture(args.fixture, port=args.port, time_scale=args.time_scale))
+            return 0
+        if args.command == "probe":
+            return _probe(args)
         if args.command == "records":
             from hydralab.records import list_records
 
@@ -121,10 +199,11 @@ def _run(args: argparse.Namespace) -> int:
         run_id=args.run_id,
         model=args.model,
         hydra_model=args.hydra_model,
+        hydra_url=args.hydra_url,
         voice=args.voice,
         port=args.port,
         data_dir=args.data_dir,
-        emulator_config=EmulatorConfig(seed=args.seed),
+        emulator_config=EmulatorConfig.for_profile(args.profile, seed=args.seed),
         transcriber=None if args.stt == "none" else args.stt,
     )
     print(result.summary())
@@ -134,6 +213,7 @@ def _run(args: argparse.Namespace) -> int:
 def _batch(args: argparse.Namespace) -> int:
     from hydralab.analysis import latency_table, load_batch
     from hydralab.batch import run_batch_sync
+    from hydralab.emulator import EmulatorConfig
     from hydralab.records import list_records
 
     data_dir = Path(args.data_dir) if args.data_dir else None
@@ -145,8 +225,10 @@ def _batch(args: argparse.Namespace) -> int:
         batch_id=args.batch_id,
         model=args.model,
         hydra_model=args.hydra_model,
+        hydra_url=args.hydra_url,
         data_dir=data_dir,
         seed=args.seed,
+        emulator_config=EmulatorConfig.for_profile(args.profile),
         retry_failed=args.retry_failed,
         progress=not args.no_progress,
         processes=not args.one_process,
@@ -193,9 +275,26 @@ def _emulator(args: argparse.Namespace) -> int:
     from hydralab.script import script_from_record
 
     rec = load_record(args.record, data_dir=Path(args.data_dir) if args.data_dir else None)
-    cfg = EmulatorConfig(output_rate_hz=args.output_rate, seed=args.seed)
+    cfg = EmulatorConfig.for_profile(args.profile, output_rate_hz=args.output_rate, seed=args.seed)
     asyncio.run(serve_forever(script_from_record(rec), port=args.port, config=cfg))
     return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    import os
+
+    from hydralab.client import HYDRA_URL
+    from hydralab.probe import SUMMARY_NAME, ProbeConfig, parse_scenarios, run_probe_sync
+
+    cfg = ProbeConfig(
+        url=args.hydra_url or os.environ.get("HYDRA_URL") or HYDRA_URL,
+        out_dir=Path(args.out),
+        models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
+        scenarios=parse_scenarios(args.only),
+    )
+    summary = run_probe_sync(cfg, log=lambda line: print(redact(line), flush=True))
+    print(f"summary: {cfg.out_dir / SUMMARY_NAME}")
+    return 0 if all(r["outcome"] != "error" for r in summary["results"]) else 1
 
 
 if __name__ == "__main__":

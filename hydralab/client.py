@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +45,7 @@ from hydralab.protocol.hydra import (
     SessionCreated,
     UnknownEvent,
     WarningEvent,
+    client_event_id,
     parse_event,
 )
 from hydralab.secrets import Secret, get_api_key, install_log_redaction, redact
@@ -50,8 +53,10 @@ from hydralab.secrets import Secret, get_api_key, install_log_redaction, redact
 install_log_redaction()
 
 __all__ = [
+    "DEFAULT_VOICES",
     "HYDRA_URL",
     "MODELS",
+    "SERVER_DEFAULT_VOICE",
     "TOKEN_TTL_RANGE_S",
     "TOKEN_URL",
     "VOICES",
@@ -64,6 +69,7 @@ __all__ = [
     "HydraHandshakeError",
     "HydraServerFullError",
     "HydraTokenError",
+    "HydraVoiceError",
     "check_voice",
 ]
 
@@ -74,29 +80,34 @@ TOKEN_URL = "https://api.smallest.ai/waves/v1/auth/token"
 TOKEN_TTL_RANGE_S = (30, 900)
 """Allowed ``ttl_seconds`` of a token, inclusive."""
 
-VOICES: dict[str, tuple[str, ...]] = {
-    "hydra-v1.1": ("zoe", "maya", "elena", "ivy", "grace", "alex", "aria", "leo", "sam", "kai"),
-    "hydra-v1.0": (
-        "vaughn",
-        "brooks",
-        "cole",
-        "hayes",
-        "pierce",
-        "sterling",
-        "ellis",
-        "lane",
-        "quinn",
-        "arden",
-        "rowan",
-        "blair",
-        "emery",
-        "sawyer",
-    ),
-    # Deprecated; the docs say "migrate" and list no roster: the seed PR's V1 names.
-    "hydra": ("wren", "sloane", "marlowe", "reed", "knox", "tate"),
-}
-"""Voice roster per ``?model=`` tag (hydra-ws.yaml ``SessionConfig.voice``, hydra-protocol.md
-conflict #3). The rosters do not overlap; ``voice=None`` lets the server pick its default."""
+_V11 = ("zoe", "maya", "elena", "ivy", "grace", "alex", "aria", "leo", "sam", "kai")
+_V10 = (
+    "vaughn",
+    "brooks",
+    "cole",
+    "hayes",
+    "pierce",
+    "sterling",
+    "ellis",
+    "lane",
+    "quinn",
+    "arden",
+    "rowan",
+    "blair",
+    "emery",
+    "sawyer",
+)
+VOICES: dict[str, tuple[str, ...]] = {"hydra-v1.1": _V11, "hydra-v1.0": _V10, "hydra": _V11 + _V10}
+"""Voice roster per ``?model=`` tag, as the live API accepts them (Hydra model card, "Voices";
+Smallest docs commit ``6afc848d``): ten on ``hydra-v1.1``, fourteen on ``hydra-v1.0``; the
+deprecated ``hydra`` tag has no roster of its own and takes either (the spec's ``voice`` enum is
+their union). The original six (``wren``, ``sloane``, ...) are rejected by the live API."""
+SERVER_DEFAULT_VOICE = "sterling"
+"""What the server applies when ``voice`` is omitted — on every tag, so a ``hydra-v1.1`` session
+without a voice speaks with a v1.0 voice."""
+DEFAULT_VOICES: dict[str, str] = {"hydra-v1.1": "zoe", "hydra-v1.0": "sterling", "hydra": "zoe"}
+"""hydralab's explicit per-tag voice for runs (benchmarks pin the voice instead of inheriting
+the server default)."""
 MODELS: tuple[str, ...] = tuple(VOICES)
 """The model tags Hydra serves (``hydra`` is deprecated: the server sends a ``warning``)."""
 
@@ -109,13 +120,15 @@ def check_voice(model: str, voice: str | None) -> None:
         raise ValueError(f"unknown Hydra model {model!r}: use one of {', '.join(MODELS)}")
     if not voice or voice in roster:
         return
-    owner = next((m for m, r in VOICES.items() if voice in r), None)
+    owner = next((m for m, r in VOICES.items() if voice in r and m != "hydra"), None)
     hint = f" ({voice!r} is a {owner} voice; the rosters do not overlap)" if owner else ""
     raise ValueError(
         f"voice {voice!r} is not available on {model}{hint}; valid voices for {model}: "
         f"{', '.join(roster)} (or voice=None for the server default)"
     )
 
+
+_SENT_IDS_KEPT = 2048
 
 FrameLogger = Callable[[str, dict[str, Any], int], None]
 """``(direction "out"|"in", frame dict with audio elided, t_ns)``."""
@@ -135,6 +148,11 @@ class HydraConnectionError(HydraError):
 
 class HydraHandshakeError(HydraError):
     """``error`` during the handshake, or no ``session.configured`` in time."""
+
+
+class HydraVoiceError(HydraHandshakeError):
+    """The server rejected ``session.configure.session.voice`` (``invalid_request_error``):
+    not retried — the same voice is rejected again."""
 
 
 class HydraServerFullError(HydraHandshakeError):
@@ -182,10 +200,16 @@ class HydraConfig:
     token_ttl_s: int = 300
     """``ttl_seconds`` of the token (30–900)."""
     token_url: str = TOKEN_URL
+    check_voices: bool = True
+    """Refuse a voice outside :data:`VOICES` before connecting. ``False`` lets the server
+    judge (a roster newer than hydralab's); a rejected voice is then :class:`HydraVoiceError`."""
 
     def __post_init__(self) -> None:
-        check_voice(self.model, self.voice)
-        if self.session is not None and isinstance(self.session.get("voice"), str):
+        if self.check_voices:
+            check_voice(self.model, self.voice)
+        if self.check_voices and self.session is not None and isinstance(
+            self.session.get("voice"), str
+        ):
             check_voice(self.model, self.session["voice"])
         lo, hi = TOKEN_TTL_RANGE_S
         ttl = self.token_ttl_s
@@ -231,6 +255,7 @@ class _Stats:
     warnings: list[dict[str, Any]] = field(default_factory=list)
     connects: int = 0
     tokens_minted: int = 0
+    rejected_in: int = 0  # frames that were not JSON objects or had a field of the wrong type
 
 
 class HydraClient:
@@ -257,6 +282,10 @@ class HydraClient:
         self.output_rate_hz: int = DEFAULT_OUTPUT_RATE_HZ
         self.configure_bytes: int = 0
         self.stats = _Stats()
+        self.notes: list[str] = []
+        self._n_sent = 0
+        self._id_prefix = uuid.uuid4().hex[:6]
+        self._sent_types: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"HydraClient({self.config.redacted_url()!r})"
@@ -340,7 +369,8 @@ class HydraClient:
             HydraConnectionError: The socket could not be opened.
         """
         voice = self.config.session_payload().get("voice")
-        check_voice(self.config.model, voice if isinstance(voice, str) else None)
+        if self.config.check_voices:
+            check_voice(self.config.model, voice if isinstance(voice, str) else None)
         if self._ws is not None:
             await self.close()
         self._reset()
@@ -404,6 +434,13 @@ class HydraClient:
                         f"close {self.close_code}); back off and retry",
                         close_code=self.close_code,
                     )
+                case ErrorEvent() if (ev.param or "").endswith("voice"):
+                    voice = self.config.session_payload().get("voice")
+                    raise HydraVoiceError(
+                        f"Hydra rejected voice {voice!r} on {self.config.model} ({ev.code}: "
+                        f"{redact(ev.message)}); valid voices for {self.config.model}: "
+                        f"{', '.join(VOICES.get(self.config.model, ()))}"
+                    )
                 case ErrorEvent():
                     raise HydraHandshakeError(
                         f"Hydra error during handshake: {ev.code}: {redact(ev.message)}"
@@ -411,6 +448,7 @@ class HydraClient:
                 case SessionCreated():
                     self.session_id = ev.session_id
                     if not sent:
+                        configure = self._stamp(configure)
                         text = configure.dumps()
                         self.configure_bytes = len(text.encode("utf-8"))
                         sent = True
@@ -421,6 +459,12 @@ class HydraClient:
                 case SessionConfigured():
                     self.configured = ev
                     self.output_rate_hz = ev.output_rate_hz
+                    if ev.announced_rate_hz is None:
+                        raw = ev.session.get("output_audio_sample_rate")
+                        self.notes.append(
+                            "session.configured announced no usable output_audio_sample_rate "
+                            f"({raw!r}); assuming the documented {DEFAULT_OUTPUT_RATE_HZ} Hz"
+                        )
                     self._configured.set()
                     return ev
                 case _:
@@ -438,11 +482,29 @@ class HydraClient:
         if self._log is not None:
             self._log("out", _elide(logged), self._now_ns())
 
+    def _stamp(self, event: HydraEvent) -> Any:
+        """``event`` with a client ``event_id`` (kept when set), remembered so that a server
+        ``error`` naming it (``error.event_id``) can be matched to the frame that caused it."""
+        if event.event_id is None:
+            self._n_sent += 1
+            eid = client_event_id(self._id_prefix, self._n_sent)
+            event = dataclasses.replace(event, event_id=eid)
+        assert event.event_id is not None
+        self._sent_types[event.event_id] = event.type
+        while len(self._sent_types) > _SENT_IDS_KEPT:
+            self._sent_types.pop(next(iter(self._sent_types)))
+        return event
+
+    def sent_type(self, event_id: str | None) -> str | None:
+        """The type of the recent client frame with this ``event_id`` (``None`` if unknown)."""
+        return self._sent_types.get(event_id) if event_id else None
+
     async def send(self, event: HydraEvent) -> None:
-        """Send one client event (audio only after ``session.configured``)."""
+        """Send one client event (audio only after ``session.configured``), with an
+        ``event_id``."""
         if isinstance(event, InputAudioBufferAppend) and not self._configured.is_set():
             raise HydraError("audio before session.configured would be dropped by Hydra")
-        d = event.to_dict()
+        d = self._stamp(event).to_dict()
         await self._send_text(json.dumps(d, ensure_ascii=False, separators=(",", ":")), d)
 
     async def send_audio(self, pcm16k: npt.NDArray[np.int16]) -> None:
@@ -460,15 +522,24 @@ class HydraClient:
                 return None
             self.stats.frames_in += 1
             t = self._now_ns()
+            bad: str | None = None
             try:
-                ev = parse_event(frame)
+                raw: Any = json.loads(frame)
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+                raw, bad = None, f"frame is not JSON: {exc}"
+            try:
+                if bad is not None:
+                    raise ProtocolError(bad)
+                ev = parse_event(raw)
             except ProtocolError as exc:
+                self.stats.rejected_in += 1
                 if self._log is not None:
                     self._log("in", {"type": "<unparseable>", "error": str(exc)}, t)
                 continue
-            if self._log is not None:
-                d = ev.raw if isinstance(ev, UnknownEvent) else ev.to_dict()
-                self._log("in", _elide(d), t)
+            if self._log is not None:  # the frame as received, unknown keys included
+                self._log("in", _elide(raw), t)
+            if isinstance(ev, UnknownEvent) and ev.malformed is not None:
+                self.stats.rejected_in += 1
             return ev
 
     async def events(self) -> AsyncIterator[HydraEvent]:

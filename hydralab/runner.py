@@ -12,18 +12,20 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
+import os
 import platform
 import secrets as _secrets
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import numpy as np
 
 from hydralab.bridge import Bridge, BridgeConfig, BridgeSession
 from hydralab.caller import Caller, CallerConfig, CallerResult
-from hydralab.client import HYDRA_URL, HydraConfig
+from hydralab.client import DEFAULT_VOICES, HYDRA_URL, HydraConfig
 from hydralab.clock import Clock
 from hydralab.emulator import Emulator, EmulatorConfig
 from hydralab.protocol.budget import (
@@ -36,7 +38,7 @@ from hydralab.records import Record, build_instructions, eva_run_config, load_re
 from hydralab.rundir import RunWriter, write_json, write_jsonl
 from hydralab.scoring import EXPECTED_DB_FILE, db_hash, score_run
 from hydralab.script import Script, script_from_record
-from hydralab.secrets import ENV_VAR, Secret, get_api_key
+from hydralab.secrets import ENV_VAR, Secret, get_api_key, redact
 from hydralab.speech.stt import (
     SKIP_REASONS,
     LocalTranscriber,
@@ -47,7 +49,18 @@ from hydralab.speech.stt import (
 )
 from hydralab.tools import ToolExecutor, declarations
 
-__all__ = ["RunResult", "latency_summary", "run_record", "run_record_sync"]
+__all__ = [
+    "HYDRA_URL_ENV",
+    "RunResult",
+    "check_hydra_url",
+    "latency_summary",
+    "resolve_hydra_url",
+    "run_record",
+    "run_record_sync",
+]
+
+HYDRA_URL_ENV = "HYDRA_URL"
+"""Environment variable naming the Hydra endpoint for ``model="hydra"`` (below the argument)."""
 
 ModelName = Literal["emulator", "hydra"]
 T = TypeVar("T")
@@ -70,6 +83,8 @@ class RunResult:
     caller: CallerResult | None = field(default=None, repr=False)
     emulator: Emulator | None = field(default=None, repr=False)
     session: BridgeSession | None = field(default=None, repr=False)
+    hydra_url: str | None = None
+    """``model="hydra"``: the endpoint used, redacted (``?model=…&api_key=***``)."""
 
     @property
     def model_response_ms(self) -> list[float]:
@@ -98,6 +113,8 @@ class RunResult:
         tc = self.scores.get("task_completion")
         if tc is not None:
             lines.append(f"task_completion: {tc}")
+        if self.hydra_url:
+            lines.append(f"hydra endpoint: {self.hydra_url}")
         lines.append(f"run directory: {self.run_dir}")
         return "\n".join(lines)
 
@@ -191,6 +208,60 @@ def _stt_report(
     return report
 
 
+def check_hydra_url(url: str, *, source: str = "hydra_url") -> str:
+    """``url`` stripped, if it is a usable Hydra endpoint: ``ws://`` or ``wss://``, a host.
+
+    No credentials, query or fragment: the key travels only in the query the client adds.
+
+    Raises:
+        ValueError: The URL is unusable; the message says why (and never echoes a key).
+    """
+    u = url.strip()
+    try:
+        parts = urlsplit(u)
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        raise ValueError(f"{source}: not a valid URL: {redact(u)!r}") from None
+    shown = f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
+    if parts.scheme not in ("ws", "wss"):
+        raise ValueError(
+            f"{source}: a Hydra endpoint must be a ws:// or wss:// URL, not {redact(shown)!r} "
+            f"(e.g. {HYDRA_URL})"
+        )
+    if not parts.hostname:
+        raise ValueError(f"{source}: the URL has no host: {redact(u)!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{source}: the URL must not carry credentials ({redact(shown)!r})")
+    if parts.query or parts.fragment or u.endswith(("?", "#")):
+        raise ValueError(
+            f"{source}: the URL must have no query or fragment ({redact(shown)!r}); the model "
+            f"and the key (from {ENV_VAR}) are added when connecting"
+        )
+    return u
+
+
+def resolve_hydra_url(url: str | None = None, *, environ: Mapping[str, str] | None = None) -> str:
+    """The Hydra endpoint to use: ``url``, else ``$HYDRA_URL``, else the public endpoint."""
+    env = os.environ if environ is None else environ
+    if url is not None and url.strip():
+        return check_hydra_url(url)
+    from_env = env.get(HYDRA_URL_ENV, "").strip()
+    if from_env:
+        return check_hydra_url(from_env, source=HYDRA_URL_ENV)
+    return HYDRA_URL
+
+
+def _voice_for(model_tag: str, voice: str | None) -> str | None:
+    """The voice to request: ``None`` → hydralab's explicit per-tag default (a benchmark pins
+    its voice; the server's own default is ``sterling``, a v1.0 voice, on every tag);
+    ``"server"`` or ``""`` → omit it and let the server choose."""
+    if voice is None:
+        return DEFAULT_VOICES.get(model_tag)
+    if voice in ("", "server"):
+        return None
+    return voice
+
+
 def _run_id() -> str:
     return dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + _secrets.token_hex(2)
 
@@ -214,6 +285,7 @@ async def run_record(
     script: Script | None = None,
     configure_mode: ConfigureMode = "standard",
     configure_ceiling_bytes: int = CONFIGURE_CEILING_BYTES,
+    hydra_url: str | None = None,
 ) -> RunResult:
     """Run one record's conversation end to end and write its run directory.
 
@@ -235,7 +307,15 @@ async def run_record(
             by compacting tools or cutting instructions; ``"compacted"`` runs it, labelled
             non-standard in ``run.json["configure_budget"]``.
         configure_ceiling_bytes: Hydra's ``session.configure`` ceiling (~32 KB, empirical).
+        hydra_url: Hydra endpoint for ``model="hydra"`` (on-prem, staging, a local
+            :class:`~hydralab.replay.ReplayServer`): ``ws://`` or ``wss://``, no query. Default:
+            ``$HYDRA_URL``, else the public endpoint. The key still comes from
+            ``SMALLEST_API_KEY`` and is redacted wherever the URL is recorded.
     """
+    if model != "hydra" and hydra_url is not None:
+        raise ValueError("hydra_url applies to model 'hydra' only")
+    # a bad endpoint fails before anything starts
+    endpoint = resolve_hydra_url(hydra_url) if model == "hydra" else HYDRA_URL
     rec = (
         record
         if isinstance(record, Record)
@@ -248,7 +328,7 @@ async def run_record(
     hydra = HydraConfig(
         model=hydra_model,
         instructions=build_instructions(rec),
-        voice=voice,
+        voice=_voice_for(hydra_model, voice),
         tools=tuple(declarations(rec.agent)),
         generate_initial_response=True,
     )
@@ -275,7 +355,7 @@ async def run_record(
     elif model == "hydra":
         if not key:
             raise ValueError(f"model 'hydra' needs an API key: set {ENV_VAR} in the environment")
-        url = HYDRA_URL
+        url = endpoint
     else:
         raise ValueError(f"unknown model {model!r}: use 'emulator' or 'hydra'")
     hydra = HydraConfig(**{**hydra.__dict__, "url": url, "session": budget.session})
@@ -284,7 +364,10 @@ async def run_record(
     started = dt.datetime.now()
 
     def writer_factory(clock: Clock) -> RunWriter:
-        return RunWriter(run_dir, epoch_ms=clock.epoch_ms, t0_ns=clock.t0_ns)
+        w = RunWriter(run_dir, epoch_ms=clock.epoch_ms, t0_ns=clock.t0_ns)
+        row = {"type": "hydra_endpoint", "model": model, "url": hydra.redacted_url()}
+        w.log("bridge", "-", row, clock.now_ns())
+        return w
 
     def session_factory() -> BridgeSession:
         return BridgeSession(
@@ -345,14 +428,35 @@ def _write_results(
         if row["model_response_ms"] is not None:
             kind = "barged_in" if row["interrupted"] else row["kind"]
             by_kind.setdefault(kind, []).append(row["model_response_ms"])
+    tool_rows = [r for r in turns if r["kind"] == "tool" and not r["interrupted"]]
+
+    def _col(key: str) -> list[float]:
+        return [float(r[key]) for r in tool_rows if r.get(key) is not None]
+
     latency = {
         "model_response": latency_summary(summary["model_response_ms"]),
         "model_response_by_type": {k: latency_summary(v) for k, v in by_kind.items()},
+        # tool turns: what the model took alone beside what hydralab's bridge added
+        "tool_turns": {
+            "model_response": latency_summary(_col("model_response_ms")),
+            "model_only": latency_summary(_col("model_only_ms")),
+            "bridge": latency_summary(_col("bridge_ms")),
+            "bridge_wait": latency_summary(_col("tool_wait_ms")),
+        },
     }
     final_db = session.tools.db
     # what re-scoring needs without the original data, and EVA's run-level config
     write_json(run_dir / EXPECTED_DB_FILE, rec.expected_db, sort_keys=True)
-    write_json(run_dir.parent.parent / "config.json", eva_run_config(rec, model=model))
+    run_config = eva_run_config(rec, model=model)
+    run_config["hydralab"].update(
+        model_tag=summary["model"],
+        voice_requested=summary["voice_requested"],
+        voice_echoed=summary["voice_echoed"],
+        output_rate_hz=summary["output_rate_hz"],
+    )
+    if model == "hydra":  # the endpoint actually used (redacted: no key)
+        run_config["hydralab"]["hydra_url"] = summary["url"]
+    write_json(run_dir.parent.parent / "config.json", run_config)
     if caller is not None:
         write_jsonl(run_dir / "user_simulator_events.jsonl", caller.events)
     lat = latency["model_response"]
@@ -403,7 +507,31 @@ def _write_results(
         "configure_budget": configure_budget,
         "hydra": {
             k: summary[k]
-            for k in ("model", "url", "session_id", "output_rate_hz", "configure_bytes", "warnings")
+            for k in (
+                "model",
+                "url",
+                "session_id",
+                "output_rate_hz",
+                "output_rate_announced",
+                "voice_requested",
+                "voice_echoed",
+                "client_notes",
+                "configure_bytes",
+                "warnings",
+                "rejected_model_frames",
+            )
+        },
+        "bridge": {
+            k: summary[k]
+            for k in (
+                "pacer",
+                "tool_requests",
+                "muted_responses",
+                "dropped_deltas_after_barge_in",
+                "reconnects",
+                "reconnect_log",
+                "connect_attempts",
+            )
         },
         "versions": {
             "hydralab": _pkg_version("hydralab"),
@@ -463,6 +591,7 @@ def _write_results(
         caller=caller,
         session=session,
         emulator=emulator,
+        hydra_url=summary["url"] if model == "hydra" else None,
     )
 
 

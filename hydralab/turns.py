@@ -13,7 +13,7 @@ anchor gives ``None`` with a reason, never 0.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,7 @@ __all__ = [
     "TurnComplete",
     "TurnTracker",
     "UserUtterance",
+    "join_deltas",
 ]
 
 LATENCY_MIN_MS = 50.0
@@ -105,6 +106,8 @@ class AssistantTurn:
     usage: dict[str, int] = field(default_factory=dict)
     stages: dict[str, int] = field(default_factory=dict)  # tool waterfall anchors, t_ns
     awaiting_tools: bool = False
+    tool_wait_ms: float | None = None  # bridge's wait between last output and response.create
+    tool_request_reason: str | None = None
     v2v_ms: float | None = None  # caller's last audible sample → first audible assistant sample
     v2v_reason: str | None = None
     played_out: bool = False  # the pacer sent the turn's last frame (its end mark)
@@ -127,15 +130,35 @@ class AssistantTurn:
 
     @property
     def text(self) -> str:
-        return " ".join("".join(d for _, d in self.text_deltas).split())
+        return join_deltas(d for _, d in self.text_deltas)
 
     @property
     def heard_text(self) -> str:
         """Phrases whose audio had started playing (by received-audio position)."""
         if not self.interrupted:
             return self.text
-        parts = [d for pos, d in self.text_deltas if pos < self.samples_played]
-        return " ".join("".join(parts).split())
+        return join_deltas(d for pos, d in self.text_deltas if pos < self.samples_played)
+
+
+_NO_SPACE_BEFORE = tuple(".,!?;:)]}%…'’\"")
+
+
+def join_deltas(parts: Iterable[str]) -> str:
+    """Transcript deltas joined into text, whether or not they carry their own spaces.
+
+    Hydra's phrase-level deltas may come without spaces (the vendor's bridge joins them with
+    one): a space is put between two deltas unless one side already has whitespace or the next
+    starts with closing punctuation. Whitespace is then collapsed.
+    """
+    out: list[str] = []
+    for p in parts:
+        if not p:
+            continue
+        glued = out and not out[-1][-1:].isspace() and not p[0].isspace()
+        if glued and not p.startswith(_NO_SPACE_BEFORE):
+            out.append(" ")
+        out.append(p)
+    return " ".join("".join(out).split())
 
 
 class TurnTracker:
@@ -155,6 +178,8 @@ class TurnTracker:
         self._heard_user = False
         self._by_response: dict[str, AssistantTurn] = {}
         self._args: dict[str, list[str]] = {}
+        self._names: dict[str, str] = {}
+        self.responses_with_calls: set[str] = set()
         # Called after an assistant turn's entries were written (the bridge's STT fallback).
         self.on_turn_logged: Callable[[AssistantTurn], None] | None = None
 
@@ -248,15 +273,20 @@ class TurnTracker:
             case SpeechStarted():
                 self._heard_user = True
                 # Barge-in is about what the caller hears: a turn whose audio is all received
-                # (response.done) can still be playing from the bridge's queue.
-                for turn in reversed(self.turns):
-                    if turn.playing:
-                        turn.interrupted = True
-                        actions.append(BargeIn(turn.index))
-                        if turn.complete:
-                            turn.status = "interrupted"
-                            self._log_turn(turn, t_ns)
-                        break
+                # (response.done) can still be playing from the bridge's queue. A turn still
+                # open (e.g. waiting for its tools' narration) is cut too: the caller moved on,
+                # so nothing more of it may play — it ends here with what was heard.
+                target = next((t for t in reversed(self.turns) if t.playing), None)
+                if target is None and self.current is not None:
+                    target = self.current
+                if target is not None:
+                    target.interrupted = True
+                    actions.append(BargeIn(target.index))
+                    if target.complete:
+                        target.status = "interrupted"
+                        self._log_turn(target, t_ns)
+                    else:
+                        self._close(target, t_ns, status="interrupted", reason="barge_in")
             case SpeechStopped():
                 cur = self.current
                 if cur is not None and cur.first_delta_t_ns is not None and cur.anchor_t_ns is None:
@@ -292,11 +322,15 @@ class TurnTracker:
             case FunctionCallArgumentsDelta():
                 cur = self._turn_for(ev.response_id, t_ns)
                 self._args.setdefault(ev.call_id, []).append(ev.delta)
+                if ev.name:
+                    self._names.setdefault(ev.call_id, ev.name)
                 if cur.kind != "greeting":
                     cur.kind = "tool"
                 cur.stages.setdefault("first_args_delta", t_ns)
             case FunctionCallArgumentsDone():
                 cur = self._turn_for(ev.response_id, t_ns)
+                if ev.response_id:
+                    self.responses_with_calls.add(ev.response_id)
                 if cur.kind != "greeting":
                     cur.kind = "tool"
                 cur.stages.setdefault("first_args_delta", t_ns)
@@ -306,6 +340,14 @@ class TurnTracker:
                 cur = self._turn_for(ev.response_id, t_ns)
                 if ev.usage:
                     self._usage(cur, ev, t_ns)
+                if ev.function_calls and ev.response_id:
+                    self.responses_with_calls.add(ev.response_id)
+                if cur.complete or (
+                    cur.response_ids and ev.response_id not in (None, cur.response_ids[-1])
+                ):
+                    # a late response.done (a tool response's, after its narration began; a
+                    # cancelled response after the barge-in closed its turn): accounting only
+                    return actions
                 if ev.function_calls or (cur.awaiting_tools and ev.status == "completed"):
                     cur.awaiting_tools = True
                     return actions
@@ -332,6 +374,14 @@ class TurnTracker:
             return []
         self._close(cur, t_ns, status="failed", reason=reason)
         return [TurnComplete(cur.index)]
+
+    def bind_response(self, response_id: str, index: int) -> None:
+        """Attribute ``response_id`` to turn ``index`` (e.g. the narration the bridge requested
+        for a turn the caller has interrupted) so it never opens a turn of its own."""
+        turn = self.turns[index]
+        if response_id not in turn.response_ids:
+            turn.response_ids.append(response_id)
+        self._by_response[response_id] = turn
 
     def _turn_for(self, response_id: str | None, t_ns: int) -> AssistantTurn:
         if response_id is not None and response_id in self._by_response:
@@ -496,9 +546,15 @@ class TurnTracker:
         if (turn := self.current) is not None:
             turn.stages["output_sent"] = t_ns
 
-    def response_create_sent(self, t_ns: int) -> None:
+    def response_create_sent(
+        self, t_ns: int, *, wait_ms: float | None = None, reason: str | None = None
+    ) -> None:
+        """The bridge requested the narration; ``wait_ms`` of it was the bridge's own wait
+        after the last ``function_call_output`` (``reason``: why it was safe to send)."""
         if (turn := self.current) is not None:
             turn.stages["response_create_sent"] = t_ns
+            turn.tool_wait_ms = wait_ms
+            turn.tool_request_reason = reason
 
     def error(self, t_ns: int, *, code: str, message: str) -> None:
         self.errors.append({"timestamp": self._ms(t_ns), "code": code, "message": message})
@@ -534,6 +590,7 @@ class TurnTracker:
                     "tools": [c["name"] for c in t.tool_calls],
                     "model_response_ms": t.model_response_ms,
                     "latency_reason": t.latency_reason,
+                    **_tool_shares(t),
                     "v2v_ms": t.v2v_ms,
                     "v2v_reason": t.v2v_reason,
                     "status_reason": t.status_reason,
@@ -552,6 +609,33 @@ class TurnTracker:
 
     def tool_call_args(self, call_id: str) -> str:
         return "".join(self._args.get(call_id, []))
+
+    def tool_call_name(self, call_id: str) -> str:
+        """The function name its arguments deltas carried (a ``.done`` may omit it)."""
+        return self._names.get(call_id, "")
+
+
+def _tool_shares(t: AssistantTurn) -> dict[str, Any]:
+    """The bridge's own share of a tool turn's ``model_response`` and the model's alone.
+
+    ``bridge_ms``: last ``function_call_arguments.done`` → ``response.create`` sent (tool
+    execution, sending the outputs and the bridge's wait, ``tool_wait_ms``). When the turn's first
+    audio came only after that request, ``model_response`` contains it and ``model_only_ms`` is
+    ``model_response`` minus it; when the model spoke first, ``model_only_ms`` = ``model_response``.
+    """
+    st = t.stages
+    if "args_done" not in st or "response_create_sent" not in st:
+        return {"bridge_ms": None, "tool_wait_ms": None, "model_only_ms": t.model_response_ms}
+    bridge = max(0.0, (st["response_create_sent"] - st["args_done"]) / 1e6)
+    model_only = t.model_response_ms
+    if model_only is not None and (t.first_delta_t_ns or 0) >= st["response_create_sent"]:
+        model_only = model_only - bridge
+    return {
+        "bridge_ms": round(bridge, 3),
+        "tool_wait_ms": round(t.tool_wait_ms, 3) if t.tool_wait_ms is not None else None,
+        "model_only_ms": model_only,
+        "tool_request_reason": t.tool_request_reason,
+    }
 
 
 def dumps_result(result: Any) -> str:

@@ -74,7 +74,8 @@ def server_schemas() -> dict[str, dict[str, Any]]:
     """Payload schema per server->client ``type``, top level made strict.
 
     Documented extras (hydra-protocol.md §A.4): ``response.output_audio_transcript.delta``,
-    ``warning``, ``output_audio_sample_rate`` in ``session.configured.session``, and
+    ``warning``, ``output_audio_sample_rate`` in ``session.configured.session`` (an integer,
+    or its decimal string: the emulator's ``rate_announcement="string"`` variant), and
     ``item_id``/``output_index`` on ``response.function_call_arguments.delta``.
     """
     out = message_schemas("receive")
@@ -103,7 +104,9 @@ def server_schemas() -> dict[str, dict[str, Any]]:
     extra_args = {"item_id": {"type": "string"}, "output_index": {"type": "integer"}}
     out["response.function_call_arguments.delta"]["properties"].update(extra_args)
     conf = out["session.configured"]["properties"]["session"]
-    conf["properties"]["output_audio_sample_rate"] = {"type": "integer"}
+    conf["properties"]["output_audio_sample_rate"] = {
+        "anyOf": [{"type": "integer"}, {"type": "string", "pattern": "^[1-9][0-9]*$"}]
+    }
     conf["additionalProperties"] = False
     return out
 
@@ -111,13 +114,17 @@ def server_schemas() -> dict[str, dict[str, Any]]:
 def client_schemas() -> dict[str, dict[str, Any]]:
     """Payload schema per client->server ``type``, strict: no key the spec does not list.
 
-    The only extra allowed is the negotiated ``output_audio_sample_rate`` in
-    ``session.configure.session`` (hydra-protocol.md §A.5, §E item 5). The ``item`` of
-    ``conversation.item.create`` and the ``session`` of ``session.configure`` are strict too.
+    Extras allowed: the negotiated ``output_audio_sample_rate`` in
+    ``session.configure.session`` (hydra-protocol.md §A.5, §E item 5), and a client ``event_id``
+    on every frame — the spec lists it on ``session.configure`` only, the "Errors &
+    reconnection" page says to put one on every outbound frame (and its ``invalid_audio``
+    example echoes one from an audio frame). The ``item`` of ``conversation.item.create`` and
+    the ``session`` of ``session.configure`` are strict too.
     """
     out = message_schemas("send")
     for schema in out.values():
         schema["additionalProperties"] = False
+        schema["properties"].setdefault("event_id", {"type": "string"})
     session = out["session.configure"]["properties"]["session"]
     session["properties"]["output_audio_sample_rate"] = {"type": "integer", "minimum": 1}
     session["additionalProperties"] = False

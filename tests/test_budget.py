@@ -26,7 +26,7 @@ from hydralab.protocol.budget import (
     greeting_steer,
     plan_configure,
 )
-from hydralab.protocol.hydra import SessionConfigure
+from hydralab.protocol.hydra import EVENT_ID_LEN, SessionConfigure
 from hydralab.records import build_instructions, load_agent_config, load_record
 from hydralab.runner import run_record
 from hydralab.script import AssistantTurn, Script, Speak
@@ -42,7 +42,7 @@ GEN = {"generate_initial_response": True}
 
 def wire_len(session: dict[str, Any]) -> int:
     """Independent reference: the frame as the client serializes it, in UTF-8 bytes."""
-    frame = {"type": "session.configure", "session": session}
+    frame = {"type": "session.configure", "event_id": "e" * EVENT_ID_LEN, "session": session}
     return len(json.dumps(frame, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
 
 
@@ -76,7 +76,7 @@ def body_of(r: BudgetResult, steer: str = STEER) -> str:
 )
 def test_configure_bytes_is_byte_exact(text: str) -> None:
     s = {"instructions": text, "tools": [tool("t", text, a=text)], "voice": "émilie"}
-    sent = SessionConfigure(session=s).dumps().encode("utf-8")
+    sent = SessionConfigure(session=s, event_id="e" * EVENT_ID_LEN).dumps().encode("utf-8")
     assert configure_bytes(s) == len(sent) == wire_len(s)
 
 
@@ -87,8 +87,8 @@ def test_escapes_and_utf8_counted_as_sent() -> None:
     # json.dumps defaults (what the PR measured) escape non-ASCII to \uXXXX: 6 bytes, 12 for 😀.
     s = {"instructions": "’😀"}
     assert (
-        default_dumps_bytes(s) - configure_bytes(s) == (6 - 3) + (12 - 4) + 1 + 3
-    )  # one ", ", three ": "
+        default_dumps_bytes(s) - configure_bytes(s) == (6 - 3) + (12 - 4) + 2 + 4
+    )  # two ", ", four ": " (the client's event_id is one more key)
 
 
 def test_fit_bytes_match_serialization_with_non_ascii() -> None:
@@ -380,13 +380,14 @@ def test_eva_airline_is_sent_unchanged() -> None:
     assert r.fits and r.standard and r.mode == "standard"
     assert r.session == {"instructions": prompt.rstrip() + "\n\n" + steer, "tools": tools, **GEN}
     assert [s.step for s in r.steps] == ["minify"]
-    assert (r.default_dumps_bytes, r.bytes) == (22_998, 22_405)
+    # (+34 / +32 bytes since the client puts an 18-character event_id on session.configure)
+    assert (r.default_dumps_bytes, r.bytes) == (23_032, 22_437)
 
 
 # domain: (standard bytes, step sizes after each compaction step, final bytes, chars cut)
 EVA_MEASURED = {
-    "itsm": (73_178, [70_190, 62_217, 61_311, 60_472, 50_906, 46_752], 31_858, 14_631),
-    "medical_hr": (64_783, [56_037, 51_728, 50_882, 49_647, 42_160, 38_696], 31_776, 6_744),
+    "itsm": (73_210, [70_222, 62_249, 61_343, 60_504, 50_938, 46_784], 31_890, 14_631),
+    "medical_hr": (64_815, [56_069, 51_760, 50_914, 49_679, 42_192, 38_728], 31_808, 6_744),
 }
 
 

@@ -15,6 +15,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from hydralab.client import (
+    DEFAULT_VOICES,
     MODELS,
     VOICES,
     HydraAuthError,
@@ -156,8 +157,16 @@ def test_voice_rosters_per_model() -> None:
     assert "vaughn, brooks, cole, hayes, pierce, sterling" in msg  # lists the valid ones
     with pytest.raises(ValueError, match="zoe, maya, elena, ivy, grace, alex, aria, leo"):
         HydraConfig(model="hydra-v1.1", voice="sterling")
-    with pytest.raises(ValueError, match="wren, sloane, marlowe, reed, knox, tate"):
+    # The live API rejects the original six names on every tag (docs commit 6afc848d); the
+    # deprecated tag takes either current roster.
+    for model in MODELS:
+        with pytest.raises(ValueError, match="not available"):
+            HydraConfig(model=model, voice="wren")
+    assert set(VOICES["hydra"]) == set(VOICES["hydra-v1.1"]) | set(VOICES["hydra-v1.0"])
+    with pytest.raises(ValueError, match="zoe, maya"):
         HydraConfig(model="hydra", voice="Aria")
+    assert DEFAULT_VOICES["hydra-v1.1"] in VOICES["hydra-v1.1"]
+    assert all(DEFAULT_VOICES[m] in VOICES[m] for m in MODELS)
     with pytest.raises(ValueError, match=r"unknown Hydra model .hydra-v2.: use one of hydra-v1\.1"):
         HydraConfig(model="hydra-v2")
     with pytest.raises(ValueError, match=r"not available on hydra-v1\.1"):  # precomputed session
@@ -178,9 +187,9 @@ def test_supported_rosters_match_the_asyncapi_voice_enum() -> None:
 
 async def test_bad_voice_fails_before_connecting() -> None:
     cfg = HydraConfig(url="ws://127.0.0.1:9", session={"voice": "aria"})
-    cfg.session["voice"] = "knox"  # type: ignore[index]  # mutated after validation
+    cfg.session["voice"] = "sterling"  # type: ignore[index]  # mutated after validation
     client = HydraClient(cfg, api_key=KEY)
-    with pytest.raises(ValueError, match="'knox' is a hydra voice"):
+    with pytest.raises(ValueError, match=r"'sterling' is a hydra-v1\.0 voice"):
         await client.connect()
     assert client.stats.connects == 0
 

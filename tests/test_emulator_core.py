@@ -210,6 +210,7 @@ def test_handshake_order_and_deprecation_warning() -> None:
     assert d.frames[0][1]["code"] == "model_deprecated"
     assert all(f["event_id"].startswith("sv_") for _, f in d.frames)
     assert make(model="hydra-v1.1").types() == ["session.created"]
+    assert make(model="hydra-v1.0").s.output_rate_hz == 48000  # classic: one rate for all tags
 
     out = d.configure(voice="aria", tools=[{"type": "function", "name": "x"}], api_key="sk-nope")
     assert [f["type"] for f in out] == ["session.configured"]
@@ -273,6 +274,11 @@ def test_invalid_audio_is_a_non_fatal_error() -> None:
     assert d.s.received_audio_ms == 20
     (err3,) = d.recv("{not json")
     assert err3["error"]["code"] == "invalid_request_error"
+    assert "event_id" not in err3["error"]
+    # A JSON object that is not a frame still names the client frame that caused the error.
+    (err4,) = d.recv(json.dumps({"type": ["x"], "event_id": "evt_4"}))
+    assert err4["error"]["code"] == "invalid_request_error"
+    assert err4["error"]["event_id"] == "evt_4"
 
 
 # ---------------------------------------------------------------- VAD

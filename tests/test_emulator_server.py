@@ -91,7 +91,7 @@ class Client:
 async def session(
     emu: Emulator, *, model: str = "hydra-v1.1", key: str = "sk-test"
 ) -> AsyncIterator[Client]:
-    async with connect(f"{emu.url}/?model={model}&api_key={key}", max_size=None) as ws:
+    async with connect(f"{emu.url}?model={model}&api_key={key}", max_size=None) as ws:
         c = Client(ws)
         async with asyncio.TaskGroup() as tg:
             reader = tg.create_task(c.read())
@@ -159,7 +159,7 @@ async def conversation(emu: Emulator, *, model: str = "hydra-v1.1") -> Client:
 @pytest.mark.parametrize("rate_hz", [48000, 24000])
 async def test_greeting_audio_faster_than_real_time(rate_hz: int) -> None:
     async with Emulator(SCRIPT, config=replace(FAST, output_rate_hz=rate_hz)) as emu:
-        assert emu.url == f"ws://127.0.0.1:{emu.port}"
+        assert emu.url == f"ws://127.0.0.1:{emu.port}/waves/v1/s2s"
         async with session(emu) as c:
             await c.expect("session.created")
             await c.send(SessionConfigure(session={"generate_initial_response": True}))
@@ -234,7 +234,7 @@ async def test_wrong_api_key_gets_401_and_key_never_logged(
     caplog.set_level(logging.DEBUG)
     cfg = replace(FAST, expected_api_key="sk-right-0123")
     async with Emulator(SCRIPT, config=cfg) as emu:
-        for url in (f"{emu.url}/?model=hydra-v1.1&api_key=sk-wrong", f"{emu.url}/?model=hydra"):
+        for url in (f"{emu.url}?model=hydra-v1.1&api_key=sk-wrong", f"{emu.url}?model=hydra"):
             with pytest.raises(InvalidStatus) as exc:
                 async with connect(url):
                     pass
@@ -255,7 +255,7 @@ async def test_client_disconnect_mid_stream_ends_session_cleanly(
 ) -> None:
     caplog.set_level(logging.INFO)
     async with Emulator(SCRIPT, config=FAST) as emu:
-        async with connect(f"{emu.url}/?model=hydra-v1.1&api_key=k") as ws:
+        async with connect(f"{emu.url}?model=hydra-v1.1&api_key=k") as ws:
             await ws.recv()
             await ws.send(SessionConfigure(session={"generate_initial_response": True}).dumps())
             while json.loads(await ws.recv())["type"] != "response.output_audio.delta":
@@ -277,7 +277,7 @@ async def test_client_disconnect_mid_stream_ends_session_cleanly(
 async def test_stop_closes_connections_and_waits_for_handlers() -> None:
     emu = Emulator(SCRIPT, config=FAST)
     await emu.start()
-    async with connect(f"{emu.url}/?model=hydra-v1.1&api_key=k") as ws:
+    async with connect(f"{emu.url}?model=hydra-v1.1&api_key=k") as ws:
         await ws.recv()
         await ws.send(SessionConfigure(session={"generate_initial_response": True}).dumps())
         await ws.recv()
@@ -295,7 +295,7 @@ async def test_stop_closes_connections_and_waits_for_handlers() -> None:
 
 async def test_idle_timeout_closes_1000() -> None:
     async with Emulator(SCRIPT, config=replace(FAST, idle_timeout_s=0.3)) as emu:
-        async with connect(f"{emu.url}/?model=hydra-v1.1&api_key=k") as ws:
+        async with connect(f"{emu.url}?model=hydra-v1.1&api_key=k") as ws:
             await ws.recv()
             t0 = time.monotonic()
             await ws.send(SessionConfigure(session={}).dumps())
@@ -313,10 +313,11 @@ async def test_serve_forever_prints_url_and_stops_on_cancel(
     task = asyncio.create_task(serve_forever(SCRIPT, port=0, config=FAST))
     printed = ""
     async with asyncio.timeout(5):
-        while not (m := re.search(r"ws://127\.0\.0\.1:\d+", printed)):
+        while not (m := re.search(r"ws://127\.0\.0\.1:\d+/waves/v1/s2s", printed)):
             await asyncio.sleep(0.01)
             printed += capsys.readouterr().out
-    async with connect(f"{m.group(0)}/?model=hydra-v1.1&api_key=k") as ws:
+    assert "profile classic" in printed
+    async with connect(f"{m.group(0)}?model=hydra-v1.1&api_key=k") as ws:
         assert json.loads(await ws.recv())["type"] == "session.created"
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -348,7 +349,7 @@ async def closed_with(ws: ClientConnection) -> tuple[list[dict[str, Any]], int |
 async def test_server_full_then_1013_then_a_normal_session() -> None:
     cfg = replace(FAST, faults=EmulatorFaults(server_full_sessions=1))
     async with Emulator(SCRIPT, config=cfg) as emu:
-        async with connect(f"{emu.url}/?model=hydra-v1.1&api_key=k") as ws:
+        async with connect(f"{emu.url}?model=hydra-v1.1&api_key=k") as ws:
             frames, code, reason = await closed_with(ws)
         assert [d["type"] for d in frames] == ["error"]
         assert frames[0]["error"]["code"] == "server_full"
@@ -374,7 +375,7 @@ async def test_faulted_session_internal_error_1011_and_reconnect_resumes() -> No
     )
     async with Emulator(SCRIPT, config=replace(FAST, faults=faults)) as emu:
         frames: list[tuple[int, dict[str, Any]]] = []
-        async with connect(f"{emu.url}/?model=hydra-v1.1&api_key=k") as ws:
+        async with connect(f"{emu.url}?model=hydra-v1.1&api_key=k") as ws:
 
             async def expect(wire_type: str) -> dict[str, Any]:
                 async with asyncio.timeout(5):

@@ -83,7 +83,7 @@ def tool_run(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
     return _run(tmp_path_factory.mktemp("tools"), script)
 
 
-def test_several_tool_calls_one_debounced_response_create(tool_run: RunResult) -> None:
+def test_several_tool_calls_one_response_create_without_a_fixed_wait(tool_run: RunResult) -> None:
     res = tool_run
     turn = res.turns[1]
     assert turn["kind"] == "tool" and turn["status"] == "completed"
@@ -92,8 +92,17 @@ def test_several_tool_calls_one_debounced_response_create(tool_run: RunResult) -
     outputs = [e for e in out if e["frame"]["type"] == "conversation.item.create"]
     creates = [e for e in out if e["frame"]["type"] == "response.create"]
     assert len(outputs) == 3 and len(creates) == 1
+    # The response's response.done came: no other call can follow, so no wait at all (the
+    # old fixed 200 ms debounce sat inside every tool turn's model_response).
     gap_ms = creates[0]["rel_ms"] - max(e["rel_ms"] for e in outputs)
-    assert 190 <= gap_ms <= 400, gap_ms
+    assert 0 <= gap_ms < 50, gap_ms
+    assert turn["tool_request_reason"] == "response_done"
+    assert turn["tool_wait_ms"] is not None and turn["tool_wait_ms"] < 50
+    # the bridge's own share and the model's alone, side by side
+    assert turn["bridge_ms"] is not None and turn["bridge_ms"] >= turn["tool_wait_ms"]
+    # the model spoke ("One moment ...") before the tools: the bridge's share is not inside
+    # this turn's model_response
+    assert turn["model_only_ms"] == turn["model_response_ms"]
     # only documented fields on the item, and the emulator flagged nothing
     for e in outputs:
         assert set(e["frame"]["item"]) == {"type", "call_id", "output"}
@@ -290,8 +299,10 @@ def test_tool_response_timeout_closes_the_turn(tmp_path: Path) -> None:
     res = _run(
         tmp_path,
         script,
-        emulator_config=EmulatorConfig(tool_output_timeout_s=0.3),
-        bridge_config=BridgeConfig(response_create_debounce_ms=1500),
+        # no response.done for the tool response and a long settle: the outputs are sent but
+        # response.create comes too late for the server's window
+        emulator_config=EmulatorConfig(tool_output_timeout_s=0.3, tool_response_done="never"),
+        bridge_config=BridgeConfig(tool_settle_ms=1500),
     )
     turn = res.turns[1]
     assert turn["status"] == "failed" and turn["status_reason"] == "tool_response_timeout"

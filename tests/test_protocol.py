@@ -12,6 +12,17 @@ from hypothesis import strategies as st
 
 from hydralab.protocol import hydra as h
 from hydralab.protocol import twilio as tw
+from hydralab.protocol.hydra import (
+    EVENT_ID_LEN,
+    ErrorEvent,
+    ResponseDone,
+    ResponseOutputAudioDelta,
+    SessionConfigured,
+    UnknownEvent,
+    WarningEvent,
+    client_event_id,
+    parse_event,
+)
 
 SERVER_SAMPLES = [
     {"type": "warning", "code": "model_deprecated", "message": "use hydra-v1.0"},
@@ -185,3 +196,80 @@ def test_twilio_canonical_frames_and_builders() -> None:
 def test_twilio_bad_frames_raise(bad: str) -> None:
     with pytest.raises(tw.TwilioFrameError):
         tw.parse_twilio(bad)
+
+
+# ---------------------------------------------------------------- shapes the docs allow
+
+
+def test_error_as_a_plain_string_and_its_cause() -> None:
+    ev = parse_event({"type": "error", "error": "server_full"})
+    assert isinstance(ev, ErrorEvent) and ev.code == "server_full" and ev.message == "server_full"
+    ev = parse_event({"type": "error", "error": "Something broke."})
+    assert isinstance(ev, ErrorEvent) and ev.code == "unknown" and ev.message == "Something broke."
+    ev = parse_event(
+        {
+            "type": "error",
+            "error": {
+                "code": "invalid_request_error",
+                "param": "session.configure.session.voice",
+                "event_id": "evt_1",
+            },
+        }
+    )
+    assert isinstance(ev, ErrorEvent)
+    assert ev.param == "session.configure.session.voice" and ev.caused_by == "evt_1"
+
+
+def test_null_objects_take_their_defaults() -> None:
+    ev = parse_event({"type": "response.done", "response": None})
+    assert isinstance(ev, ResponseDone) and ev.response == {} and ev.status == "completed"
+    assert ev.function_calls == [] and ev.usage == {} and not ev.output_known
+    done = parse_event({"type": "response.done", "response": {"id": "r", "output": [], "usage": 5}})
+    assert isinstance(done, ResponseDone) and done.usage == {} and not done.output_known
+
+
+def test_unknown_fields_are_kept() -> None:
+    frame = {"type": "response.output_audio.delta", "response_id": "r", "delta": "", "x_new": [1]}
+    ev = parse_event(frame)
+    assert isinstance(ev, ResponseOutputAudioDelta) and ev.extra == {"x_new": [1]}
+    assert ev.to_dict() == frame
+
+
+def test_a_known_type_with_a_field_of_the_wrong_type_is_rejected_not_raised() -> None:
+    for frame in (
+        {"type": "response.output_audio.delta", "delta": 12345},
+        {"type": "response.done", "response": "x"},
+        {"type": "response.function_call_arguments.done", "call_id": "c", "arguments": {"a": 1}},
+        {"type": "input_audio_buffer.speech_started", "audio_start_ms": "soon"},
+    ):
+        ev = parse_event(frame)
+        assert isinstance(ev, UnknownEvent) and ev.malformed, frame
+        assert ev.raw == frame
+
+
+def test_warning_code_in_a_nested_object() -> None:
+    for frame in (
+        {"type": "warning", "code": "model_deprecated", "message": "m"},
+        {"type": "warning", "warning": {"code": "model_deprecated", "message": "m"}},
+        {"type": "warning", "error": {"code": "model_deprecated", "message": "m"}},
+    ):
+        ev = parse_event(frame)
+        assert isinstance(ev, WarningEvent) and (ev.code, ev.message) == ("model_deprecated", "m")
+
+
+def test_output_rate_as_number_or_numeric_string() -> None:
+    def rate(v: object) -> tuple[int | None, int]:
+        ev = parse_event({"type": "session.configured", "session": {"output_audio_sample_rate": v}})
+        assert isinstance(ev, SessionConfigured)
+        return ev.announced_rate_hz, ev.output_rate_hz
+
+    assert rate(24000) == (24000, 24000)
+    assert rate("24000") == (24000, 24000)
+    assert rate(24000.0) == (24000, 24000)
+    for bad in (None, "fast", 0, -1, True, 22050.5):
+        assert rate(bad) == (None, 48000), bad
+
+
+def test_client_event_ids_have_a_fixed_length() -> None:
+    ids = {client_event_id("a1b2c3", n) for n in (1, 2, 255, 2**31)}
+    assert len(ids) == 4 and {len(i) for i in ids} == {EVENT_ID_LEN}

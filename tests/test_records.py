@@ -264,8 +264,9 @@ def test_empty_data_dir(tmp_path: Path) -> None:
 
 @needs_eva
 def test_loads_eva_layout() -> None:
-    ids = list_records(EVA_DIR)
+    ids = list_records(EVA_DIR, domain="airline")
     assert ids == ["1.1.2", "2.2.5", "4.2.1", "5.1.2", "5.2.2", "7.2.8"]
+    assert set(ids) <= set(list_records(EVA_DIR))
     rec = load_record("1.1.2", data_dir=EVA_DIR)
     assert isinstance(rec, Record)
     assert rec.domain == "airline"
@@ -444,4 +445,4 @@ def test_eva_realtime_prompt_matches_documented_size() -> None:
 def test_eva_data_folder_as_root_and_unknown_domain() -> None:
     assert list_records(EVA_DIR / "data") == list_records(EVA_DIR)
     with pytest.raises(UnknownDomainError, match="available: airline"):
-        load_record("1.1.2", data_dir=EVA_DIR, domain="itsm")
+        load_record("1.1.2", data_dir=EVA_DIR, domain="banking")

@@ -341,7 +341,8 @@ def test_generic_corpus_holds_no_record_line_or_code() -> None:
     joined = "\n".join(corpus)
     for rid, line in _record_lines():
         words = normalize_for_wer(line)
-        assert " ".join(words) not in corpus, (rid, line)
+        if len(words) > 3:  # short lines ("Okay.", "Yes, that's correct.") are stock phrases
+            assert " ".join(words) not in corpus, (rid, line)
         for code in re.findall(r"\b(?=[A-Z0-9]*\d)(?=[A-Z0-9]*[A-Z])[A-Z0-9]{5,8}\b", line):
             spelled = " ".join(normalize_for_wer(code))
             assert spelled not in joined, (rid, code)

@@ -239,3 +239,71 @@ def test_finish_keeps_unplayed_tail_as_interrupted() -> None:
     t.audio_played("r0", 24000, 10 * MS)
     t.finish(600 * MS)  # the caller hung up mid-turn
     assert t.audit[-1]["value"] == "Heard. [interrupted]"
+
+
+# ---------------------------------------------------------------- the live service's shapes
+
+
+def test_deltas_without_spaces_are_joined_into_words() -> None:
+    from hydralab.turns import join_deltas
+
+    assert join_deltas(["Hello!", "How can I help?"]) == "Hello! How can I help?"
+    assert join_deltas(["Hello! ", "How can I help?"]) == "Hello! How can I help?"  # spaced
+    assert join_deltas(["Sure", ",", "one moment", "."]) == "Sure, one moment."
+    assert join_deltas(["I", "'m", " here "]) == "I'm here"
+    t = tracker()
+    for piece in ("Hello!", "How can", "I help?"):
+        t.on_event(h.ResponseOutputAudioTranscriptDelta(response_id="r0", delta=piece), 0)
+    assert t.turns[0].text == "Hello! How can I help?"
+
+
+def _tool_turn(t: TurnTracker) -> None:
+    t.user_speech_start(0)
+    t.on_event(h.SpeechStarted(audio_start_ms=0), 0)
+    t.on_event(h.SpeechStopped(audio_end_ms=900), 1000 * MS)
+    t.on_event(h.ResponseCreated(response={"id": "rt"}), 1100 * MS)
+    t.on_event(
+        h.FunctionCallArgumentsDelta(response_id="rt", call_id="c1", name="get_x", delta="{}"),
+        1150 * MS,
+    )
+    t.on_event(
+        h.FunctionCallArgumentsDone(response_id="rt", call_id="c1", arguments="{}"), 1160 * MS
+    )
+
+
+def test_a_late_response_done_of_the_tool_response_does_not_hold_the_turn_open() -> None:
+    t = tracker()
+    _tool_turn(t)
+    assert t.tool_call_name("c1") == "get_x"  # the .done named no function
+    t.response_create_sent(1200 * MS, wait_ms=35.0, reason="settled")
+    speak(t, "rn", 1800, "Found it.", done=False)
+    late = t.on_event(
+        h.ResponseDone(
+            response={
+                "id": "rt",
+                "status": "completed",
+                "output": [{"type": "function_call", "call_id": "c1", "name": "get_x"}],
+            }
+        ),
+        1900 * MS,
+    )
+    assert late == [] and not t.turns[0].complete
+    acts = t.on_event(h.ResponseDone(response={"id": "rn", "status": "completed"}), 2000 * MS)
+    assert acts == [TurnComplete(0)] and t.turns[0].status == "completed"
+    row = t.turn_rows()[0]
+    assert row["tool_request_reason"] == "settled" and row["tool_wait_ms"] == 35.0
+    assert row["bridge_ms"] == 40.0  # args done 1160 → response.create 1200
+    assert row["model_only_ms"] == row["model_response_ms"] - 40.0
+
+
+def test_speech_over_a_tool_turn_with_nothing_playing_interrupts_and_closes_it() -> None:
+    t = tracker()
+    _tool_turn(t)
+    acts = t.on_event(h.SpeechStarted(audio_start_ms=2000), 2000 * MS)
+    assert acts == [BargeIn(0)]
+    turn = t.turns[0]
+    assert turn.interrupted and turn.complete and turn.status_reason == "barge_in"
+    # the narration the bridge had requested belongs to that turn, not to a new one
+    t.bind_response("rn", 0)
+    t.on_event(h.ResponseDone(response={"id": "rn", "status": "cancelled"}), 2100 * MS)
+    assert len(t.turns) == 1 and t.current is None

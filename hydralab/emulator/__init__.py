@@ -1,9 +1,15 @@
 """Offline Hydra emulator: a local server speaking Hydra's wire protocol from a script.
 
 :mod:`.core` is the sans-I/O session state machine; :mod:`.server` the asyncio shell.
+``EmulatorConfig()`` is the ``classic`` profile; ``EmulatorConfig.live()`` (or
+:func:`live_config`) behaves like the live service.
 """
 
 from hydralab.emulator.core import (
+    MODEL_OUTPUT_RATES_HZ,
+    PROFILES,
+    S2S_PATH,
+    VOICE_ROSTERS,
     Close,
     EmulatorConfig,
     EmulatorFaults,
@@ -11,12 +17,17 @@ from hydralab.emulator.core import (
     GroundTruth,
     Send,
     SpeechCache,
+    live_config,
     speak_texts,
     split_phrases,
 )
 from hydralab.emulator.server import Emulator, serve_forever
 
 __all__ = [
+    "MODEL_OUTPUT_RATES_HZ",
+    "PROFILES",
+    "S2S_PATH",
+    "VOICE_ROSTERS",
     "Close",
     "Emulator",
     "EmulatorConfig",
@@ -25,6 +36,7 @@ __all__ = [
     "GroundTruth",
     "Send",
     "SpeechCache",
+    "live_config",
     "serve_forever",
     "speak_texts",
     "split_phrases",

@@ -8,16 +8,26 @@ actually writing a frame, the shell reports it with :meth:`EmulatorSession.sent`
 the frame's ground-truth records with the real send time. Nothing here sleeps, touches a
 socket or reads a clock.
 
-Protocol: ``../shared/reference/hydra-ws.yaml`` plus ``hydra-protocol.md`` §A (warning before
-``session.created`` for ``?model=hydra``, ``output_audio_sample_rate`` in
-``session.configured``, phrase-level ``response.output_audio_transcript.delta``, the ~32 KB
-configure ceiling above which audio output is silently dropped).
+Protocol: the Hydra API reference on docs.smallest.ai (the AsyncAPI spec of
+``wss://api.smallest.ai/waves/v1/s2s``, "Tool calling", "Turn detection & barge-in", "Errors &
+reconnection", the Hydra model card), plus what live probes and the vendor's own bridge show:
+a ``warning`` before ``session.created`` for ``?model=hydra``, ``output_audio_sample_rate`` in
+``session.configured``, the undocumented ``response.output_audio_transcript.delta`` and the
+~32 KB configure ceiling above which audio output is silently dropped.
+
+Profiles: :class:`EmulatorConfig` defaults to the ``classic`` behaviour (one output rate, any
+voice, spaced transcript phrases, a prompt ``response.done`` for tool responses, instant
+barge-in and handshake, script resume after an injected ``internal_error``);
+:meth:`EmulatorConfig.live` switches every knob to what the live service does (per-tag output
+rate and voice roster, unspaced transcript tokens, a late ``response.done`` after tool calls,
+a barge-in tail, a 1-2 s handshake, resume only with a reconnect-context block, the exact
+``/waves/v1/s2s`` path). See :class:`EmulatorConfig` for each knob.
 
 Clocks:
     * ``now_ns``/``t_ns``: monotonic ns supplied by the shell.
     * ``audio_start_ms``/``audio_end_ms`` and ``GroundTruth.audio_ms``: milliseconds of 16 kHz
-      input audio accepted since ``session.configure`` (the received-sample clock). Audio
-      before the configure is dropped and does not advance it.
+      input audio accepted since ``session.configured`` was sent (the received-sample clock).
+      Audio before that is dropped and does not advance it.
     * VAD semantics (:class:`hydralab.speech.vad.SpeechSegmenter`): ``audio_start_ms`` is the
       start of the first voiced 20 ms frame; ``speech_started`` is emitted once
       ``vad_min_speech_ms`` of voice has been received. ``audio_end_ms`` is the end of the last
@@ -29,7 +39,8 @@ Clocks:
 Script mapping: ``assistant_turns[0]`` is played on ``generate_initial_response``; the ``k``-th
 user utterance (0-based, counted by ``speech_stopped``) is answered by
 ``assistant_turns[k + 1]`` whether or not the greeting was played (``+ first_speech_turn - 1``
-for a session that resumes a script after an injected ``internal_error``).
+for a session that resumes a script after an injected ``internal_error``; see
+``EmulatorConfig.resume`` for when a new session resumes).
 
 Hard cases on demand: :class:`EmulatorFaults` (``EmulatorConfig.faults``) makes sessions hit
 ``server_full``/1013, ``internal_error``/1011, ``failed``/``incomplete`` responses and the late
@@ -56,6 +67,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from hydralab.protocol.context import parse_context
 from hydralab.protocol.hydra import (
     ConversationItemAdded,
     ConversationItemCreate,
@@ -94,6 +106,10 @@ __all__ = [
     "DEFAULT_VOICE",
     "INPUT_RATE_HZ",
     "MIN_AUDIO_FRAME_BYTES",
+    "MODEL_OUTPUT_RATES_HZ",
+    "PROFILES",
+    "S2S_PATH",
+    "VOICE_ROSTERS",
     "Close",
     "EmulatorConfig",
     "EmulatorFaults",
@@ -102,6 +118,7 @@ __all__ = [
     "Output",
     "Send",
     "SpeechCache",
+    "live_config",
     "speak_texts",
     "split_phrases",
 ]
@@ -113,6 +130,53 @@ MIN_AUDIO_FRAME_BYTES = 320
 DEFAULT_VOICE = "sterling"
 """Hydra's default voice name, echoed when the configure omits ``voice``."""
 DEPRECATED_MODEL = "hydra"
+DEFAULT_MODEL = "hydra-v1.1"
+"""The ``?model=`` tag assumed when the query has none (Hydra's default)."""
+S2S_PATH = "/waves/v1/s2s"
+"""The only path the live service upgrades (``wss://api.smallest.ai/waves/v1/s2s``)."""
+PROFILES = ("classic", "live")
+"""Names of the :class:`EmulatorConfig` presets."""
+MODEL_OUTPUT_RATES_HZ: Mapping[str, int] = {
+    "hydra-v1.1": 24_000,
+    "hydra-v1.0": 48_000,
+    DEPRECATED_MODEL: 48_000,
+}
+"""Output rate each tag announces on the live service (a probe saw 24 kHz on v1.1)."""
+_V11_VOICES = frozenset(
+    {"zoe", "maya", "elena", "ivy", "grace", "alex", "aria", "leo", "sam", "kai"}
+)
+_V10_VOICES = frozenset(
+    {
+        "vaughn",
+        "brooks",
+        "cole",
+        "hayes",
+        "pierce",
+        "sterling",
+        "ellis",
+        "lane",
+        "quinn",
+        "arden",
+        "rowan",
+        "blair",
+        "emery",
+        "sawyer",
+    }
+)
+VOICE_ROSTERS: Mapping[str, frozenset[str]] = {
+    "hydra-v1.1": _V11_VOICES,
+    "hydra-v1.0": _V10_VOICES,
+    DEPRECATED_MODEL: _V11_VOICES | _V10_VOICES,
+}
+"""Voices the live service accepts per tag (Hydra model card, "Voices"); the deprecated tag has
+no roster of its own and takes either. Omitting ``voice`` gives :data:`DEFAULT_VOICE` on every
+tag."""
+_VOICE_PARAM = "session.configure.session.voice"
+_RATE_ANNOUNCEMENTS = frozenset({"number", "string", "absent"})
+_TRANSCRIPT_MODES = frozenset({"spaced", "unspaced", "none"})
+_TOOL_DONE_MODES = frozenset({"prompt", "late", "never"})
+_HANDSHAKE_DELAY_ON = frozenset({"created", "configured", "both"})
+_RESUME_MODES = frozenset({"always", "never", "with_context"})
 
 _VAD_FRAME_MS = 20
 _VAD_FRAME_BYTES = INPUT_RATE_HZ * _VAD_FRAME_MS // 1000 * 2
@@ -153,10 +217,12 @@ class EmulatorFaults:
             ``server_full_sessions <= session_index < server_full_sessions +
             internal_error_sessions`` (so a single reconnect gets a healthy session).
         resume_after_internal_error: The session after one that died of an injected
-            ``internal_error`` continues the script where it stopped (its first user utterance is
-            answered by the next unanswered ``assistant_turns`` entry, not by ``[1]``); a fresh
-            ``generate_initial_response`` still plays ``assistant_turns[0]``, as a real
-            reconnect would greet again.
+            ``internal_error`` may continue the script where it stopped (its first user utterance
+            is answered by the next unanswered ``assistant_turns`` entry, not by ``[1]``), as
+            ``EmulatorConfig.resume`` decides; ``False`` = never. With ``resume="always"`` a
+            fresh ``generate_initial_response`` still plays ``assistant_turns[0]`` (the
+            reconnect greets again); with ``"with_context"`` a session given the context
+            block does not greet.
         response_status: ``{turn_index: (status, detail)}``: the turn's first response that
             carries speech (its first response if the turn has no speech) stops after
             :attr:`partial_audio_fraction` of its audio deltas and ends with ``response.done``
@@ -230,23 +296,28 @@ class EmulatorFaults:
 class EmulatorConfig:
     """Behaviour of the emulator (shared by all sessions of one :class:`Emulator`).
 
+    The defaults are the ``classic`` profile; :meth:`live` returns the live service's values
+    (given in brackets below), :meth:`for_profile` either by name.
+
     Attributes:
-        output_rate_hz: Assistant audio rate, announced as ``output_audio_sample_rate``.
+        output_rate_hz: Assistant audio rate, announced as ``output_audio_sample_rate`` (the
+            rate of every tag unless :attr:`rate_by_model`, else of unknown tags).
         delivery_speed: Audio deltas are delivered this many times faster than real time.
         delta_ms: Audio per ``response.output_audio.delta``.
         latency_median_ms: Median of the seeded lognormal response latency (after
-            ``speech_stopped``, after the configure for the greeting, after ``response.create``
-            for post-tool narration).
+            ``speech_stopped``, after ``session.configured`` for the greeting, after
+            ``response.create`` for post-tool narration).
         latency_sigma: Sigma of that lognormal (of the natural log).
         latency_min_ms: Lower clip of the drawn latency.
         latency_max_ms: Upper clip of the drawn latency.
         tool_args_delay_ms: Median delay before the first arguments delta of a response that
             starts with tool calls (same sigma; clipped to ``[median / 2, latency_max_ms]``).
-        seed: Seeds latencies, argument fragmentation, ids and synthesis noise.
+        seed: Seeds latencies, argument fragmentation, ids, handshake delays and synthesis
+            noise.
         vad_mode: webrtcvad aggressiveness.
         vad_hangover_ms: Non-voiced audio that ends a user turn.
         vad_min_speech_ms: Voiced audio needed before ``speech_started``.
-        tool_output_timeout_s: Time after a tool response's ``response.done`` for all outputs
+        tool_output_timeout_s: Time after a tool response's last ``.done`` frame for all outputs
             plus a ``response.create``; then ``error tool_response_timeout``.
         idle_timeout_s: No client frame for this long -> close 1000.
         max_configure_bytes: Configure frames above this size are accepted but the session
@@ -254,6 +325,46 @@ class EmulatorConfig:
         expected_api_key: When set, the upgrade is refused with HTTP 401 for any other key.
         voice: eSpeak NG voice that renders the assistant.
         faults: Hard cases to produce on demand (:class:`EmulatorFaults`; default none).
+        profile: Name of the preset these values came from (``classic`` or ``live``); a label
+            only, the knobs below decide.
+        rate_by_model: The output rate follows the ``?model=`` tag
+            (:data:`MODEL_OUTPUT_RATES_HZ`: v1.1 24 kHz, v1.0 and ``hydra`` 48 kHz) [on].
+        rate_announcement: How ``session.configured`` announces the rate: ``"number"`` (a JSON
+            number), ``"string"`` (``"24000"``) or ``"absent"`` (no key) [number].
+        validate_voice: Check ``voice`` against the tag's roster (:data:`VOICE_ROSTERS`): an
+            unknown voice gets an ``invalid_request_error`` with ``param`` =
+            ``session.configure.session.voice`` (and the configure's ``event_id``) and no
+            ``session.configured``. The socket stays open (errors are non-fatal unless a close
+            follows; the idle timeout still applies) and the rejected configure does not count,
+            so a corrected one is accepted. Tags without a roster accept any voice [on].
+        transcript_deltas: ``response.output_audio_transcript.delta`` text: ``"spaced"`` (phrases
+            carrying their own leading space; ``"".join`` is the text), ``"unspaced"`` (the same
+            phrases with no leading or trailing whitespace, so deltas must be joined with a
+            space) or ``"none"`` (no transcript deltas) [unspaced].
+        tool_response_done: ``response.done`` of a response that ends in tool calls:
+            ``"prompt"`` (right after the last ``.done``), ``"late"`` (only once the client's
+            ``response.create`` arrives or :attr:`tool_response_done_after_ms` after the last
+            ``.done``, whichever is first; the documented flow has no ``response.done`` there)
+            or ``"never"``. The narration starts once the outputs and ``response.create`` are
+            in, whatever was sent [late].
+        tool_response_done_after_ms: The ``"late"`` timer [1500].
+        tool_response_done_empty_output: That ``response.done`` carries ``output: []`` instead of
+            the function-call items [off; unverified on the live service].
+        barge_in_tail_ms: After a ``speech_started`` that interrupts a streaming response, up to
+            this much more of its audio (the deltas it still had to send, at their pace) goes
+            out before its ``response.done`` ``cancelled``/``interrupted``; 0 = none [400].
+        handshake_delay_ms: ``(lo, hi)`` range of the seeded uniform delay of the handshake
+            frames chosen by :attr:`handshake_delay_on` (``(0, 0)`` = none) [(1000, 2000)].
+        handshake_delay_on: ``"configured"`` (``session.configured`` comes the delay after the
+            configure), ``"created"`` (``session.created`` after the upgrade) or ``"both"``
+            (each drawn) [configured].
+        resume: After an injected ``internal_error``, whether the next session continues the
+            script: ``"always"`` (as if it knew the call), ``"never"`` (Hydra has no resume) or
+            ``"with_context"`` (only when its configure's instructions carry a reconnect-context
+            block, :func:`hydralab.protocol.context.parse_context`; such a session does not
+            greet again). ``faults.resume_after_internal_error=False`` disables it too
+            [with_context].
+        strict_path: Refuse upgrades to any path but :data:`S2S_PATH` with HTTP 404 [on].
     """
 
     output_rate_hz: int = 48000
@@ -274,18 +385,97 @@ class EmulatorConfig:
     expected_api_key: str | None = field(default=None, repr=False)
     voice: str = AGENT_VOICE
     faults: EmulatorFaults = field(default_factory=EmulatorFaults)
+    profile: str = "classic"
+    rate_by_model: bool = False
+    rate_announcement: str = "number"
+    validate_voice: bool = False
+    transcript_deltas: str = "spaced"
+    tool_response_done: str = "prompt"
+    tool_response_done_after_ms: float = 1500.0
+    tool_response_done_empty_output: bool = False
+    barge_in_tail_ms: int = 0
+    handshake_delay_ms: tuple[float, float] = (0.0, 0.0)
+    handshake_delay_on: str = "configured"
+    resume: str = "always"
+    strict_path: bool = False
 
     def __post_init__(self) -> None:
-        if self.output_rate_hz <= 0 or self.output_rate_hz * self.delta_ms % 1000:
-            raise ValueError("output_rate_hz * delta_ms must give whole samples per delta")
         if self.delta_ms <= 0 or self.delivery_speed <= 0:
             raise ValueError("delta_ms and delivery_speed must be positive")
+        for rate in self.output_rates_hz():
+            if rate <= 0 or rate * self.delta_ms % 1000:
+                raise ValueError("output_rate_hz * delta_ms must give whole samples per delta")
         if not 0 < self.latency_min_ms <= self.latency_max_ms:
             raise ValueError("need 0 < latency_min_ms <= latency_max_ms")
         if self.latency_median_ms <= 0 or self.tool_args_delay_ms <= 0 or self.latency_sigma < 0:
             raise ValueError("latency medians must be positive and latency_sigma >= 0")
         if self.tool_output_timeout_s <= 0 or self.idle_timeout_s <= 0:
             raise ValueError("timeouts must be positive")
+        choices = {
+            "profile": (self.profile, frozenset(PROFILES)),
+            "rate_announcement": (self.rate_announcement, _RATE_ANNOUNCEMENTS),
+            "transcript_deltas": (self.transcript_deltas, _TRANSCRIPT_MODES),
+            "tool_response_done": (self.tool_response_done, _TOOL_DONE_MODES),
+            "handshake_delay_on": (self.handshake_delay_on, _HANDSHAKE_DELAY_ON),
+            "resume": (self.resume, _RESUME_MODES),
+        }
+        for name, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {sorted(allowed)}, not {value!r}")
+        if self.tool_response_done_after_ms < 0 or self.barge_in_tail_ms < 0:
+            raise ValueError("tool_response_done_after_ms and barge_in_tail_ms must be >= 0")
+        lo, hi = self.handshake_delay_ms
+        if not 0 <= lo <= hi:
+            raise ValueError(f"handshake_delay_ms must be (lo, hi), 0 <= lo <= hi; not {lo, hi}")
+        object.__setattr__(self, "handshake_delay_ms", (float(lo), float(hi)))
+
+    @classmethod
+    def live(cls, **overrides: Any) -> EmulatorConfig:
+        """The ``live`` profile: every knob as the live service behaves; ``overrides`` win."""
+        return cls(**{**_LIVE, **overrides})
+
+    @classmethod
+    def for_profile(cls, profile: str, **overrides: Any) -> EmulatorConfig:
+        """The ``classic`` (the defaults) or ``live`` preset with ``overrides`` applied."""
+        if profile == "live":
+            return cls.live(**overrides)
+        if profile == "classic":
+            return cls(**overrides)
+        raise ValueError(f"unknown emulator profile {profile!r}: use one of {', '.join(PROFILES)}")
+
+    def rate_for_model(self, model: str) -> int:
+        """Output rate of a session opened with ``?model=model``."""
+        if self.rate_by_model:
+            return MODEL_OUTPUT_RATES_HZ.get(model, self.output_rate_hz)
+        return self.output_rate_hz
+
+    def output_rates_hz(self) -> frozenset[int]:
+        """Every output rate a session may use (the speech to render before serving)."""
+        if self.rate_by_model:
+            return frozenset({self.output_rate_hz, *MODEL_OUTPUT_RATES_HZ.values()})
+        return frozenset({self.output_rate_hz})
+
+
+def live_config(**overrides: Any) -> EmulatorConfig:
+    """:meth:`EmulatorConfig.live`: the ``live`` profile with ``overrides`` applied."""
+    return EmulatorConfig.live(**overrides)
+
+
+_LIVE: dict[str, Any] = {
+    "profile": "live",
+    "rate_by_model": True,
+    "rate_announcement": "number",
+    "validate_voice": True,
+    "transcript_deltas": "unspaced",
+    "tool_response_done": "late",
+    "tool_response_done_after_ms": 1500.0,
+    "tool_response_done_empty_output": False,
+    "barge_in_tail_ms": 400,
+    "handshake_delay_ms": (1000.0, 2000.0),
+    "handshake_delay_on": "configured",
+    "resume": "with_context",
+    "strict_path": True,
+}
 
 
 @dataclass(frozen=True)
@@ -464,6 +654,8 @@ class _Response:
     calls_done: set[str] = field(default_factory=set)
     message_done: bool = False
     end_status: tuple[str, dict[str, Any]] | None = None  # injected failed/incomplete
+    cancel_reason: str | None = None  # cancelled, still sending its barge-in tail
+    create_seen: bool = False  # a response.create arrived while it was streaming
 
 
 @dataclass
@@ -513,22 +705,32 @@ class EmulatorSession:
     Args:
         script: What the assistant says and which tools it calls, turn by turn.
         config: Emulator behaviour.
-        speech: Renders assistant text at ``config.output_rate_hz``.
+        speech: Renders assistant text at this session's output rate
+            (``config.rate_for_model(model)``).
         model: The ``?model=`` query value (``hydra`` gets the deprecation warning).
         session_index: Index of this connection; seeds the session's random streams and
             selects the session-level faults (:class:`EmulatorFaults`).
-        first_speech_turn: The script turn that answers the first user utterance (1; more when
-            resuming after an injected ``internal_error``).
+        first_speech_turn: The script turn that answers the first user utterance (1 unless a
+            test starts mid-script).
+        resume_turn: Where the previous session, killed by an injected ``internal_error``,
+            stopped (its :attr:`next_speech_turn`); ``None`` if there is none. Whether this
+            session continues from there is ``config.resume``'s call.
 
     Attributes:
         log: Ground-truth records, in time order.
         frames_in: Client frames as parsed dicts (audio elided), in arrival order.
         frames_out: Frames actually sent, as dicts (audio elided), in send order.
-        dropped_audio_frames: ``input_audio_buffer.append`` frames received before configure.
+        dropped_audio_frames: ``input_audio_buffer.append`` frames received before
+            ``session.configured`` was sent.
         configure_bytes: UTF-8 size of the accepted ``session.configure`` frame.
         closed_reason: Why the session ended (``None`` while open).
         server_full: This session is refused with ``server_full`` / 1013.
         internal_error_sent: The injected ``internal_error`` was emitted (close 1011 follows).
+        output_rate_hz: Rate of the assistant audio (and the announced rate).
+        context_messages: Messages in the configure's reconnect-context block (``None``: no
+            block; set when the configure is accepted).
+        resumed_turn: The script turn this session resumed at (``None``: it started from the
+            first reply).
     """
 
     def __init__(
@@ -537,14 +739,21 @@ class EmulatorSession:
         *,
         config: EmulatorConfig,
         speech: SpeechCache,
-        model: str = "hydra-v1.1",
+        model: str = DEFAULT_MODEL,
         session_index: int = 0,
         first_speech_turn: int = 1,
+        resume_turn: int | None = None,
     ) -> None:
-        if speech.sample_rate_hz != config.output_rate_hz:
-            raise ValueError("speech cache rate differs from config.output_rate_hz")
-        if first_speech_turn < 1:
-            raise ValueError("first_speech_turn must be >= 1 (turn 0 is the greeting)")
+        self.output_rate_hz = config.rate_for_model(model)
+        if speech.sample_rate_hz != self.output_rate_hz:
+            raise ValueError(
+                f"speech cache rate {speech.sample_rate_hz} Hz differs from the session's "
+                f"output rate {self.output_rate_hz} Hz"
+            )
+        if first_speech_turn < 1 or (resume_turn is not None and resume_turn < 1):
+            raise ValueError(
+                "first_speech_turn and resume_turn must be >= 1 (turn 0 is the greeting)"
+            )
         self.script = script
         self.config = config
         self.speech = speech
@@ -557,8 +766,12 @@ class EmulatorSession:
         self.configure_bytes: int | None = None
         self.closed_reason: str | None = None
         self.error: str | None = None
+        self.context_messages: int | None = None
+        self.resumed_turn: int | None = None
 
         self._rng = np.random.default_rng([config.seed, session_index])
+        # A stream of its own, so the handshake delays never shift the latency draws.
+        self._handshake_rng = np.random.default_rng([config.seed, session_index, 1])
         self._ids = random.Random(config.seed * 1_000_003 + session_index)
         self.session_id = str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
         self._segmenter = SpeechSegmenter(
@@ -568,6 +781,7 @@ class EmulatorSession:
             hangover_ms=config.vad_hangover_ms,
             min_speech_ms=config.vad_min_speech_ms,
         )
+        self._configure_received = False
         self._configured = False
         self._mute_audio = False
         self._opened = False
@@ -582,9 +796,12 @@ class EmulatorSession:
         self._prev: dict[str, str | None] = {}
         self._user_start_ms = 0
         self._next_turn = first_speech_turn
+        self._resume_turn = resume_turn
+        if resume_turn is not None and config.resume == "always":
+            self._next_turn = self.resumed_turn = resume_turn
         self._turn: _Turn | None = None
         self._response: _Response | None = None
-        self._chunk_samples = config.output_rate_hz * config.delta_ms // 1000
+        self._chunk_samples = self.output_rate_hz * config.delta_ms // 1000
         self._chunk_gap_ns = round(config.delta_ms * _NS_PER_MS / config.delivery_speed)
         f = config.faults
         self.server_full = session_index < f.server_full_sessions
@@ -597,6 +814,12 @@ class EmulatorSession:
         self.internal_error_sent = False
         self._turns_ended = 0
         self._held_stop: tuple[int, list[Send]] | None = None
+        # Delayed handshake frames: (due_ns, frames) of session.created / session.configured.
+        self._created_pending: tuple[int, list[Send]] | None = None
+        self._configured_pending: tuple[int, Send] | None = None
+        self._greet_when_configured = False
+        # A tool response's withheld response.done (tool_response_done="late"): (due_ns, frame).
+        self._tool_done_pending: tuple[int, Send] | None = None
 
     # ------------------------------------------------------------ public surface
 
@@ -649,9 +872,12 @@ class EmulatorSession:
         * ``first_delta_sent_ns``: monotonic ns the turn's first ``response.output_audio.delta``
           was written (``None`` if no audio was sent); ``first_delta_event_id``;
         * ``injected_latency_ms``: drawn latency of the turn's first response (from the end of
-          speech detection, or the configure for the greeting, to ``response.created``; audio
-          starts at ``response.created``); ``response_latencies_ms`` for every response;
-        * ``response_ids``: the turn's responses in order; ``statuses``: their final status;
+          speech detection, or ``session.configured`` for the greeting, to
+          ``response.created``; audio starts at ``response.created``); ``response_latencies_ms``
+          for every response;
+        * ``response_ids``: the turn's responses in order; ``statuses``: their final status
+          (``completed`` also for a tool response whose ``response.done`` was withheld,
+          ``tool_response_done="never"``);
         * ``speech_stopped_late``: ``speech_stopped`` was written after the turn's first
           ``response.created``, i.e. once generation had started (in write order).
 
@@ -694,15 +920,15 @@ class EmulatorSession:
             elif g.kind == "first_audio_delta" and row["first_delta_sent_ns"] is None:
                 row["first_delta_sent_ns"] = g.t_ns
                 row["first_delta_event_id"] = g.event_id
-            elif g.kind == "response_done" and g.detail is not None:
+            elif g.kind in ("response_done", "response_done_withheld") and g.detail is not None:
                 row["statuses"].append(g.detail.split(":", 1)[0])
         return list(rows.values())
 
     def open(self, *, now_ns: int) -> list[Output]:
-        """The connection is open: ``[warning]`` then ``session.created``."""
+        """The connection is open: ``[warning]`` then ``session.created`` (maybe delayed)."""
         self._opened = True
         self._last_input_ns = now_ns
-        out: list[Output] = []
+        out: list[Send] = []
         if self.model == DEPRECATED_MODEL:
             out.append(
                 self._send(
@@ -720,15 +946,27 @@ class EmulatorSession:
             out.append(self._send(SessionCreated(session_id=self.session_id), "session_created"))
         if self.server_full:
             self._closing = True
-            out.append(
+            refused: list[Output] = [
+                *out,
                 self._error(
                     "server_error",
                     "server at capacity; retry later with backoff",
                     code="server_full",
-                )
+                ),
+                Close(1013, "server full"),
+            ]
+            return refused
+        delay_ns = self._handshake_delay_ns("created")
+        if delay_ns:
+            self._created_pending = (now_ns + delay_ns, out)
+            self._truth_now(
+                "handshake_delayed",
+                now_ns,
+                injected_latency_ms=delay_ns / _NS_PER_MS,
+                detail="session.created",
             )
-            out.append(Close(1013, "server full"))
-        return out
+            return []
+        return list(out)
 
     def receive(self, frame: str | bytes, *, now_ns: int) -> list[Output]:
         """Handle one client frame received at ``now_ns``."""
@@ -743,12 +981,20 @@ class EmulatorSession:
         if isinstance(frame, bytes):
             self.frames_in.append({"type": "<binary>", "bytes": size})
             return [self._error("invalid_request_error", "binary frames are not supported")]
+        raw: Any = None
         try:
             raw = json.loads(frame)
             ev = parse_event(raw if isinstance(raw, dict) else frame)
         except (json.JSONDecodeError, ProtocolError) as exc:
             self.frames_in.append({"type": "<invalid>", "bytes": size})
-            return [self._error("invalid_request_error", f"invalid frame: {exc}")]
+            eid = raw.get("event_id") if isinstance(raw, dict) else None
+            return [
+                self._error(
+                    "invalid_request_error",
+                    f"invalid frame: {exc}",
+                    client_event_id=eid if isinstance(eid, str) else None,
+                )
+            ]
         self.frames_in.append(_elide(raw))  # the raw frame: undocumented keys are kept
         client_eid = ev.event_id
 
@@ -793,11 +1039,18 @@ class EmulatorSession:
             self._closing = True
             self._truth_now("idle_timeout", now_ns)
             return [Close(1000, "idle timeout")]
+        out += self._release_handshake(now_ns=now_ns)
+        pending = self._tool_done_pending
+        if pending is not None and now_ns >= pending[0]:
+            self._tool_done_pending = None
+            out.append(pending[1])
         progressed = True
         while progressed:
             progressed = False
             turn = self._turn
             if turn is not None and turn.phase == "waiting" and now_ns >= turn.start_due_ns:
+                if self._response is not None:  # a barge-in tail still going: cut it here
+                    out += self._end_tail(now_ns=now_ns)
                 self._start_response(turn, now_ns=now_ns)
                 progressed = True
             r = self._response
@@ -811,7 +1064,7 @@ class EmulatorSession:
                 if p.call_done is not None:
                     r.calls_done.add(p.call_done)
                 if p.final:
-                    out.append(self._finish_response(now_ns=now_ns))
+                    out += self._finish_response(now_ns=now_ns)
                     fault = self._maybe_internal_error()
                     if fault:
                         return out + fault
@@ -846,6 +1099,12 @@ class EmulatorSession:
         if self._closing or not self._opened:
             return None
         deadlines = [self._last_input_ns + int(self.config.idle_timeout_s * 1e9)]
+        if self._created_pending is not None:
+            deadlines.append(self._created_pending[0])
+        if self._configured_pending is not None:
+            deadlines.append(self._configured_pending[0])
+        if self._tool_done_pending is not None:
+            deadlines.append(self._tool_done_pending[0])
         turn = self._turn
         if turn is not None:
             if turn.phase == "waiting":
@@ -868,24 +1127,23 @@ class EmulatorSession:
             return
         self._closing = True
         self.closed_reason = reason
-        self._response = None
-        self._turn = None
-        self._held_stop = None
+        self._drop_in_flight()
         self._truth_now("session_closed", now_ns, detail=reason)
 
     # ------------------------------------------------------------ client frames
 
     def _on_configure(self, ev: SessionConfigure, *, size: int, now_ns: int) -> list[Output]:
-        if self._configured:
+        if self._configure_received:
             self._truth_now("configure_ignored", now_ns, detail=f"{size} bytes")
             return []
-        self._configured = True
+        s = ev.session if isinstance(ev.session, dict) else {}
+        voice = s.get("voice", None)
+        rejected = self._voice_error(voice, ev.event_id, now_ns=now_ns)
+        if rejected is not None:
+            return [rejected]
+        self._configure_received = True
         self.configure_bytes = size
         self._truth_now("configure_received", now_ns, detail=f"{size} bytes")
-        if self.dropped_audio_frames:
-            self._truth_now(
-                "audio_before_configure", now_ns, detail=f"{self.dropped_audio_frames} frames"
-            )
         if size > self.config.max_configure_bytes:
             self._mute_audio = True
             self._truth_now(
@@ -893,22 +1151,103 @@ class EmulatorSession:
                 now_ns,
                 detail=f"{size} > {self.config.max_configure_bytes} bytes: audio output muted",
             )
-        s = ev.session if isinstance(ev.session, dict) else {}
         want_rate = s.get("output_audio_sample_rate")
-        if want_rate is not None and want_rate != self.config.output_rate_hz:
+        if want_rate is not None and want_rate != self.output_rate_hz:
             self._truth_now("output_rate_request_ignored", now_ns, detail=str(want_rate))
+        given = s.get("instructions")
+        instructions = given if isinstance(given, str) else ""
+        context = parse_context(instructions) if instructions else None
         gen = bool(s.get("generate_initial_response", False))
+        if context is not None:
+            self._on_context(context, now_ns=now_ns)
         echo: dict[str, Any] = {
-            "instructions": s.get("instructions") if isinstance(s.get("instructions"), str) else "",
-            "voice": s.get("voice") if isinstance(s.get("voice"), str) else DEFAULT_VOICE,
+            "instructions": instructions,
+            "voice": voice if isinstance(voice, str) else DEFAULT_VOICE,
             "tools": s.get("tools") if isinstance(s.get("tools"), list) else [],
             "generate_initial_response": gen,
-            "output_audio_sample_rate": self.config.output_rate_hz,
         }
-        out: list[Output] = [self._send(SessionConfigured(session=echo), "session_configured")]
+        match self.config.rate_announcement:
+            case "number":
+                echo["output_audio_sample_rate"] = self.output_rate_hz
+            case "string":
+                echo["output_audio_sample_rate"] = str(self.output_rate_hz)
+        configured = self._send(SessionConfigured(session=echo), "session_configured")
         if gen and self.script.assistant_turns:
-            self._schedule_turn(0, trigger="initial", now_ns=now_ns)
+            if context is not None and self.config.resume == "with_context":
+                self._truth_now("greeting_skipped", now_ns, detail="reconnect context")
+            else:
+                self._greet_when_configured = True
+        delay_ns = self._handshake_delay_ns("configured")
+        if delay_ns or self._created_pending is not None:
+            due = now_ns + delay_ns
+            if self._created_pending is not None:
+                due = max(due, self._created_pending[0])
+            self._configured_pending = (due, configured)
+            self._truth_now(
+                "handshake_delayed",
+                now_ns,
+                injected_latency_ms=(due - now_ns) / _NS_PER_MS,
+                detail="session.configured",
+            )
+            return []
+        self._on_configured(now_ns=now_ns)
+        return [configured]
+
+    def _voice_error(self, voice: Any, event_id: str | None, *, now_ns: int) -> Send | None:
+        """The live service's rejection of a voice outside the tag's roster (``None``: fine)."""
+        if not self.config.validate_voice or voice is None:
+            return None
+        roster = VOICE_ROSTERS.get(self.model)
+        if roster is None or (isinstance(voice, str) and voice in roster):
+            return None
+        self._truth_now("configure_rejected", now_ns, detail=f"voice {voice!r}")
+        choices = ", ".join(sorted(roster))
+        return self._error(
+            "invalid_request_error",
+            f"voice {voice!r} is not available on model {self.model!r}; use one of: {choices}",
+            param=_VOICE_PARAM,
+            client_event_id=event_id,
+        )
+
+    def _on_context(self, context: list[tuple[str, str]], *, now_ns: int) -> None:
+        """The configure carries a reconnect-context block: maybe resume the script."""
+        self.context_messages = len(context)
+        if self.config.resume == "with_context" and self._resume_turn is not None:
+            self._next_turn = self.resumed_turn = self._resume_turn
+        where = "not resumed" if self.resumed_turn is None else f"resumed at {self.resumed_turn}"
+        # No turn_index: turn_truths() lists scheduled turns only.
+        self._truth_now("context_received", now_ns, detail=f"{len(context)} messages; {where}")
+
+    def _handshake_delay_ns(self, frame: str) -> int:
+        """Seeded delay of ``session.created`` / ``session.configured`` (0 if not delayed)."""
+        lo, hi = self.config.handshake_delay_ms
+        if hi <= 0 or self.config.handshake_delay_on not in (frame, "both"):
+            return 0
+        return int(float(self._handshake_rng.uniform(lo, hi)) * _NS_PER_MS)
+
+    def _release_handshake(self, *, now_ns: int) -> list[Output]:
+        """Send the delayed handshake frames that are due, in order."""
+        out: list[Output] = []
+        created = self._created_pending
+        if created is not None and now_ns >= created[0]:
+            self._created_pending = None
+            out += created[1]
+        configured = self._configured_pending
+        if self._created_pending is None and configured is not None and now_ns >= configured[0]:
+            self._configured_pending = None
+            out.append(configured[1])
+            self._on_configured(now_ns=now_ns)
         return out
+
+    def _on_configured(self, *, now_ns: int) -> None:
+        """``session.configured`` is going out: audio counts from here; maybe greet."""
+        self._configured = True
+        dropped = self.dropped_audio_frames
+        if dropped:
+            self._truth_now("audio_before_configure", now_ns, detail=f"{dropped} frames")
+        if self._greet_when_configured:
+            self._greet_when_configured = False
+            self._schedule_turn(0, trigger="initial", now_ns=now_ns)
 
     def _on_audio(self, ev: InputAudioBufferAppend, *, now_ns: int) -> list[Output]:
         if not self._configured:
@@ -980,9 +1319,15 @@ class EmulatorSession:
         turn = self._turn
         idx = turn.index if turn is not None else None
         self._truth_now("response_create_received", now_ns, turn_index=idx)
+        out: list[Output] = []
+        if self._tool_done_pending is not None:  # "late": the response.create releases it
+            out.append(self._tool_done_pending[1])
+            self._tool_done_pending = None
+        if self._response is not None:
+            self._response.create_seen = True
         if turn is None or not turn.pending_calls:
             self._truth_now("response_create_unexpected", now_ns, turn_index=idx)
-            return []
+            return out
         missing = sorted(set(turn.pending_calls) - set(turn.outputs))
         if missing:
             self._truth_now(
@@ -991,16 +1336,18 @@ class EmulatorSession:
                 turn_index=turn.index,
                 detail=f"missing outputs: {missing}",
             )
-            return []
+            return out
         turn.create_after_last_output = True
         if turn.phase == "awaiting_tools":
             self._continue_turn(turn, now_ns=now_ns)
-        return []
+        return out
 
     def _on_response_cancel(self, ev: ResponseCancel, *, now_ns: int) -> list[Output]:
         r = self._response
         self._truth_now("response_cancel_received", now_ns, response_id=ev.response_id)
-        if r is None or (ev.response_id is not None and ev.response_id != r.id):
+        if r is None or r.cancel_reason is not None:  # nothing in flight, or already cancelled
+            return []
+        if ev.response_id is not None and ev.response_id != r.id:
             return []
         return self._cancel_response("client_cancelled", now_ns=now_ns)
 
@@ -1018,8 +1365,9 @@ class EmulatorSession:
             )
         ]
         turn = self._turn
-        if self._response is not None:
-            out.extend(self._cancel_response("interrupted", now_ns=now_ns))
+        r = self._response
+        if r is not None and r.cancel_reason is None:  # (a cut response's tail just goes on)
+            out.extend(self._interrupt(now_ns=now_ns))
         elif (
             turn is not None
             and turn.phase == "waiting"
@@ -1100,6 +1448,14 @@ class EmulatorSession:
         r.plan = deque(p for p in r.plan if not p.held_stop)
         return sends
 
+    def _drop_in_flight(self) -> None:
+        self._response = None
+        self._turn = None
+        self._held_stop = None
+        self._tool_done_pending = None
+        self._created_pending = None
+        self._configured_pending = None
+
     def _turn_ended(self) -> None:
         self._turns_ended += 1
 
@@ -1117,9 +1473,7 @@ class EmulatorSession:
         self._internal_error_armed = False
         self._closing = True
         self.internal_error_sent = True
-        self._response = None
-        self._turn = None
-        self._held_stop = None
+        self._drop_in_flight()
         return [
             self._error(
                 "server_error",
@@ -1364,7 +1718,7 @@ class EmulatorSession:
         phrases: list[tuple[int, str]] = []
         offset = 0
         full = ""
-        rate = self.config.output_rate_hz
+        rate = self.output_rate_hz
         for i, text in enumerate(texts):
             u = self.speech.get(text)
             prefix = " " if i > 0 else ""
@@ -1382,6 +1736,11 @@ class EmulatorSession:
                 prefix = ""
             pcms.append(np.asarray(u.pcm, dtype=np.int16))
             offset += len(u.pcm)
+        mode = self.config.transcript_deltas
+        if mode == "none":
+            phrases = []
+        elif mode == "unspaced":  # bare tokens: a naive "".join runs them together
+            phrases = [(start, delta.strip()) for start, delta in phrases if delta.strip()]
         pcm = np.concatenate(pcms) if pcms else np.zeros(0, dtype=np.int16)
         cs = self._chunk_samples
         n_chunks = max(1, math.ceil(len(pcm) / cs))
@@ -1469,17 +1828,19 @@ class EmulatorSession:
         bounds = [0, *cuts, len(args)]
         return [args[a:b] for a, b in itertools.pairwise(bounds)]
 
-    def _finish_response(self, *, now_ns: int) -> Send:
+    def _finish_response(self, *, now_ns: int) -> list[Output]:
         """The response's last frame is out: build ``response.done`` and move the turn on."""
         r = self._response
         turn = self._turn
         assert r is not None
         self._response = None
+        if r.cancel_reason is not None:  # the end of a barge-in tail
+            return [self._response_done(r, status="cancelled", reason=r.cancel_reason)]
         if r.end_status is not None:  # injected failed / incomplete: the turn ends here
             status, details = r.end_status
             done = self._response_done(r, status=status, details=details)
             if turn is None:
-                return done
+                return [done]
             self._turn = None
             self._turn_ended()
             ended = GroundTruth(
@@ -1489,23 +1850,97 @@ class EmulatorSession:
                 audio_ms=self.received_audio_ms,
                 detail=status,
             )
-            return dataclasses.replace(done, truths=(*done.truths, ended))
+            return [dataclasses.replace(done, truths=(*done.truths, ended))]
         # Built now, not pre-planned, so its output and usage reflect what was actually sent.
-        done = self._response_done(r, status="completed")
+        if r.calls:
+            done = self._response_done(
+                r, status="completed", empty_output=self.config.tool_response_done_empty_output
+            )
+        else:
+            done = self._response_done(r, status="completed")
         if turn is None:
-            return done
+            return [done]
         if r.calls:
             turn.phase = "awaiting_tools"
             turn.tool_deadline_ns = now_ns + int(self.config.tool_output_timeout_s * 1e9)
+            out = self._tool_response_done(r, done, now_ns=now_ns)
             if turn.create_after_last_output and set(turn.outputs) >= set(turn.pending_calls):
                 self._continue_turn(turn, now_ns=now_ns)
-            return done
+            return out
         self._turn = None
         self._turn_ended()
         turn_done = GroundTruth(
             "turn_done", -1, turn_index=turn.index, audio_ms=self.received_audio_ms
         )
-        return dataclasses.replace(done, truths=(*done.truths, turn_done))
+        return [dataclasses.replace(done, truths=(*done.truths, turn_done))]
+
+    def _tool_response_done(self, r: _Response, done: Send, *, now_ns: int) -> list[Output]:
+        """``response.done`` of a response that ended in tool calls, as ``tool_response_done``."""
+        mode = self.config.tool_response_done
+        if mode == "prompt" or (mode == "late" and r.create_seen):
+            return [done]
+        if mode == "never":
+            self._truth_now(
+                "response_done_withheld",
+                now_ns,
+                response_id=r.id,
+                turn_index=r.turn_index,
+                injected_latency_ms=r.latency_ms,
+                detail="completed",
+            )
+            return []
+        # One still waiting (its turn timed out before the timer) goes out first.
+        out: list[Output] = [] if self._tool_done_pending is None else [self._tool_done_pending[1]]
+        after_ns = int(self.config.tool_response_done_after_ms * _NS_PER_MS)
+        self._tool_done_pending = (now_ns + after_ns, done)
+        return out
+
+    def _interrupt(self, *, now_ns: int) -> list[Output]:
+        """Barge-in: cancel the streaming response, after its tail of in-flight audio."""
+        r = self._response
+        assert r is not None
+        tail_samples = self.output_rate_hz * self.config.barge_in_tail_ms // 1000
+        kept: list[_Planned] = []
+        total = 0
+        for p in r.plan:
+            if p.final:
+                break
+            if p.audio_samples and p.send is not None:
+                if total + p.audio_samples > tail_samples:
+                    break
+                total += p.audio_samples
+                kept.append(p)
+        if not kept:
+            return self._cancel_response("interrupted", now_ns=now_ns)
+        turn = self._turn
+        self._turn = None  # the scripted turn counts as answered
+        if turn is not None:
+            turn.pending_calls = {}
+        self._truth_now(
+            "response_cancelled",
+            now_ns,
+            response_id=r.id,
+            turn_index=r.turn_index,
+            output_audio_ms=r.audio_samples_sent * 1000 // self.output_rate_hz,
+            detail=f"interrupted; tail of {len(kept)} audio deltas",
+        )
+        r.cancel_reason = "interrupted"
+        r.plan = deque([*kept, _Planned(kept[-1].due_ns, None, final=True)])
+        return []
+
+    def _end_tail(self, *, now_ns: int) -> list[Output]:
+        """Cut a barge-in tail short (a new response starts): what is due, then its done."""
+        r = self._response
+        assert r is not None and r.cancel_reason is not None
+        out: list[Output] = []
+        while r.plan and r.plan[0].due_ns <= now_ns and not r.plan[0].final:
+            p = r.plan.popleft()
+            if p.send is not None:
+                out.append(p.send)
+            r.audio_samples_sent += p.audio_samples
+        self._response = None
+        out.append(self._response_done(r, status="cancelled", reason=r.cancel_reason))
+        return out
 
     def _cancel_response(self, reason: str, *, now_ns: int) -> list[Output]:
         r = self._response
@@ -1520,7 +1955,7 @@ class EmulatorSession:
             now_ns,
             response_id=r.id,
             turn_index=r.turn_index,
-            output_audio_ms=r.audio_samples_sent * 1000 // self.config.output_rate_hz,
+            output_audio_ms=r.audio_samples_sent * 1000 // self.output_rate_hz,
             detail=reason,
         )
         if turn is not None and turn.pending_calls:
@@ -1534,6 +1969,7 @@ class EmulatorSession:
         status: str,
         reason: str | None = None,
         details: dict[str, Any] | None = None,
+        empty_output: bool = False,
     ) -> Send:
         output: list[dict[str, Any]] = []
         if r.message_item_id is not None:
@@ -1545,7 +1981,7 @@ class EmulatorSession:
         for c in r.calls:
             if c.call_id in r.calls_done:
                 output.append(self._call_item(c))
-        audio_ms = r.audio_samples_sent * 1000 // self.config.output_rate_hz
+        audio_ms = r.audio_samples_sent * 1000 // self.output_rate_hz
         out_tokens = (
             len(r.transcript_sent) // 4
             + audio_ms // 40
@@ -1558,7 +1994,7 @@ class EmulatorSession:
             reason = details.get("reason") or details.get("error", {}).get("code")
         elif reason is not None:
             resp["status_details"] = {"type": status, "reason": reason}
-        resp["output"] = output
+        resp["output"] = [] if empty_output else output
         resp["usage"] = {
             "input_tokens": r.input_tokens,
             "output_tokens": out_tokens,

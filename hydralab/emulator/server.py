@@ -10,6 +10,10 @@ Per connection, one :class:`asyncio.TaskGroup` runs three tasks around an
   core produced them; it stamps ground truth just before each write.
 
 A client disconnect, an idle close or :meth:`Emulator.stop` ends all three; nothing leaks.
+
+The URL is ``ws://HOST:PORT/waves/v1/s2s`` (Hydra's path) in every profile; with
+``EmulatorConfig.strict_path`` (the ``live`` profile) any other path is refused with HTTP 404
+at the upgrade, as the live service does.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from hydralab.emulator.core import (
+    DEFAULT_MODEL,
+    S2S_PATH,
     Close,
     EmulatorConfig,
     EmulatorSession,
@@ -61,7 +67,7 @@ class Emulator:
     Usage::
 
         async with Emulator(script) as emu:
-            client = await connect(f"{emu.url}/?model=hydra-v1.1&api_key=x")
+            client = await connect(f"{emu.url}?model=hydra-v1.1&api_key=x")
 
     Args:
         script: Scripted assistant turns (``assistant_turns[0]`` is the greeting).
@@ -70,11 +76,14 @@ class Emulator:
     Session-level faults (``config.faults``, :class:`~hydralab.emulator.core.EmulatorFaults`)
     count accepted connections: with ``server_full_sessions=1`` the first connection gets
     ``server_full`` + close 1013 and the second a normal session; after an injected
-    ``internal_error`` (close 1011) the next connection resumes the script.
+    ``internal_error`` (close 1011) the next connection may resume the script where it stopped
+    (``config.resume``: always, never, or only when its configure carries reconnect context).
 
     Attributes:
-        url: ``ws://HOST:PORT`` once started.
+        url: ``ws://HOST:PORT/waves/v1/s2s`` once started (append ``?model=…&api_key=…``).
         port: Bound port once started.
+        speech: The rendered speech at the default tag's rate (``hydra-v1.1``);
+            :meth:`speech_for` has the other rates.
         sessions: One :class:`EmulatorSession` per accepted connection, with ``log``,
             ``frames_in`` and ``frames_out``.
     """
@@ -82,22 +91,28 @@ class Emulator:
     def __init__(self, script: Script, *, config: EmulatorConfig | None = None) -> None:
         self.script = script
         self.config = config if config is not None else EmulatorConfig()
-        self.speech = SpeechCache(
-            sample_rate_hz=self.config.output_rate_hz,
-            voice=self.config.voice,
-            seed=self.config.seed,
-        )
+        self._speech = {
+            rate: SpeechCache(sample_rate_hz=rate, voice=self.config.voice, seed=self.config.seed)
+            for rate in sorted(self.config.output_rates_hz())
+        }
+        self.speech = self.speech_for(self.config.rate_for_model(DEFAULT_MODEL))
         self.sessions: list[EmulatorSession] = []
         self.url = ""
         self.port = 0
         self._server: Server | None = None
-        self._resume_turn = 1  # set by a session that died of an injected internal_error
+        self._resume_turn: int | None = None  # set by a session that died of internal_error
+
+    def speech_for(self, rate_hz: int) -> SpeechCache:
+        """The speech cache sessions at ``rate_hz`` stream from."""
+        return self._speech[rate_hz]
 
     async def start(self, *, host: str = "127.0.0.1", port: int = 0) -> str:
         """Render the script's speech, bind and start serving; return the ``ws://`` URL."""
         if self._server is not None:
             raise RuntimeError("emulator already started")
-        await asyncio.to_thread(self.speech.prime, speak_texts(self.script))
+        texts = speak_texts(self.script)
+        for cache in self._speech.values():  # every rate a ?model= tag may ask for
+            await asyncio.to_thread(cache.prime, texts)
         self._server = await serve(
             self._handler,
             host,
@@ -110,7 +125,7 @@ class Emulator:
         sock = next(iter(self._server.sockets))
         self.port = int(sock.getsockname()[1])
         shown = f"[{host}]" if ":" in host else host
-        self.url = f"ws://{shown}:{self.port}"
+        self.url = f"ws://{shown}:{self.port}{S2S_PATH}"
         return self.url
 
     async def stop(self) -> None:
@@ -136,10 +151,13 @@ class Emulator:
     # ------------------------------------------------------------ per connection
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        url = urlsplit(request.path)
+        if self.config.strict_path and url.path != S2S_PATH:
+            return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
         expected = self.config.expected_api_key
         if expected is None:
             return None
-        keys = parse_qs(urlsplit(request.path).query).get("api_key", [])
+        keys = parse_qs(url.query).get("api_key", [])
         if keys == [expected]:
             return None
         # As Hydra: refused at the upgrade, no frame, no close code. The key is never echoed.
@@ -147,16 +165,16 @@ class Emulator:
 
     async def _handler(self, ws: ServerConnection) -> None:
         query = parse_qs(urlsplit(ws.request.path if ws.request else "/").query)
-        model = (query.get("model") or ["hydra-v1.1"])[0]
+        model = (query.get("model") or [DEFAULT_MODEL])[0]
         session = EmulatorSession(
             self.script,
             config=self.config,
-            speech=self.speech,
+            speech=self.speech_for(self.config.rate_for_model(model)),
             model=model,
             session_index=len(self.sessions),
-            first_speech_turn=self._resume_turn,
+            resume_turn=self._resume_turn,
         )
-        self._resume_turn = 1
+        self._resume_turn = None
         self.sessions.append(session)
         outbox: asyncio.Queue[Output] = asyncio.Queue()
         wake = asyncio.Event()
@@ -171,7 +189,7 @@ class Emulator:
             if session.internal_error_sent and not resume_published:
                 # Published before the error is even written, so a fast reconnect resumes.
                 resume_published = True
-                if self.config.faults.resume_after_internal_error:
+                if self.config.faults.resume_after_internal_error and self.config.resume != "never":
                     self._resume_turn = session.next_speech_turn
 
         async def reader() -> None:
@@ -243,10 +261,16 @@ async def serve_forever(
     config: EmulatorConfig | None = None,
     host: str = "127.0.0.1",
 ) -> None:
-    """Run an emulator until cancelled (Ctrl-C), printing its URL (CLI entry point)."""
+    """Run an emulator until cancelled (Ctrl-C), printing its URL and profile (CLI entry)."""
     emu = Emulator(script, config=config)
     url = await emu.start(host=host, port=port)
-    print(f"hydra emulator listening on {url} (any ?model= and key are accepted)", flush=True)
+    cfg = emu.config
+    accepts = "any ?model=" + (" and key" if cfg.expected_api_key is None else "")
+    path = f"path {S2S_PATH} only" if cfg.strict_path else "any path"
+    print(
+        f"hydra emulator (profile {cfg.profile}) listening on {url}; accepts {accepts}, {path}",
+        flush=True,
+    )
     try:
         await asyncio.Future()
     finally:

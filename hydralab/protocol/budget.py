@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, Literal
 
-from hydralab.protocol.hydra import SessionConfigure
+from hydralab.protocol.hydra import EVENT_ID_LEN, SessionConfigure
 
 __all__ = [
     "CONFIGURE_CEILING_BYTES",
@@ -74,13 +74,16 @@ def _wire(obj: Any) -> str:
 
 
 def configure_bytes(session: Mapping[str, Any]) -> int:
-    """Exact UTF-8 size of the ``session.configure`` frame the client sends for ``session``."""
-    return len(SessionConfigure(session=dict(session)).dumps().encode("utf-8"))
+    """Exact UTF-8 size of the ``session.configure`` frame the client sends for ``session``
+    (with its fixed-length client ``event_id``)."""
+    frame = SessionConfigure(session=dict(session), event_id="e" * EVENT_ID_LEN)
+    return len(frame.dumps().encode("utf-8"))
 
 
 def default_dumps_bytes(session: Mapping[str, Any]) -> int:
     """Size with ``json.dumps`` defaults (ASCII escapes, spaced separators), as the PR measured."""
-    return len(json.dumps(SessionConfigure(session=dict(session)).to_dict()).encode("utf-8"))
+    frame = SessionConfigure(session=dict(session), event_id="e" * EVENT_ID_LEN)
+    return len(json.dumps(frame.to_dict()).encode("utf-8"))
 
 
 _ESCAPE_COST: dict[str, int] = {}

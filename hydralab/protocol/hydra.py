@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -24,6 +25,7 @@ import numpy.typing as npt
 __all__ = [
     "CLIENT_EVENTS",
     "DEFAULT_OUTPUT_RATE_HZ",
+    "EVENT_ID_LEN",
     "INPUT_RATE_HZ",
     "SERVER_EVENTS",
     "ConversationItemAdded",
@@ -51,6 +53,7 @@ __all__ = [
     "SpeechStopped",
     "UnknownEvent",
     "WarningEvent",
+    "client_event_id",
     "decode_pcm16",
     "encode_pcm16",
     "parse_event",
@@ -60,6 +63,18 @@ INPUT_RATE_HZ = 16_000
 """Hydra's input: PCM16 LE mono at 16 kHz."""
 DEFAULT_OUTPUT_RATE_HZ = 48_000
 """Hydra's documented output rate; ``session.configured`` may announce another."""
+
+
+EVENT_ID_LEN = 18
+"""Length of hydralab's client ``event_id``s (``evt_`` + 14 hex digits): fixed, so the
+configure budget counts the exact bytes of the frame that is sent."""
+
+
+def client_event_id(prefix: str, n: int) -> str:
+    """Client ``event_id`` number ``n`` of a client whose ``prefix`` is 6 hex digits."""
+    eid = f"evt_{prefix[:6]:0>6}{n & 0xFFFFFFFF:08x}"
+    assert len(eid) == EVENT_ID_LEN
+    return eid
 
 
 class ProtocolError(ValueError):
@@ -84,14 +99,21 @@ class HydraEvent:
 
     type: ClassVar[str] = ""
     event_id: str | None = field(default=None, kw_only=True)
+    extra: dict[str, Any] = field(default_factory=dict, kw_only=True, compare=False, repr=False)
+    """Keys of the frame that this event type does not define, kept as received."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The wire dict: ``type`` first, then every field that is not ``None``."""
+        """The wire dict: ``type`` first, then every field that is not ``None``, then
+        :attr:`extra`."""
         out: dict[str, Any] = {"type": self.type}
         for f in dataclasses.fields(self):
+            if f.name == "extra":
+                continue
             v = getattr(self, f.name)
             if v is not None:
                 out[f.name] = v
+        for k, v in self.extra.items():
+            out.setdefault(k, v)
         return out
 
     def dumps(self) -> str:
@@ -171,10 +193,31 @@ class SessionConfigured(HydraEvent):
     session: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def output_rate_hz(self) -> int:
-        """Announced output rate (``output_audio_sample_rate``), else the documented 48 kHz."""
+    def announced_rate_hz(self) -> int | None:
+        """``output_audio_sample_rate`` as announced — a JSON number or a numeric string
+        (``24000`` / ``"24000"``) — or ``None`` when absent or not a positive whole number."""
         v = self.session.get("output_audio_sample_rate")
-        return int(v) if isinstance(v, int | float) and v > 0 else DEFAULT_OUTPUT_RATE_HZ
+        if isinstance(v, bool):
+            return None
+        if isinstance(v, str):
+            try:
+                v = float(v.strip())
+            except ValueError:
+                return None
+        if isinstance(v, int | float) and v > 0 and float(v).is_integer():
+            return int(v)
+        return None
+
+    @property
+    def output_rate_hz(self) -> int:
+        """Announced output rate, else the documented 48 kHz."""
+        return self.announced_rate_hz or DEFAULT_OUTPUT_RATE_HZ
+
+    @property
+    def voice(self) -> str | None:
+        """The voice the server applied (echoed in ``session.voice``)."""
+        v = self.session.get("voice")
+        return v if isinstance(v, str) else None
 
 
 @dataclass(frozen=True)
@@ -302,13 +345,28 @@ class ResponseDone(HydraEvent):
 
     @property
     def usage(self) -> dict[str, int]:
-        u = self.response.get("usage") or {}
-        return {k: int(v) for k, v in u.items() if isinstance(v, int | float)}
+        u = self.response.get("usage")
+        if not isinstance(u, dict):
+            return {}
+        return {
+            k: int(v)
+            for k, v in u.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
 
     @property
     def function_calls(self) -> list[dict[str, Any]]:
-        out = self.response.get("output") or []
+        out = self.response.get("output")
+        if not isinstance(out, list):
+            return []
         return [i for i in out if isinstance(i, dict) and i.get("type") == "function_call"]
+
+    @property
+    def output_known(self) -> bool:
+        """``output`` is present and non-empty (an empty or missing list says nothing about
+        the response's tool calls)."""
+        out = self.response.get("output")
+        return isinstance(out, list) and bool(out)
 
 
 @dataclass(frozen=True)
@@ -324,12 +382,25 @@ class ErrorEvent(HydraEvent):
     def message(self) -> str:
         return str(self.error.get("message") or "")
 
+    @property
+    def param(self) -> str | None:
+        p = self.error.get("param")
+        return str(p) if p is not None else None
+
+    @property
+    def caused_by(self) -> str | None:
+        """``event_id`` of the client frame that caused the error, when the server says."""
+        e = self.error.get("event_id")
+        return str(e) if e is not None else None
+
 
 @dataclass(frozen=True)
 class UnknownEvent(HydraEvent):
     """A frame whose ``type`` hydralab does not know; ``raw`` is the whole frame."""
 
     raw: dict[str, Any] = field(default_factory=dict)
+    malformed: str | None = None
+    """Why a frame of a *known* type was not usable (a field of the wrong type), else ``None``."""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.raw)
@@ -371,11 +442,72 @@ _FIELDS: dict[type[HydraEvent], frozenset[str]] = {
 }
 
 
+_TOKEN = re.compile(r"[a-z][a-z0-9_.]*")
+
+
+def _kind(annotation: str) -> str:
+    """``"dict"``, ``"str"``, ``"int"`` or ``""`` (anything) for a field annotation."""
+    head = annotation.split("|")[0].strip()
+    return {"dict[str, Any]": "dict", "str": "str", "int": "int"}.get(head, "")
+
+
+_KINDS: dict[type[HydraEvent], dict[str, tuple[str, bool]]] = {
+    c: {
+        f.name: (_kind(str(f.type)), "None" in str(f.type))
+        for f in dataclasses.fields(c)
+        if f.name != "extra"
+    }
+    for c in _BY_TYPE.values()
+}
+
+
+def _normalize(cls: type[HydraEvent], d: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """Keyword arguments for ``cls`` from frame ``d``, or a reason why a field is unusable.
+
+    Shapes the docs allow are accepted: an ``error`` given as a plain string, ``response:
+    null``, a ``warning`` whose code sits in a nested object, numbers where ids are expected.
+    """
+    kinds = _KINDS[cls]
+    kwargs: dict[str, Any] = {}
+    for k, v in d.items():
+        if k not in kinds or k == "type":
+            continue
+        kind, nullable = kinds[k]
+        if v is None:
+            if nullable:
+                kwargs[k] = None
+            continue  # a null object or string: the field's default
+        if kind == "dict" and not isinstance(v, dict):
+            if k == "error" and isinstance(v, str):
+                v = {"message": v, "code": v if _TOKEN.fullmatch(v) else "unknown"}
+            else:
+                return {}, f"{k} is {type(v).__name__}, not an object"
+        elif kind == "str" and not isinstance(v, str):
+            if isinstance(v, int | float) and not isinstance(v, bool) and k.endswith("id"):
+                v = str(v)
+            else:
+                return {}, f"{k} is {type(v).__name__}, not a string"
+        elif kind == "int" and (isinstance(v, bool) or not isinstance(v, int | float)):
+            return {}, f"{k} is {type(v).__name__}, not a number"
+        elif kind == "int":
+            v = int(v)
+        kwargs[k] = v
+    if cls is WarningEvent and kwargs.get("code") is None:
+        nested = d.get("warning") if isinstance(d.get("warning"), dict) else d.get("error")
+        if isinstance(nested, dict):
+            if isinstance(nested.get("code"), str):
+                kwargs["code"] = nested["code"]
+            if isinstance(nested.get("message"), str):
+                kwargs.setdefault("message", nested["message"])
+    return kwargs, None
+
+
 def parse_event(frame: str | bytes | dict[str, Any]) -> HydraEvent:
     """Parse one frame. Unknown types keep the whole frame as :class:`UnknownEvent`.
 
-    Keys a known type does not define are not kept on the dataclass; the shells log every raw
-    frame to ``events.jsonl``, so nothing is lost.
+    Keys a known type does not define are kept in :attr:`HydraEvent.extra`. A known type with a
+    field of an unusable type becomes an :class:`UnknownEvent` whose ``malformed`` says why:
+    it is counted and skipped by the shells, never raised.
 
     Raises:
         ProtocolError: the frame is not JSON, not an object, or has no string ``type``.
@@ -385,16 +517,20 @@ def parse_event(frame: str | bytes | dict[str, Any]) -> HydraEvent:
     else:
         try:
             d = json.loads(frame)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise ProtocolError(f"frame is not JSON: {exc}") from None
     if not isinstance(d, dict) or not isinstance(d.get("type"), str):
         raise ProtocolError("frame is not a JSON object with a string 'type'")
     cls = _BY_TYPE.get(d["type"])
+    eid = d.get("event_id")
+    eid = eid if isinstance(eid, str) else None
     if cls is None:
-        return UnknownEvent(raw=d, event_id=d.get("event_id"))
-    names = _FIELDS[cls]
-    kwargs = {k: v for k, v in d.items() if k in names}
+        return UnknownEvent(raw=d, event_id=eid)
+    kwargs, bad = _normalize(cls, d)
+    if bad is not None:
+        return UnknownEvent(raw=d, event_id=eid, malformed=f"{d['type']}: {bad}")
+    extra = {k: v for k, v in d.items() if k != "type" and k not in _KINDS[cls]}
     try:
-        return cls(**kwargs)
-    except TypeError:
-        return UnknownEvent(raw=d, event_id=d.get("event_id"))
+        return cls(**kwargs, extra=extra)
+    except TypeError as exc:
+        return UnknownEvent(raw=d, event_id=eid, malformed=f"{d['type']}: {exc}")
