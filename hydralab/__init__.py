@@ -17,14 +17,18 @@ from hydralab.batch import BatchResult, run_batch, run_batch_sync
 from hydralab.bridge import Bridge, BridgeConfig, BridgeSession
 from hydralab.caller import Caller, CallerConfig, CallerResult
 from hydralab.client import (
+    DEFAULT_VOICES,
+    VOICES,
     HydraAuthError,
     HydraClient,
     HydraConfig,
     HydraError,
     HydraServerFullError,
+    HydraVoiceError,
 )
 from hydralab.clock import Clock, ManualClock
-from hydralab.emulator import Emulator, EmulatorConfig, EmulatorFaults
+from hydralab.emulator import Emulator, EmulatorConfig, EmulatorFaults, live_config
+from hydralab.playout import PlayoutPlacer
 from hydralab.protocol.budget import ConfigureTooLargeError, plan_configure
 from hydralab.records import (
     DEFAULT_RECORD_ID,
@@ -35,11 +39,13 @@ from hydralab.records import (
     list_records,
     load_record,
 )
+from hydralab.replay import ReplayServer, load_fixture
 from hydralab.runner import RunResult, latency_summary, run_record, run_record_sync
 from hydralab.scoring import db_hash, dbs_equal, score_run, task_completion
 from hydralab.script import Script, script_from_record
 from hydralab.secrets import Secret, redact
 from hydralab.speech.stt import SttConfig, make_transcriber
+from hydralab.toolpolicy import ToolPolicy
 from hydralab.tools import ToolExecutor
 from hydralab.turns import TurnTracker
 
@@ -50,6 +56,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
 
 __all__ = [
     "DEFAULT_RECORD_ID",
+    "DEFAULT_VOICES",
+    "VOICES",
     "BatchResult",
     "Bridge",
     "BridgeConfig",
@@ -67,11 +75,14 @@ __all__ = [
     "HydraConfig",
     "HydraError",
     "HydraServerFullError",
+    "HydraVoiceError",
     "ManualClock",
+    "PlayoutPlacer",
     "Record",
     "RecordError",
     "RecordFormatError",
     "RecordNotFoundError",
+    "ReplayServer",
     "RunResult",
     "RunTables",
     "Script",
@@ -80,13 +91,16 @@ __all__ = [
     "SttConfig",
     "Timeline",
     "ToolExecutor",
+    "ToolPolicy",
     "TurnTracker",
     "__version__",
     "db_hash",
     "dbs_equal",
     "latency_summary",
     "list_records",
+    "live_config",
     "load_batch",
+    "load_fixture",
     "load_record",
     "load_run",
     "make_transcriber",

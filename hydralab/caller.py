@@ -197,6 +197,9 @@ class CallerResult:
         control_frames: Every non-media frame received (mark, clear, stop, unknown) with its
             arrival ``epoch_ms``.
         stream_sid: The stream SID the caller announced.
+        audible_frames_after_clear: Audible media frames that arrived after a ``clear`` while
+            the caller was still speaking the utterance that caused it (should be 0: nothing
+            may play after ``clear``).
     """
 
     events: list[dict[str, Any]]
@@ -207,6 +210,7 @@ class CallerResult:
     error: str | None
     control_frames: list[dict[str, Any]] = field(default_factory=list)
     stream_sid: str = ""
+    audible_frames_after_clear: int = 0
 
 
 @dataclass(frozen=True)
@@ -293,6 +297,8 @@ class Caller:
         # collected results
         self._events: list[dict[str, Any]] = []
         self._controls: list[dict[str, Any]] = []
+        self._cleared = False  # a clear came and the caller is still speaking over it
+        self._heard_after_clear = 0
         self._rx_turns: list[ReceivedTurn] = []
         self._tx_turns: list[SentTurn] = []
         self._received = bytearray()
@@ -347,6 +353,7 @@ class Caller:
             error=error,
             control_frames=self._controls,
             stream_sid=self.stream_sid,
+            audible_frames_after_clear=self._heard_after_clear,
         )
 
     # ------------------------------------------------------------------ audio prep
@@ -574,6 +581,7 @@ class Caller:
             turn.stop_epoch_ms = self._clock.epoch_ms(end_ns)
             self._log_audio("audio_end", "simulated_user", self._clock.now_ns(), end_ns)
         self._utt = None
+        self._cleared = False
         self._utt_done.set()
 
     # ------------------------------------------------------------------ receiver
@@ -643,6 +651,8 @@ class Caller:
             # A frame received at R plays during [R, R + its length]; audible bounds are
             # sample-accurate, by the same definition the timeline's v2v uses.
             on = first_onset(pcm16, sample_rate_hz=SAMPLE_RATE_HZ, rms_threshold_dbfs=AUDIBLE_DBFS)
+            if on is not None and self._cleared and self._utt is not None:
+                self._heard_after_clear += 1  # the bridge played on after telling us to clear
             if on is not None:
                 if rx.first_audible_ns is None:
                     rx.first_audible_ns = now + on * _NS_PER_SAMPLE
@@ -676,6 +686,7 @@ class Caller:
 
     def _on_clear(self, now: int) -> None:
         # The bridge flushed unplayed audio after a barge-in: the turn ends here, interrupted.
+        self._cleared = True
         if self._rx.frames > 0:
             self._end_turn(now, ended_by="clear")
 

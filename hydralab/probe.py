@@ -17,8 +17,9 @@ other providers' keys) before it is written.
 
 Scenarios (:data:`SCENARIOS`), each run for every ``--models`` tag:
 
-1. ``handshake``: no voice, the tag's first roster voice, another tag's voice (an ``error`` is
-   expected: the Hydra model card says rosters do not overlap).
+1. ``handshake``: no voice, the tag's first roster voice, a retired original-release voice and
+   (v1.x tags) another tag's voice — an ``error`` is expected for the last two: the Hydra model
+   card says rosters do not overlap and unknown voices are rejected.
 2. ``utterance``: ~1.5 s of speech then silence, 20 ms frames in real time, until
    ``response.done``.
 3. ``tool_call``: one tool (``get_weather``), "What's the weather in Paris?", the call answered
@@ -64,6 +65,9 @@ from hydralab.protocol.hydra import (
 from hydralab.secrets import Secret, get_api_key, install_log_redaction, redact, redact_obj
 
 install_log_redaction()
+
+RETIRED_VOICE = "wren"
+"""A name from the original release's roster (Hydra model card, docs commit ``6afc848d``)."""
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -708,12 +712,15 @@ class _Probe:
 
     # ---- 1. handshake
     async def handshake(self, model: str) -> None:
-        other = next(m for m in ("hydra-v1.1", "hydra-v1.0") if m != model)
         variants: list[tuple[str, str | None, str]] = [
             ("no_voice", None, "session.configured"),
             ("roster_voice", VOICES[model][0], "session.configured"),
-            ("foreign_voice", VOICES[other][0], "error"),
+            # one of the original six names, which the live API rejects on every tag
+            ("retired_voice", RETIRED_VOICE, "error"),
         ]
+        if model != "hydra":  # the deprecated tag takes either roster
+            other = next(m for m in ("hydra-v1.1", "hydra-v1.0") if m != model)
+            variants.append(("foreign_voice", VOICES[other][0], "error"))
         for variant, voice, expected in variants:
             r = _Result("handshake", model, variant)
 

@@ -104,6 +104,8 @@ class RunResult:
                 if t["model_response_ms"] is not None
                 else f"— ({t['latency_reason']})"
             )
+            if t.get("bridge_ms") is not None and t["model_only_ms"] is not None:
+                lat += f" (model alone {t['model_only_ms']:.0f} ms, bridge {t['bridge_ms']:.0f} ms)"
             lines.append(f"  turn {t['index']:>2} {t['kind']:<8} model_response {lat}")
         s = self.latency.get("model_response", {})
         if s.get("n"):

@@ -594,6 +594,7 @@ class TurnTracker:
                     "v2v_ms": t.v2v_ms,
                     "v2v_reason": t.v2v_reason,
                     "status_reason": t.status_reason,
+                    "played_ms": round(t.samples_played / 48.0, 3),
                     "first_played_epoch_ms": (
                         self._ms(t.first_played_t_ns) if t.first_played_t_ns else None
                     ),

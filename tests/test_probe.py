@@ -140,6 +140,7 @@ async def test_probe_against_the_emulator_writes_clean_fixtures(tmp_path: Path) 
         assert results[key]["outcome"] == "ok", results[key]
     # The emulator does not reject another tag's voice (the real Hydra does): recorded as such.
     assert results[("handshake", "foreign_voice")]["outcome"] == "unexpected"
+    assert results[("handshake", "retired_voice")]["outcome"] == "unexpected"
     hs = results[("handshake", "roster_voice")]["facts"]
     assert hs["echoed_voice"] == "zoe" and hs["output_audio_sample_rate"] == 48000
     tool = results[("tool_call", "")]["facts"]
@@ -252,9 +253,11 @@ def test_cli_handshake_against_the_emulator(
     stdout, stderr = capsys.readouterr()
     assert code == 0, stderr
     assert CANARY not in stdout + stderr
-    assert stdout.count("handshake") >= 6 and str(out / SUMMARY_NAME) in stdout
+    assert stdout.count("handshake") >= 7 and str(out / SUMMARY_NAME) in stdout
     names = sorted(p.name for p in out.glob("*.jsonl"))
-    assert len(names) == 6 and "handshake-hydra-no_voice.jsonl" in names
+    # v1.1: no voice, roster, retired, foreign; hydra (either roster): no voice, roster, retired
+    assert len(names) == 7 and "handshake-hydra-no_voice.jsonl" in names
+    assert "handshake-hydra-foreign_voice.jsonl" not in names
     _, recs = read_fixture(out / "handshake-hydra-no_voice.jsonl")
     assert recs[0]["frame"]["type"] == "warning"  # ?model=hydra is deprecated
     _assert_no_key(out)
@@ -275,6 +278,7 @@ async def test_live_handshake(tmp_path: Path) -> None:
     by_variant = {r["variant"]: r for r in summary["results"]}
     assert by_variant["no_voice"]["facts"]["result"] == "session.configured"
     assert by_variant["foreign_voice"]["facts"]["result"] == "error"
+    assert by_variant["retired_voice"]["facts"]["result"] == "error"
     for f in tmp_path.iterdir():
         assert key not in f.read_text(encoding="utf-8")
     for f in tmp_path.glob("*.jsonl"):
