@@ -25,7 +25,7 @@ from hydralab.audio import read_wav
 from hydralab.caller import CallerConfig
 from hydralab.emulator import EmulatorConfig
 from hydralab.runner import RunResult, run_record
-from hydralab.script import AssistantTurn, CallTools, Script, Speak, ToolCall, UserTurn
+from hydralab.script import AssistantSteps, CallTools, Script, Speak, ToolCall, UserTurn
 from hydralab.speech.text import spoken_form
 
 GREETING = "Hello! Thanks for calling SkyWay. How can I help you today?"
@@ -51,25 +51,28 @@ def tool_barge_script() -> Script:
         greeting=GREETING,
         user_turns=tuple(UserTurn(text=u, spoken=spoken_form(u)) for u in users),
         assistant_turns=(
-            AssistantTurn(steps=(Speak(GREETING),)),
-            *(AssistantTurn(steps=a) for a in answers),
+            AssistantSteps(steps=(Speak(GREETING),)),
+            *(AssistantSteps(steps=a) for a in answers),
         ),
         record_id="HL-AIR-001",
     )
 
 
 def zero_holes(res: RunResult) -> int:
-    """Runs of >= 5 ms of exact digital zeros inside the turns' played spans."""
+    """Runs of >= 5 ms of exact digital zeros inside the played span of each single-response
+    turn that played out whole (the emulator's speech never holds exact zeros; a tool turn's
+    span also holds the real pause between its responses, so those are left out)."""
     meta = json.loads((res.run_dir / "run.json").read_text())
     t0 = meta["timeline"]["t0_epoch_ms"]
     pcm, _ = read_wav(res.run_dir / "audio_assistant.wav")
     holes = 0
     for turn in res.turns:
         start = turn["first_played_epoch_ms"]
-        if start is None:
+        if start is None or turn["interrupted"] or len(turn["response_ids"]) != 1:
             continue
+        # from 10 ms in to the start of the last frame (whose tail is padding)
         a = int((start - t0) * 48) + 480
-        b = a + int(turn.get("played_ms", 0) * 48) - 960
+        b = int((start - t0) * 48) + int(turn["played_ms"] * 48) - 960
         seg = pcm[a:b]
         if seg.size == 0:
             continue

@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python benchmarks/stt_wer.py [--data-dir DIR ...] [--verbose] [--lw 9.5]``
 
 For every record the caller's lines are synthesized exactly as the scripted caller does
-(:meth:`hydralab.caller.Caller._prepare`: eSpeak NG ``CALLER_VOICE`` at 8 kHz, line noise,
+(:func:`hydralab.caller_core.prepare_audio`: eSpeak NG ``CALLER_VOICE`` at 8 kHz, line noise,
 quiet head/tail frames trimmed, μ-law) and transcribed by :class:`LocalTranscriber` built from
 the record's agent text (``runner._domain_text``: instructions and tool names, never the lines):
 
@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hydralab.audio import StreamResampler, ulaw_decode  # noqa: E402
-from hydralab.caller import Caller  # noqa: E402
+from hydralab.caller_core import CallerConfig, prepare_audio  # noqa: E402
 from hydralab.records import list_records, load_record  # noqa: E402
 from hydralab.runner import _domain_text  # noqa: E402
 from hydralab.script import Script, script_from_record  # noqa: E402
@@ -45,10 +45,12 @@ PREROLL_FRAMES = 10  # the bridge's 200 ms
 
 def phone_utterances(script: Script) -> list[np.ndarray]:
     """16 kHz PCM as the bridge buffers it for each user line."""
-    utterances, noise = Caller(script, url="ws://unused")._prepare()
+    config = CallerConfig()
+    synth = Synthesizer(voice=config.voice, rate_wpm=config.rate_wpm)
+    audio = prepare_audio(script, config=config, synthesizer=synth)
     out = []
-    for utt in utterances:
-        pcm8 = ulaw_decode(b"".join(noise[:PREROLL_FRAMES] + list(utt.frames)))
+    for utt in audio.utterances:
+        pcm8 = ulaw_decode(b"".join(audio.noise_frames[:PREROLL_FRAMES] + utt.frames))
         up = StreamResampler(8000, out_rate_hz=16000)
         out.append(
             np.concatenate([up.process(pcm8[i : i + 160]) for i in range(0, len(pcm8), 160)])
@@ -66,7 +68,7 @@ def clean_utterances(script: Script) -> list[np.ndarray]:
 
 
 async def measure(data_dir: Path | None, *, lw: float | None, verbose: bool) -> None:
-    label = str(data_dir) if data_dir else "hydralab data/"
+    label = str(data_dir) if data_dir else "hydralab's own records"
     pairs: dict[str, list[tuple[str, str | None]]] = {"clean": [], "phone": []}
     stt_ms: list[float] = []
     for rid in list_records(data_dir):

@@ -39,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hydralab.audio import read_wav, resample
+from hydralab.latency import latency_stats
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,7 +60,6 @@ __all__ = [
     "load_batch",
     "load_run",
     "load_transcript",
-    "load_turns",
     "plot_latency_box",
     "plot_latency_ecdf",
     "plot_latency_hist",
@@ -409,6 +409,7 @@ def _conversation_tables(
     scores = _read_json(d / "scores.json", {}) or {}
     result = _read_json(d / "result.json", {}) or {}
     mr_vals = [t["model_response_ms"] for t in a_turns if t.get("model_response_ms") is not None]
+    mr_st = latency_stats(mr_vals)
     usage_tot: dict[str, int] = {}
     for t in a_turns:
         for k, v in (t.get("usage") or {}).items():
@@ -431,11 +432,8 @@ def _conversation_tables(
         "output_tokens": usage_tot.get("output_tokens", 0),
         "total_tokens": usage_tot.get("total_tokens", 0),
         "model_response_n": len(mr_vals),
-        **{
-            f"model_response_p{p}_ms": float(np.percentile(mr_vals, p)) if mr_vals else np.nan
-            for p in PERCENTILES
-        },
-        "model_response_max_ms": max(mr_vals) if mr_vals else np.nan,
+        **{f"model_response_p{p}_ms": mr_st.get(f"p{p}_ms", np.nan) for p in PERCENTILES},
+        "model_response_max_ms": mr_st.get("max_ms", np.nan),
         "run_dir": str(d),
     }
     ids = {k: meta.get(k) for k in ("conversation", "trial")}
@@ -549,16 +547,16 @@ def latency_table(
     groups.append(("all", df[metric]))
     rows = []
     for name, v in groups:
-        a = np.asarray(v, dtype=float)
-        if a.size == 0:
+        st = latency_stats(np.asarray(v, dtype=float))
+        if not st["n"]:
             continue
         rows.append(
             {
                 by or "group": name,
-                "n": int(a.size),
-                **{f"p{p}_ms": float(np.percentile(a, p)) for p in PERCENTILES},
-                "max_ms": float(a.max()),
-                "mean_ms": float(a.mean()),
+                "n": st["n"],
+                **{f"p{p}_ms": st[f"p{p}_ms"] for p in PERCENTILES},
+                "max_ms": st["max_ms"],
+                "mean_ms": st["mean_ms"],
             }
         )
     return pd.DataFrame(rows).set_index(by or "group") if rows else pd.DataFrame()
@@ -1099,17 +1097,6 @@ def load_transcript(run: Any) -> pd.DataFrame:
             text = str(v)
         rows.append({"t_s": (int(e["timestamp"]) - t0) / 1000.0, "who": kind, "text": text})
     return pd.DataFrame(rows, columns=["t_s", "who", "text"])
-
-
-def load_turns(run: Any) -> pd.DataFrame:
-    """One row per assistant turn: type, status, tools, ``model_response`` latency and anchor."""
-    import pandas as pd
-
-    turns = _read_json(_dir(run) / "run.json", {})["turns"]
-    cols = ["index", "kind", "status", "model_response_ms", "latency_reason", "tools", "text"]
-    return pd.DataFrame([{c: t.get(c) for c in cols} for t in turns], columns=cols).set_index(
-        "index"
-    )
 
 
 def plot_turn_latency(run: Any, *, ax: Axes | None = None) -> Axes:

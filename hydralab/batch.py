@@ -34,10 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hydralab.aio import run_sync
 from hydralab.caller import CallerConfig
 from hydralab.emulator import EmulatorConfig
 from hydralab.records import DEFAULT_RECORD_ID, Record
-from hydralab.runner import ModelName, RunResult, _run_sync, resolve_hydra_url, run_record
+from hydralab.runner import ModelName, RunResult, resolve_hydra_url, run_record
 from hydralab.secrets import get_api_key, redact
 
 __all__ = ["MANIFEST", "BatchResult", "Conversation", "run_batch", "run_batch_sync"]
@@ -217,7 +218,7 @@ async def run_batch(
     finished = FINISHED[:1] if retry_failed else FINISHED
     todo = [c for c in convs if c.status not in finished]
     get_api_key(run_kwargs.get("api_key"))  # known to redact() here too
-    emu = emulator_config or EmulatorConfig()
+    emu = emulator_config or EmulatorConfig.live()
     cal = caller_config or CallerConfig()
     emu_seed = emu.seed if seed is None else seed
     cal_seed = cal.seed if seed is None else seed
@@ -279,7 +280,7 @@ async def run_batch(
             )
             try:
                 if processes:
-                    out = await _in_process(by_id[c.record_id], kwargs)
+                    out = await _run_in_subprocess(by_id[c.record_id], kwargs)
                 else:
                     out = _outcome(await run_record(by_id[c.record_id], **kwargs))
             except Exception as exc:  # one conversation failing never stops the batch
@@ -357,7 +358,8 @@ def _conversation(record: str | Record | None, kwargs: dict[str, Any]) -> dict[s
         return {"exception": redact(f"{type(exc).__name__}: {exc}")}
 
 
-async def _in_process(record: str | Record | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+async def _run_in_subprocess(record: str | Record | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Run :func:`_conversation` in a fresh child process and await its outcome."""
     # spawn, not fork: the parent may be a Jupyter kernel with threads; one process per call
     # so a crash (or a stuck native library) takes only its own conversation down.
     pool = concurrent.futures.ProcessPoolExecutor(
@@ -381,4 +383,4 @@ def run_batch_sync(
     records: Sequence[str | Record] | str | None = None, **kwargs: Any
 ) -> BatchResult:
     """Blocking :func:`run_batch`; works in scripts and inside Jupyter alike."""
-    return _run_sync(run_batch(records, **kwargs))
+    return run_sync(run_batch(records, **kwargs))

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import random
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -29,16 +28,14 @@ import numpy.typing as npt
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from hydralab.audio import AUDIBLE_DBFS, StreamResampler, Timeline, ulaw_decode, ulaw_encode
+from hydralab.audio import StreamResampler, Timeline, ulaw_decode, ulaw_encode
 from hydralab.client import (
-    HydraAuthError,
     HydraClient,
     HydraConfig,
-    HydraConnectionError,
     HydraError,
-    HydraServerFullError,
 )
 from hydralab.clock import Clock
+from hydralab.latency import compute_v2v
 from hydralab.playout import PlayoutPlacer
 from hydralab.protocol import twilio as tw
 from hydralab.protocol.budget import configure_bytes
@@ -59,12 +56,14 @@ from hydralab.protocol.hydra import (
     UnknownEvent,
     decode_pcm16,
 )
+from hydralab.reconnect import ReconnectPolicy
 from hydralab.rundir import RunWriter
 from hydralab.secrets import Secret, redact
 from hydralab.speech.stt import ERROR_CANCELLED, Transcriber, Transcript
 from hydralab.toolpolicy import ToolPolicy
 from hydralab.tools import ToolExecutor
 from hydralab.turns import AssistantTurn, BargeIn, TurnComplete, TurnTracker, dumps_result
+from hydralab.uplink import Uplink
 
 __all__ = ["Bridge", "BridgeConfig", "BridgeSession"]
 
@@ -151,14 +150,13 @@ class BridgeSession:
         self.reconnects = 0
         self.stt_failures: list[dict[str, Any]] = []
         # caller → model
-        self._up16 = StreamResampler(8000, out_rate_hz=16000)
-        self._up48 = StreamResampler(8000, out_rate_hz=48000)
-        self._send16 = np.zeros(0, dtype=np.int16)
-        self._last_forward_ns = self.clock.now_ns()
-        self._preroll: deque[npt.NDArray[np.int16]] = deque(
-            maxlen=max(1, int(config.preroll_ms // 20))
+        self.uplink = Uplink(
+            timeline=self.timeline,
+            wire=self.wire,
+            preroll_ms=config.preroll_ms,
+            silence_fill_after_ms=config.silence_fill_after_ms,
+            start_ns=self.clock.now_ns(),
         )
-        self._utt: list[npt.NDArray[np.int16]] | None = None
         self._send_lock = asyncio.Lock()
         # model → caller
         self._down8: StreamResampler | None = None
@@ -177,6 +175,11 @@ class BridgeSession:
         # tools
         self._tool_tasks: set[asyncio.Task[None]] = set()
         self.tool_policy = ToolPolicy(settle_ms=config.tool_settle_ms)
+        self.reconnect_policy = ReconnectPolicy(
+            backoff_s=config.connect_backoff_s,
+            max_reconnects=config.max_reconnects,
+            close_codes=config.reconnect_close_codes,
+        )
         self._tool_timer: asyncio.Task[None] | None = None
         self._creating = False
         self._narration_for: int | None = None  # turn whose narration was requested
@@ -189,7 +192,6 @@ class BridgeSession:
         self._ws: ServerConnection | None = None
         self._model_up = asyncio.Event()
         self._audio_open: str | None = None  # response with deltas but no output_audio.done
-        self.dropped_input_ms = 0.0
         self.connect_attempts = 0
         self._audio_responses: set[str] = set()
         self.silent_responses = 0  # completed speaking responses that carried no audio at all
@@ -287,8 +289,7 @@ class BridgeSession:
 
     async def _connect_with_backoff(self, *, initial: bool = True) -> None:
         """Connect (a new session each attempt); retry capacity/transport failures with jitter."""
-        delays = self.config.connect_backoff_s
-        for attempt in range(len(delays) + 1):
+        for attempt in range(len(self.reconnect_policy.backoff_s) + 1):
             client = (
                 self.client
                 if initial and attempt == 0
@@ -300,9 +301,9 @@ class BridgeSession:
             try:
                 await client.connect()
             except HydraError as exc:
-                if not _retryable(exc) or attempt == len(delays):
+                delay = self.reconnect_policy.connect_delay_s(exc, attempt=attempt)
+                if delay is None:
                     raise
-                delay = delays[attempt] * random.uniform(0.5, 1.5)
                 self._log_bridge(
                     "model_connect_retry",
                     {"attempt": attempt + 1, "error": str(exc), "delay_s": round(delay, 3)},
@@ -371,68 +372,46 @@ class BridgeSession:
             pass
         finally:
             self._log_bridge("caller_media_frames", {"count": n_media})
-            if self._utt is not None:
+            if self.uplink.in_utterance:
                 self._stop_utterance(self.clock.now_ns(), None)
             self._end("caller_disconnected")
 
     async def _on_caller_audio(self, payload: bytes, t_ns: int) -> None:
-        pcm8 = ulaw_decode(payload)
-        if pcm8.size == 0:
-            return
-        # The 48 kHz copy lags the wire by the resampler's delay: place it where the wire has it.
-        shift_ns = round(self._up48.delay_ms * 1e6)
-        self.timeline.append_user(self._up48.process(pcm8), t_ns=t_ns - shift_ns)
-        self.wire.append_user(pcm8, t_ns=t_ns)
-        await self._forward(self._up16.process(pcm8), t_ns)
+        await self._send_input(self.uplink.caller_audio(payload, t_ns))
 
-    async def _forward(self, pcm16: npt.NDArray[np.int16], t_ns: int) -> None:
-        self._last_forward_ns = t_ns
-        self._preroll.append(pcm16)
-        if self._utt is not None:
-            self._utt.append(pcm16)
-        await self._send_input(pcm16)
-
-    async def _send_input(self, pcm16: npt.NDArray[np.int16]) -> None:
-        """Queue 16 kHz input and send it in 20 ms frames; dropped (and counted) while the
-        model is reconnecting."""
-        if not self._model_up.is_set():
-            self.dropped_input_ms += pcm16.size / 16.0
-            self._send16 = np.zeros(0, dtype=np.int16)
-            return
-        self._send16 = np.concatenate([self._send16, pcm16])
-        while self._send16.size >= _F16 and not self._stop.is_set():
-            chunk, self._send16 = self._send16[:_F16], self._send16[_F16:]
+    async def _send_input(self, frames: list[npt.NDArray[np.int16]]) -> None:
+        """Send 20 ms 16 kHz frames; dropped (and counted) while the model is reconnecting."""
+        for k, chunk in enumerate(frames):
+            if self._stop.is_set():
+                return
+            if not self._model_up.is_set():
+                self.uplink.dropped(frames[k:])
+                return
             try:
                 async with self._send_lock:
                     await self.client.send_audio(chunk)
             except HydraError:
                 self._model_up.clear()
-                self.dropped_input_ms += chunk.size / 16.0
+                self.uplink.dropped(frames[k:])
                 return
 
     async def _silence_fill(self) -> None:
-        silence8 = np.zeros(_F8, dtype=np.int16)
-        gap_ns = int(self.config.silence_fill_after_ms * 1e6)
         while not self._stop.is_set():
             await asyncio.sleep(0.02)
-            now = self.clock.now_ns()
-            if now - self._last_forward_ns >= gap_ns and not self._stop.is_set():
-                pcm16 = self._up16.process(silence8)
-                self._last_forward_ns = now - gap_ns + 20_000_000
-                await self._send_input(pcm16)
+            if not self._stop.is_set():
+                await self._send_input(self.uplink.silence_due(self.clock.now_ns()))
 
     def _start_utterance(self, t_ns: int, timestamp_ms: int | None) -> None:
-        if self._utt is not None:
+        if self.uplink.in_utterance:
             self._stop_utterance(t_ns, None)
         self.tracker.user_speech_start(t_ns, timestamp_ms=timestamp_ms)
-        self._utt = list(self._preroll)
+        self.uplink.start_utterance()
 
     def _stop_utterance(self, t_ns: int, timestamp_ms: int | None) -> None:
         u = self.tracker.user_speech_stop(t_ns, timestamp_ms=timestamp_ms)
-        chunks, self._utt = self._utt or [], None
+        pcm = self.uplink.stop_utterance()
         if u is None:
             return
-        pcm = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
         self._spawn_stt(self._transcribe(u.index, pcm))
 
     def _spawn_stt(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -528,11 +507,10 @@ class BridgeSession:
             if self._stop.is_set():
                 return
             code = self.client.close_code
-            retry = code in self.config.reconnect_close_codes or self._last_error_code in (
-                "internal_error",
-                "server_full",
+            retry = self.reconnect_policy.should_reconnect(
+                close_code=code, last_error_code=self._last_error_code, reconnects=self.reconnects
             )
-            if not retry or self.reconnects >= self.config.max_reconnects:
+            if not retry:
                 self._log_bridge("model_closed", {"close_code": code})
                 self._end("model_disconnected")
                 return
@@ -915,35 +893,8 @@ class BridgeSession:
 
     # ------------------------------------------------------------------ outputs
     def compute_v2v(self) -> None:
-        """``v2v`` per turn, read off the wire timeline (the 8 kHz μ-law the caller sent and
-        heard, on the session clock): the caller's last audible sample before the turn → the
-        turn's first audible sample as played. No resampler sits between these samples and the
-        caller, so no filter delay needs compensating."""
-        tl = self.wire
-        sr = tl.sample_rate_hz
-        prev_end = 0
-        for turn in self.tracker.turns:
-            if turn.first_played_t_ns is None:
-                turn.v2v_reason = "never_played"
-                continue
-            start = max(0, tl.index_of(turn.first_played_t_ns) - sr // 100)
-            end = tl.index_of(turn.last_played_t_ns or turn.first_played_t_ns) + sr // 50
-            onset = tl.first_onset(
-                "assistant", start_index=start, end_index=end, rms_threshold_dbfs=AUDIBLE_DBFS
-            )
-            if turn.kind == "greeting":
-                turn.v2v_reason = "greeting"
-            elif onset is None:
-                turn.v2v_reason = "no_audible_assistant_audio"
-            else:
-                offset = tl.last_offset(
-                    "user", end_index=onset, start_index=prev_end, rms_threshold_dbfs=AUDIBLE_DBFS
-                )
-                if offset is None:
-                    turn.v2v_reason = "no_audible_caller_speech"
-                else:
-                    turn.v2v_ms = round((onset - offset) * 1000.0 / sr, 3)
-            prev_end = max(prev_end, end)
+        """``v2v`` per turn, read off the wire timeline (:func:`hydralab.latency.compute_v2v`)."""
+        compute_v2v(self.wire, self.tracker.turns)
 
     def finalize(self) -> None:
         """Write every file of the run directory; safe on any exit path."""
@@ -1007,19 +958,11 @@ class BridgeSession:
             "muted_responses": self.muted_responses,
             "dropped_deltas_after_barge_in": self.dropped_deltas,
             "rejected_model_frames": self.rejected_model_frames + self.client.stats.rejected_in,
-            "dropped_input_ms": self.dropped_input_ms,
+            "dropped_input_ms": self.uplink.dropped_ms,
             "silent_responses": self.silent_responses,
             "no_audio_warning": self.no_audio_warning,
             "duration_s": ((self.ended_ns or self.clock.now_ns()) - self.started_ns) / 1e9,
         }
-
-
-def _retryable(exc: HydraError) -> bool:
-    """Capacity (``server_full`` / 1013) and transport failures are worth another attempt;
-    auth, a rejected voice and other handshake ``error``s are not."""
-    return isinstance(exc, HydraServerFullError | HydraConnectionError) and not isinstance(
-        exc, HydraAuthError
-    )
 
 
 class Bridge:

@@ -1,4 +1,4 @@
-"""``HydraClient``: the asyncio shell around one Hydra WebSocket session (design §2, §5).
+"""``HydraClient``: the asyncio shell around one Hydra WebSocket session.
 
 Handshake: loop until ``session.configured`` — a ``warning`` is tolerated, an ``error`` fails fast
 (``server_full`` or a close 1013 as :class:`HydraServerFullError`: back off and retry), a
@@ -11,8 +11,8 @@ The output sample rate is read from ``session.configured``. After the handshake 
 The model and voice are checked against the per-model rosters (:data:`VOICES`) before
 connecting. The API key is taken from ``SMALLEST_API_KEY`` (or passed in as a
 :class:`~hydralab.secrets.Secret`) and never appears in logs, exceptions or the frame log; with
-``HydraConfig(use_token=True)`` it is exchanged for a short-lived token first (hydra-protocol.md
-§A.1, §E item 1) so that only the token is ever put in a URL.
+``HydraConfig(use_token=True)`` it is exchanged for a short-lived token first (docs/hydra-facts.md,
+"Connection and authentication") so that only the token is ever put in a URL.
 """
 
 from __future__ import annotations
@@ -50,8 +50,6 @@ from hydralab.protocol.hydra import (
 )
 from hydralab.secrets import Secret, get_api_key, install_log_redaction, redact
 
-install_log_redaction()
-
 __all__ = [
     "DEFAULT_VOICES",
     "HYDRA_URL",
@@ -75,7 +73,7 @@ __all__ = [
 
 HYDRA_URL = "wss://api.smallest.ai/waves/v1/s2s"
 TOKEN_URL = "https://api.smallest.ai/waves/v1/auth/token"
-"""Short-lived token endpoint (hydra-protocol.md §A.1): ``POST`` with ``Authorization: Bearer
+"""Short-lived token endpoint (docs/hydra-facts.md): ``POST`` with ``Authorization: Bearer
 <key>`` and ``{"ttl_seconds": n}`` -> ``{"access_token": ...}``, accepted as ``api_key``."""
 TOKEN_TTL_RANGE_S = (30, 900)
 """Allowed ``ttl_seconds`` of a token, inclusive."""
@@ -158,7 +156,7 @@ class HydraVoiceError(HydraHandshakeError):
 class HydraServerFullError(HydraHandshakeError):
     """Hydra is at capacity: ``error`` ``server_full`` and/or close 1013 during the handshake.
 
-    Retryable: back off with jitter and connect again (hydra-protocol.md §A.8).
+    Retryable: back off with jitter and connect again (docs/hydra-facts.md).
 
     Attributes:
         close_code: The close code received (1013 normally; ``None`` if the socket was still
@@ -269,6 +267,7 @@ class HydraClient:
         frame_logger: FrameLogger | None = None,
         now_ns: Callable[[], int] = time.monotonic_ns,
     ) -> None:
+        install_log_redaction()  # idempotent: websockets' DEBUG lines carry the URL's key
         self.config = config
         self._key = get_api_key(api_key)
         self._token: Secret | None = None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
+from hydralab.latency import latency_stats
 
 __all__ = ["PlayoutPlacer", "PlayoutStats"]
 
@@ -34,13 +34,13 @@ class PlayoutStats:
     dropped_after_clear: int = 0  # frames held or queued when the caller was cleared
 
     def to_dict(self) -> dict[str, float | int]:
-        lat = np.asarray(self.lateness_ms, dtype=float)
+        lat = latency_stats(self.lateness_ms)
         return {
             "frames": self.frames,
             "late_frames": self.late_frames,
-            "lateness_p50_ms": round(float(np.percentile(lat, 50)), 3) if lat.size else 0.0,
-            "lateness_p99_ms": round(float(np.percentile(lat, 99)), 3) if lat.size else 0.0,
-            "lateness_max_ms": round(float(lat.max()), 3) if lat.size else 0.0,
+            "lateness_p50_ms": round(lat.get("p50_ms", 0.0), 3),
+            "lateness_p99_ms": round(lat.get("p99_ms", 0.0), 3),
+            "lateness_max_ms": round(lat.get("max_ms", 0.0), 3),
             "underruns": self.underruns,
             "underrun_ms": round(self.underrun_ms, 3),
             "max_lead_ms": round(self.max_lead_ms, 3),

@@ -64,8 +64,6 @@ from hydralab.protocol.hydra import (
 )
 from hydralab.secrets import Secret, get_api_key, install_log_redaction, redact, redact_obj
 
-install_log_redaction()
-
 RETIRED_VOICE = "wren"
 """A name from the original release's roster (Hydra model card, docs commit ``6afc848d``)."""
 
@@ -583,6 +581,7 @@ class _Result:
 
 class _Probe:
     def __init__(self, config: ProbeConfig, key: Secret, log: Callable[[str], None]) -> None:
+        install_log_redaction()  # idempotent: websockets' DEBUG lines carry the URL's key
         self.cfg = config
         self.key = key
         self.log = log

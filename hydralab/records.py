@@ -2,7 +2,7 @@
 
 Two directory layouts are understood:
 
-- hydralab's own (``data/`` in this repository)::
+- hydralab's own (``hydralab/data/``, shipped inside the package)::
 
     <data_dir>/<domain>/<domain>_dataset.json          JSON list of records (or .jsonl)
     <data_dir>/<domain>/<domain>_scenarios/<id>.json   initial scenario DB per record
@@ -32,6 +32,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,19 @@ __all__ = [
 ]
 
 DEFAULT_RECORD_ID = "HL-AIR-001"
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+
+
+def _package_data_dir() -> Path:
+    """hydralab's own records: the ``data`` folder inside the installed ``hydralab`` package.
+
+    Found with :mod:`importlib.resources`, so it is the same folder from a wheel and from an
+    editable checkout; hydralab is never imported from a zip, so it is a real directory.
+    """
+    folder = resources.files("hydralab").joinpath("data")
+    return folder if isinstance(folder, Path) else Path(str(folder))
+
+
+DEFAULT_DATA_DIR = _package_data_dir()
 
 # The libyaml loader is ~10x faster; both are "safe" loaders.
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -141,7 +154,7 @@ class Record:
         user_config: Resolved ``user_config`` (persona, gender).
         starting_utterance: The caller's first line for ``language``.
         source: Dataset file the record came from.
-        data_dir: The data directory (hydralab ``data/`` or the EVA root) it was loaded from.
+        data_dir: The data directory (hydralab's own or the EVA root) it was loaded from.
         prompt_template: EVA's ``realtime_agent.system_prompt`` template (with ``{datetime}``,
             ``{agent_personality}``, ``{agent_instructions}``) when the data directory has
             ``configs/prompts/simulation.yaml``; ``None`` means hydralab's built-in template.
@@ -394,7 +407,7 @@ def _pick_domains(data_dir: Path, domain: str | None) -> list[_DomainFiles]:
 
 
 def list_records(data_dir: Path | str | None = None, *, domain: str | None = None) -> list[str]:
-    """Record ids available under ``data_dir`` (default: the repository's ``data/``)."""
+    """Record ids available under ``data_dir`` (default: :data:`DEFAULT_DATA_DIR`)."""
     root = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
     ids: list[str] = []
     for files in _pick_domains(root, domain):
@@ -529,7 +542,7 @@ def load_record(
 
     Args:
         record_id: Record id; ``None`` means :data:`DEFAULT_RECORD_ID`.
-        data_dir: hydralab data dir or EVA checkout; default the repository's ``data/``.
+        data_dir: hydralab data dir or EVA checkout; default :data:`DEFAULT_DATA_DIR`.
         language: Language whose culture overrides and greeting are used.
         domain: Only look in this domain (default: every domain found).
 
@@ -627,7 +640,8 @@ def record_meta(record: Record) -> dict[str, Any]:
 
 
 def eva_run_config(record: Record, *, model: str) -> dict[str, Any]:
-    """The run-level ``config.json`` EVA's metrics runner reads (EVA-format docs §5.10).
+    """The run-level ``config.json`` EVA's metrics runner reads (docs/hydra-facts.md, "EVA
+    formats and scoring rules").
 
     ``model.s2s`` selects EVA's speech-to-speech pipeline type; ``hydralab.model`` says whether
     the emulator or the real Hydra answered.

@@ -91,8 +91,6 @@ from websockets.http11 import Request, Response
 
 from hydralab.secrets import Secret, get_api_key, install_log_redaction, redact
 
-install_log_redaction()
-
 __all__ = [
     "DEFAULT_PATH",
     "FIXTURE_KIND",
@@ -900,6 +898,7 @@ class ReplayServer:
         min_speech_ms: float = 60.0,
         step_timeout_ms: float | None = None,
     ) -> None:
+        install_log_redaction()  # idempotent: websockets' DEBUG lines carry the URL's key
         self.scripts = _scripts(script, time_scale=time_scale)
         self.port = port
         self.path = path

@@ -1,16 +1,19 @@
-"""The run directory (design §6): EVA-compatible files plus hydralab's own.
+"""The run directory: EVA-compatible files plus hydralab's own.
 
 ``events.jsonl`` is appended and flushed line by line while the call runs, so a crash leaves a
-valid partial log; everything else is written by :meth:`RunWriter.finalize`, which the bridge
-calls on every exit path. Every JSON write is atomic (temp file + rename) and passes through
-:func:`hydralab.secrets.redact_obj`, so no API key reaches the disk.
+valid partial log. The other files are written whole: the bridge session's through
+:class:`RunWriter` (``audit_log.json``, ``transcript.jsonl``, the scenario DBs...) when the
+session ends, on any exit path; the runner's (``run.json``, ``result.json``, ``config.json``...)
+through :func:`write_json` / :func:`write_jsonl`. Every JSON write is atomic (temp file +
+rename) and passes through :func:`hydralab.secrets.redact_obj`, so no API key reaches the disk.
+Files are created with mode ``0o644`` less the process umask, which this module neither reads
+nor changes.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -18,10 +21,10 @@ from typing import IO, Any
 
 from hydralab.secrets import redact_obj
 
-__all__ = ["RunWriter", "write_json", "write_jsonl"]
+__all__ = ["FILE_MODE", "RunWriter", "write_json", "write_jsonl"]
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+FILE_MODE = 0o644
+"""Mode of every file written (``os.open`` applies the process umask on top)."""
 
 
 def _dump(obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> str:
@@ -32,14 +35,15 @@ def _dump(obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> str:
 
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # Not tempfile.mkstemp: it creates 0600, and fixing that afterwards needs the umask.
+    tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.chmod(tmp, 0o644 & ~_UMASK)  # mkstemp creates 0600; run files are ordinary files
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -66,8 +70,8 @@ class RunWriter:
         self._epoch_ms = epoch_ms
         self._t0_ns = t0_ns
         self._lock = threading.Lock()
-        self._events: IO[str] | None = open(self.dir / "events.jsonl", "a", encoding="utf-8")  # noqa: SIM115
-        self.n_events = 0
+        fd = os.open(self.dir / "events.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+        self._events: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8")
 
     # ------------------------------------------------------------------ incremental log
     def log(self, src: str, direction: str, frame: dict[str, Any], t_ns: int) -> None:
@@ -84,7 +88,6 @@ class RunWriter:
             if self._events is not None:
                 self._events.write(line)
                 self._events.flush()
-                self.n_events += 1
 
     def hydra_frame(self, direction: str, frame: dict[str, Any], t_ns: int) -> None:
         """``FrameLogger`` for :class:`~hydralab.client.HydraClient`."""

@@ -8,26 +8,27 @@ already running, it runs the call on a private loop in a worker thread: no monke
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
 import os
 import platform
 import secrets as _secrets
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import numpy as np
 
+from hydralab.aio import run_sync
 from hydralab.bridge import Bridge, BridgeConfig, BridgeSession
 from hydralab.caller import Caller, CallerConfig, CallerResult
 from hydralab.client import DEFAULT_VOICES, HYDRA_URL, HydraConfig
 from hydralab.clock import Clock
 from hydralab.emulator import Emulator, EmulatorConfig
+from hydralab.latency import latency_stats
 from hydralab.protocol.budget import (
     CONFIGURE_CEILING_BYTES,
     ConfigureMode,
@@ -63,7 +64,6 @@ HYDRA_URL_ENV = "HYDRA_URL"
 """Environment variable naming the Hydra endpoint for ``model="hydra"`` (below the argument)."""
 
 ModelName = Literal["emulator", "hydra"]
-T = TypeVar("T")
 
 
 @dataclass
@@ -122,19 +122,8 @@ class RunResult:
 
 
 def latency_summary(values: list[float]) -> dict[str, Any]:
-    """n, mean, p50, p90, p95, p99, max in ms (``n=0`` and no stats when empty)."""
-    if not values:
-        return {"n": 0}
-    a = np.asarray(values, dtype=float)
-    return {
-        "n": int(a.size),
-        "mean_ms": float(a.mean()),
-        "p50_ms": float(np.percentile(a, 50)),
-        "p90_ms": float(np.percentile(a, 90)),
-        "p95_ms": float(np.percentile(a, 95)),
-        "p99_ms": float(np.percentile(a, 99)),
-        "max_ms": float(a.max()),
-    }
+    """n, mean, p50, p90, p95, p99, max in ms (:func:`hydralab.latency.latency_stats`)."""
+    return latency_stats(values)
 
 
 def _domain_text(record: Record) -> str:
@@ -297,7 +286,12 @@ async def run_record(
             (EVA's layout), with the run-level ``config.json`` in ``out_dir/run_id/``.
         model: ``"emulator"`` (offline, default) or ``"hydra"`` (needs ``SMALLEST_API_KEY``).
         hydra_model: Hydra model tag for the ``?model=`` query.
+        voice: Voice from the tag's roster; ``None`` = hydralab's per-tag default
+            (:data:`~hydralab.client.DEFAULT_VOICES`), ``"server"`` = send none.
         port: Bridge port on 127.0.0.1 (0 = any free port).
+        emulator_config: The emulator's behaviour (default: the ``live`` profile,
+            :meth:`EmulatorConfig.live`, as the live service behaves; ``EmulatorConfig()`` is
+            the friendlier ``classic`` one).
         transcriber: User-turn STT (and the assistant fallback): a provider name
             (``"local"`` = offline pocketsphinx, ``"smallest"``, ``"openai"``, ``"deepgram"``;
             language from the record), an :class:`~hydralab.speech.stt.SttConfig`, a ready
@@ -352,7 +346,7 @@ async def run_record(
     )
     emulator: Emulator | None = None
     if model == "emulator":
-        emulator = Emulator(script, config=emulator_config or EmulatorConfig())
+        emulator = Emulator(script, config=emulator_config or EmulatorConfig.live())
         url = await emulator.start()
     elif model == "hydra":
         if not key:
@@ -371,9 +365,20 @@ async def run_record(
         w.log("bridge", "-", row, clock.now_ns())
         return w
 
+    # One clock for the whole call: the emulator, the bridge and the caller stamp everything
+    # from it (taken now, after the set-up, so the recordings start with the call).
+    clock = Clock()
+    if emulator is not None:
+        emulator.clock = clock
+
     def session_factory() -> BridgeSession:
         return BridgeSession(
-            bcfg, tools=tools, writer_factory=writer_factory, transcriber=stt, api_key=key
+            bcfg,
+            tools=tools,
+            writer_factory=writer_factory,
+            transcriber=stt,
+            api_key=key,
+            clock=clock,
         )
 
     bridge = Bridge(session_factory)
@@ -381,7 +386,9 @@ async def run_record(
     session: BridgeSession | None = None
     try:
         await bridge.start(port=port)
-        caller = Caller(script, url=bridge.url, config=caller_config or CallerConfig())
+        caller = Caller(
+            script, url=bridge.url, config=caller_config or CallerConfig(), clock=clock
+        )
         caller_result = await caller.run()
         session = await bridge.wait_session(timeout_s=session_timeout_s)
     finally:
@@ -606,16 +613,6 @@ def _pkg_version(name: str) -> str:
         return "unknown"
 
 
-def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    # A loop is already running (Jupyter): run on a private loop in a worker thread.
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hydralab") as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
 def run_record_sync(record: str | Record | None = None, **kwargs: Any) -> RunResult:
     """Blocking :func:`run_record`; works in scripts and inside Jupyter alike."""
-    return _run_sync(run_record(record, **kwargs))
+    return run_sync(run_record(record, **kwargs))

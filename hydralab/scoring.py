@@ -1,6 +1,7 @@
 """Deterministic scoring (no LLM): EVA's DB normalisation, hash, diff and code metrics.
 
-The rules follow EVA's documented behaviour (``docs/eva-format.md`` §5.7, §6.2 and §6.3):
+The rules follow EVA's behaviour (https://github.com/ServiceNow/eva; summarized in
+``docs/hydra-facts.md``, "EVA formats and scoring rules"):
 
 - whole floats become ints (``260.0 -> 260``), ``"none"``/``"null"`` strings become ``None``;
 - lists under :data:`ORDER_INDEPENDENT_LIST_FIELDS` compare as multisets;
@@ -26,6 +27,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from hydralab.latency import latency_stats
 
 __all__ = [
     "EXPECTED_DB_FILE",
@@ -71,7 +74,7 @@ def _canonical(value: Any) -> str:
 
 
 def normalize_db(db: Any) -> Any:
-    """Return a normalised deep copy of a JSON-like value (EVA §5.7 rules).
+    """Return a normalised deep copy of a JSON-like value (EVA's rules, see the module doc).
 
     Args:
         db: Any JSON-compatible value (usually a scenario DB dict).
@@ -434,29 +437,6 @@ def authentication_success(
 # ---------------------------------------------------------------------------------------------
 # Latencies and turn counts from run files
 # ---------------------------------------------------------------------------------------------
-
-
-def latency_stats(values_ms: Iterable[float]) -> dict[str, Any]:
-    """n, mean, p50, p90, p95, p99, max (ms); only ``{"n": 0}`` when there are no values."""
-    values = sorted(float(v) for v in values_ms)
-    if not values:
-        return {"n": 0}
-
-    def pct(q: float) -> float:  # linear interpolation, as numpy.percentile's default
-        pos = (len(values) - 1) * q / 100.0
-        low = math.floor(pos)
-        high = min(low + 1, len(values) - 1)
-        return values[low] + (values[high] - values[low]) * (pos - low)
-
-    return {
-        "n": len(values),
-        "mean_ms": sum(values) / len(values),
-        "p50_ms": pct(50),
-        "p90_ms": pct(90),
-        "p95_ms": pct(95),
-        "p99_ms": pct(99),
-        "max_ms": values[-1],
-    }
 
 
 def model_response_latencies_ms(rows: Iterable[Mapping[str, Any]]) -> list[float]:

@@ -1,4 +1,4 @@
-"""Conversation scripts derived from a record's reference trace (EVA-format docs §8b).
+"""Conversation scripts derived from a record's reference trace (EVA's ``expected_trace``).
 
 A :class:`Script` is what the offline emulator (assistant side) and the scripted caller (user
 side) follow: the user's lines in order, and for each of them the assistant's answer as a
@@ -27,7 +27,7 @@ from hydralab.records import Record
 from hydralab.speech.text import spoken_form
 
 __all__ = [
-    "AssistantTurn",
+    "AssistantSteps",
     "CallTools",
     "Script",
     "Speak",
@@ -71,8 +71,11 @@ Step = Speak | CallTools
 
 
 @dataclass(frozen=True)
-class AssistantTurn:
-    """Everything the assistant does between two user turns."""
+class AssistantSteps:
+    """The scripted assistant's part between two user turns: what it says and calls, in order.
+
+    Not :class:`hydralab.turns.AssistantTurn`, which is a turn as observed and timed in a call.
+    """
 
     steps: tuple[Step, ...]
 
@@ -105,7 +108,7 @@ class Script:
 
     greeting: str
     user_turns: tuple[UserTurn, ...]
-    assistant_turns: tuple[AssistantTurn, ...]
+    assistant_turns: tuple[AssistantSteps, ...]
     record_id: str = ""
     end_reason: str = "goodbye"
     notes: tuple[str, ...] = ()
@@ -114,6 +117,10 @@ class Script:
     def tool_calls(self) -> tuple[ToolCall, ...]:
         """Every tool call of the conversation, in order."""
         return tuple(c for turn in self.assistant_turns for c in turn.tool_calls)
+
+
+AssistantTurn = AssistantSteps
+"""Deprecated alias of :class:`AssistantSteps` (kept for one release; not in ``__all__``)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,8 +386,8 @@ def script_from_trace(
         greeting=greeting,
         user_turns=tuple(UserTurn(text=t, spoken=spoken_form(t)) for t in user_texts),
         assistant_turns=(
-            AssistantTurn((Speak(greeting),)),
-            *(AssistantTurn(tuple(a)) for a in answers),
+            AssistantSteps((Speak(greeting),)),
+            *(AssistantSteps(tuple(a)) for a in answers),
         ),
         record_id=record_id,
         end_reason=end_reason,

@@ -1,4 +1,4 @@
-"""The turn and latency state machine (sans-I/O, design §2 and §4).
+"""The turn and latency state machine (sans-I/O; docs/architecture.md, layer 1).
 
 Fed Hydra events, caller (Twilio) events, tool activity and pacer reports, each with the session
 clock's ``t_ns``, it keeps the conversation's turns and derives EVA-compatible audit entries,
@@ -555,9 +555,6 @@ class TurnTracker:
             turn.stages["response_create_sent"] = t_ns
             turn.tool_wait_ms = wait_ms
             turn.tool_request_reason = reason
-
-    def error(self, t_ns: int, *, code: str, message: str) -> None:
-        self.errors.append({"timestamp": self._ms(t_ns), "code": code, "message": message})
 
     def finish(self, t_ns: int) -> None:
         """End of session: nothing is lost. An open turn is flushed as interrupted; a received

@@ -1,7 +1,7 @@
 """AsyncAPI helpers shared by the tests: payload schemas of ``../shared/reference/hydra-ws.yaml``.
 
 ``$ref``s are inlined, the top level is made strict (``additionalProperties: false``) and only
-the documented extras (hydra-protocol.md §A.3/§A.4) are allowed. Tests that use these skip when
+the extras listed below (``docs/hydra-facts.md``) are allowed. Tests that use these skip when
 the ``../shared`` checkout is absent (:data:`SPEC_PRESENT`).
 """
 
@@ -73,7 +73,7 @@ def validate(schema: dict[str, Any], frame: dict[str, Any]) -> None:
 def server_schemas() -> dict[str, dict[str, Any]]:
     """Payload schema per server->client ``type``, top level made strict.
 
-    Documented extras (hydra-protocol.md §A.4): ``response.output_audio_transcript.delta``,
+    Extras (``docs/hydra-facts.md``): ``response.output_audio_transcript.delta``,
     ``warning``, ``output_audio_sample_rate`` in ``session.configured.session`` (an integer,
     or its decimal string: the emulator's ``rate_announcement="string"`` variant), and
     ``item_id``/``output_index`` on ``response.function_call_arguments.delta``.
@@ -115,7 +115,7 @@ def client_schemas() -> dict[str, dict[str, Any]]:
     """Payload schema per client->server ``type``, strict: no key the spec does not list.
 
     Extras allowed: the negotiated ``output_audio_sample_rate`` in
-    ``session.configure.session`` (hydra-protocol.md §A.5, §E item 5), and a client ``event_id``
+    ``session.configure.session`` (``docs/hydra-facts.md``), and a client ``event_id``
     on every frame — the spec lists it on ``session.configure`` only, the "Errors &
     reconnection" page says to put one on every outbound frame (and its ``invalid_audio``
     example echoes one from an audio frame). The ``item`` of ``conversation.item.create`` and

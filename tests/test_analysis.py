@@ -39,7 +39,6 @@ from hydralab.analysis import (  # noqa: E402
     load_batch,
     load_run,
     load_transcript,
-    load_turns,
     plot_latency_box,
     plot_latency_ecdf,
     plot_latency_hist,
@@ -213,14 +212,11 @@ def test_tool_waterfall_stages_add_up(batch: RunTables) -> None:
     assert debounce.between(150, 400).all()  # the bridge waits ~200 ms for more outputs
 
 
-def test_transcript_and_legacy_turns(run: RunTables) -> None:
+def test_transcript(run: RunTables) -> None:
     tr = load_transcript(RUN)
     assert list(tr.columns) == ["t_s", "who", "text"]
     assert tr["t_s"].is_monotonic_increasing
     assert {"user", "assistant", "tool_call", "tool_response"} <= set(tr["who"])
-    legacy = load_turns(RUN)
-    assert list(legacy.index) == [0, 1, 2, 3]
-    assert legacy.loc[2, "kind"] == "tool"
 
 
 # ---------------------------------------------------------------------------- audio

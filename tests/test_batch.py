@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from needs import PANDAS
 
 from hydralab import batch as batch_mod
 from hydralab.batch import MANIFEST, run_batch, run_batch_sync
@@ -170,6 +171,7 @@ def test_cli_batch(fake: FakeRunner, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main([*argv, "--one-process", "--no-progress", "--concurrency", "4"]) == 0
     out = capsys.readouterr().out
     assert "batch cli: 4 conversations (ok 4)" in out
-    assert "p50_ms" in out and "barged_in" in out  # the latency table of the fixture's turns
+    if PANDAS:  # the latency table of the fixture's turns (printed when pandas is there)
+        assert "p50_ms" in out and "barged_in" in out
     assert fake.max_active == 4
     assert main(["batch", "BOOM", "--out", str(tmp_path), "--one-process", "--no-progress"]) == 1

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from needs import needs_speech
 from websockets.asyncio.client import connect
 
 from hydralab.bridge import Bridge, BridgeConfig, BridgeSession
@@ -17,15 +18,15 @@ from hydralab.emulator import Emulator, EmulatorConfig
 from hydralab.protocol import twilio as tw
 from hydralab.records import load_record
 from hydralab.rundir import RunWriter
-from hydralab.script import AssistantTurn, Script, Speak
+from hydralab.script import AssistantSteps, Script, Speak
 from hydralab.tools import ToolExecutor
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, needs_speech]
 
 SCRIPT = Script(
     greeting="Hi there.",
     user_turns=(),
-    assistant_turns=(AssistantTurn(steps=(Speak("Hi there."),)),),
+    assistant_turns=(AssistantSteps(steps=(Speak("Hi there."),)),),
     record_id="t",
 )
 

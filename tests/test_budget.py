@@ -11,6 +11,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from needs import needs_speech
 
 from hydralab.client import HydraClient, HydraConfig
 from hydralab.emulator import Emulator
@@ -29,7 +30,7 @@ from hydralab.protocol.budget import (
 from hydralab.protocol.hydra import EVENT_ID_LEN, SessionConfigure
 from hydralab.records import build_instructions, load_agent_config, load_record
 from hydralab.runner import run_record
-from hydralab.script import AssistantTurn, Script, Speak
+from hydralab.script import AssistantSteps, Script, Speak
 from hydralab.tools import declarations
 
 EVA_DIR = Path(__file__).parents[1].parent / "shared" / "eva"
@@ -102,9 +103,10 @@ def test_fit_bytes_match_serialization_with_non_ascii() -> None:
         assert r.fits == (r.bytes <= ceiling)
 
 
+@needs_speech
 async def test_client_sends_exactly_the_budgeted_frame() -> None:
     script = Script(
-        greeting="Hi.", user_turns=(), assistant_turns=(AssistantTurn((Speak("Hi."),)),)
+        greeting="Hi.", user_turns=(), assistant_turns=(AssistantSteps((Speak("Hi."),)),)
     )
     r = plan_configure(
         'Be brief — it’s a café 😀.\n\nSay "yes".',
@@ -354,7 +356,7 @@ def test_own_default_record_fits_standard() -> None:
 
 
 def eva_config(domain: str) -> tuple[str, list[dict[str, Any]], str]:
-    """EVA's realtime prompt (eva-format.md §3.2, airline's first record date), tools, steer."""
+    """EVA's realtime prompt (rendered with airline's first record date), tools, steer."""
     prompts = yaml.safe_load((EVA_DIR / "configs/prompts/simulation.yaml").read_text("utf-8"))
     agent = load_agent_config(EVA_DIR / f"configs/agents/{domain}_agent.yaml")
     date = "2026-03-17 10:45 CST"

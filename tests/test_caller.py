@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
+from needs import needs_speech
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -29,7 +30,7 @@ from hydralab.protocol.twilio import (
     media_frame,
     parse_twilio,
 )
-from hydralab.script import AssistantTurn, Script, Speak, UserTurn
+from hydralab.script import AssistantSteps, Script, Speak, UserTurn
 from hydralab.speech.tts import Synthesizer
 
 SR = 8000
@@ -45,9 +46,9 @@ SCRIPT = Script(
         UserTurn(text="Thanks, bye.", spoken="Thanks, bye."),
     ),
     assistant_turns=(
-        AssistantTurn((Speak("Hello, how can I help?"),)),
-        AssistantTurn((Speak("Sure, one moment."),)),
-        AssistantTurn((Speak("Goodbye."),)),
+        AssistantSteps((Speak("Hello, how can I help?"),)),
+        AssistantSteps((Speak("Sure, one moment."),)),
+        AssistantSteps((Speak("Goodbye."),)),
     ),
 )
 
@@ -424,12 +425,12 @@ async def test_barge_in() -> None:
     _check_events_shape(result)
 
 
-@pytest.mark.skipif(not Synthesizer.available(), reason="needs the 'speech' extra (eSpeak NG)")
+@needs_speech
 async def test_espeak_caller_voice() -> None:
     script = Script(
         greeting="Hi.",
         user_turns=(UserTurn(text="Hello there.", spoken="Hello there."),),
-        assistant_turns=(AssistantTurn((Speak("Hi."),)), AssistantTurn((Speak("Bye."),))),
+        assistant_turns=(AssistantSteps((Speak("Hi."),)), AssistantSteps((Speak("Bye."),))),
     )
     bridge = FakeBridge(reply_frames=10)
     result = await _run(bridge, script=script, synthesizer=Synthesizer())

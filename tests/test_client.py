@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from asyncapi import SKIP_REASON, SPEC_PRESENT, client_schemas, validate
+from needs import needs_speech
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
@@ -27,7 +28,7 @@ from hydralab.client import (
 )
 from hydralab.emulator import Emulator, EmulatorConfig, EmulatorFaults
 from hydralab.protocol import hydra as h
-from hydralab.script import AssistantTurn, CallTools, Script, Speak, ToolCall, UserTurn
+from hydralab.script import AssistantSteps, CallTools, Script, Speak, ToolCall, UserTurn
 from hydralab.speech.tts import AGENT_VOICE, CALLER_VOICE, Synthesizer
 
 KEY = "sk-client-test-0011223344"
@@ -203,8 +204,8 @@ SCRIPT = Script(
     greeting=GREETING,
     user_turns=(UserTurn(USER, USER),),
     assistant_turns=(
-        AssistantTurn((Speak(GREETING),)),
-        AssistantTurn((CallTools((CALL,)), Speak("It is on time."))),
+        AssistantSteps((Speak(GREETING),)),
+        AssistantSteps((CallTools((CALL,)), Speak("It is on time."))),
     ),
 )
 FAST = EmulatorConfig(
@@ -226,6 +227,7 @@ def _emu_cfg(url: str, **kw: Any) -> HydraConfig:
     return HydraConfig(url=url, instructions="Airline agent.", **kw)
 
 
+@needs_speech
 async def test_server_full_is_typed_and_a_retry_connects() -> None:
     faults = EmulatorFaults(server_full_sessions=2)
     async with Emulator(SCRIPT, config=replace(FAST, faults=faults)) as emu:
@@ -269,6 +271,7 @@ async def test_close_1013_without_error_frame_is_server_full() -> None:
         assert not isinstance(info.value, HydraServerFullError)
 
 
+@needs_speech
 async def test_errors_after_the_handshake_pass_through_then_close_1011() -> None:
     faults = EmulatorFaults(internal_error_after_turns=1)
     async with Emulator(SCRIPT, config=replace(FAST, faults=faults)) as emu:
@@ -288,6 +291,7 @@ async def test_errors_after_the_handshake_pass_through_then_close_1011() -> None
         assert client.close_code == 1000
 
 
+@needs_speech
 async def test_24khz_session_reports_rate_and_audio_duration() -> None:
     async with Emulator(SCRIPT, config=replace(FAST, output_rate_hz=24000)) as emu:
         cfg = _emu_cfg(emu.url, output_audio_sample_rate=24000)
@@ -312,6 +316,7 @@ def _caller_16k() -> np.ndarray:
     return np.concatenate([silence[: 16 * 300], pcm, silence]).astype(np.int16)
 
 
+@needs_speech
 @pytest.mark.skipif(not SPEC_PRESENT, reason=SKIP_REASON)
 async def test_every_client_frame_validates_against_asyncapi() -> None:
     sent: list[dict[str, Any]] = []
@@ -351,7 +356,7 @@ async def test_every_client_frame_validates_against_asyncapi() -> None:
     for frame in wire:
         validate(schemas[frame["type"]], frame)
     (item,) = [f["item"] for f in wire if f["type"] == "conversation.item.create"]
-    assert set(item) == {"type", "call_id", "output"}  # no undocumented "role" (§E item 5)
+    assert set(item) == {"type", "call_id", "output"}  # no undocumented "role"
     assert s.flags == []  # and the emulator saw no protocol misbehaviour
 
 

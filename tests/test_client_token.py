@@ -1,5 +1,5 @@
 """Short-lived tokens: the key is POSTed to a (fake) token endpoint on 127.0.0.1 and only the
-token reaches the WebSocket URL (hydra-protocol.md §A.1, §E item 1)."""
+token reaches the WebSocket URL (``docs/hydra-facts.md``, "Connection and authentication")."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any
 
 import pytest
+from needs import needs_speech
 
 from hydralab.client import (
     HydraAuthError,
@@ -20,12 +21,12 @@ from hydralab.client import (
     HydraTokenError,
 )
 from hydralab.emulator import Emulator, EmulatorConfig
-from hydralab.script import AssistantTurn, Script, Speak
+from hydralab.script import AssistantSteps, Script, Speak
 from hydralab.secrets import redact
 
 KEY = "sk-long-lived-key-5566778899"
 TOKEN = "tok-short-lived-aabbccddeeff"
-SCRIPT = Script(greeting="Hi.", user_turns=(), assistant_turns=(AssistantTurn((Speak("Hi."),)),))
+SCRIPT = Script(greeting="Hi.", user_turns=(), assistant_turns=(AssistantSteps((Speak("Hi."),)),))
 
 
 class TokenEndpoint:
@@ -94,6 +95,7 @@ def _cfg(ws_url: str, token_url: str, **kw: Any) -> HydraConfig:
     )
 
 
+@needs_speech
 async def test_only_the_token_reaches_the_url(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     logged: list[dict[str, Any]] = []
@@ -155,6 +157,7 @@ async def test_unreachable_token_endpoint() -> None:
     assert isinstance(i.value, HydraConnectionError) and KEY not in str(i.value)
 
 
+@needs_speech
 async def test_token_refused_at_the_upgrade_is_an_auth_error() -> None:
     async with (
         TokenEndpoint() as ep,

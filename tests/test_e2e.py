@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from needs import needs_speech
 
 from hydralab.audio import read_wav
 from hydralab.emulator import EmulatorConfig
@@ -22,7 +23,7 @@ from hydralab.runner import RunResult, run_record_sync
 from hydralab.scoring import dbs_equal
 from hydralab.script import script_from_record
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, needs_speech]
 
 KEY = "sk-hydralab-test-" + secrets.token_hex(8)
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
+from needs import require_speech
 
 from hydralab.emulator.core import (
     Close,
@@ -29,7 +30,7 @@ from hydralab.protocol.hydra import (
     ResponseCreate,
     SessionConfigure,
 )
-from hydralab.script import AssistantTurn, CallTools, Script, Speak, ToolCall, UserTurn
+from hydralab.script import AssistantSteps, CallTools, Script, Speak, ToolCall, UserTurn
 from hydralab.speech.tts import CALLER_VOICE, Synthesizer
 
 MS = 1_000_000
@@ -49,9 +50,9 @@ SCRIPT = Script(
     greeting=GREETING,
     user_turns=(UserTurn(USER_1, USER_1), UserTurn(USER_2, USER_2)),
     assistant_turns=(
-        AssistantTurn((Speak(GREETING),)),
-        AssistantTurn((CallTools(CALLS), Speak(NARRATION))),
-        AssistantTurn((Speak("You are welcome."), Speak("Goodbye."))),
+        AssistantSteps((Speak(GREETING),)),
+        AssistantSteps((CallTools(CALLS), Speak(NARRATION))),
+        AssistantSteps((Speak("You are welcome."), Speak("Goodbye."))),
     ),
 )
 
@@ -62,6 +63,7 @@ _CACHES: dict[int, SpeechCache] = {}
 def speech_cache(rate_hz: int = 48000) -> SpeechCache:
     """One cache per rate for the whole module (eSpeak output varies by a few samples between
     calls, so audio is compared against the very rendering the session streamed)."""
+    require_speech()
     if rate_hz not in _CACHES:
         _CACHES[rate_hz] = SpeechCache(sample_rate_hz=rate_hz)
         _CACHES[rate_hz].prime(speak_texts(SCRIPT))
@@ -71,6 +73,7 @@ def speech_cache(rate_hz: int = 48000) -> SpeechCache:
 @functools.cache
 def caller_pcm(text: str, lead_ms: int = 600, tail_ms: int = 1500) -> npt.NDArray[np.int16]:
     """Caller speech at 16 kHz with -50 dBFS noise before/after (like a real line)."""
+    require_speech()
     pcm = Synthesizer().synthesize(text, voice=CALLER_VOICE, sample_rate_hz=16000, seed=1)
     rng = np.random.default_rng(7)
     noise = (rng.normal(0, 32768 * 10 ** (-50 / 20), 16 * (lead_ms + tail_ms))).astype(np.int16)
@@ -323,7 +326,7 @@ def test_speech_beyond_script_gets_no_response() -> None:
     short = Script(
         greeting=GREETING,
         user_turns=(UserTurn(USER_2, USER_2),),
-        assistant_turns=(AssistantTurn((Speak(GREETING),)), AssistantTurn((Speak("Goodbye."),))),
+        assistant_turns=(AssistantSteps((Speak(GREETING),)), AssistantSteps((Speak("Goodbye."),))),
     )
     d = make(script=short)
     d.configure()

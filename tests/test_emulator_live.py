@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from asyncapi import SKIP_REASON, SPEC_PRESENT, server_schemas, validate
+from needs import needs_speech
 from test_emulator_core import (
     GREETING,
     MS,
@@ -501,6 +502,7 @@ async def recv_until(ws: Any, wire_type: str, frames: list[dict[str, Any]]) -> d
                 return f
 
 
+@needs_speech
 async def test_exact_path_only_in_live() -> None:
     async with Emulator(SCRIPT, config=FAST_LIVE) as emu:
         assert emu.url == f"ws://127.0.0.1:{emu.port}/waves/v1/s2s"
@@ -522,6 +524,7 @@ async def test_exact_path_only_in_live() -> None:
         assert json.loads(await ws.recv())["type"] == "session.created"
 
 
+@needs_speech
 async def test_voice_error_and_24k_over_the_socket() -> None:
     frames: list[dict[str, Any]] = []
     async with Emulator(SCRIPT, config=FAST_LIVE) as emu:
@@ -563,6 +566,7 @@ async def test_voice_error_and_24k_over_the_socket() -> None:
     check_schema(frames)
 
 
+@needs_speech
 async def test_handshake_delay_over_the_socket() -> None:
     cfg = replace(FAST_LIVE, handshake_delay_ms=(60, 80))
     async with (
@@ -576,6 +580,7 @@ async def test_handshake_delay_over_the_socket() -> None:
         assert 0.055 <= asyncio.get_running_loop().time() - t0 < 1.0
 
 
+@needs_speech
 async def test_reconnect_resumes_only_with_context() -> None:
     """internal_error after the user's first turn; the reconnect carries the context block."""
     faults = EmulatorFaults(internal_error_after_turns=1)
@@ -606,6 +611,7 @@ async def test_reconnect_resumes_only_with_context() -> None:
     check_schema(frames)
 
 
+@needs_speech
 @pytest.mark.skipif(not SPEC_PRESENT, reason=SKIP_REASON)
 async def test_live_frames_validate_against_asyncapi() -> None:
     """Unspaced transcripts, a late tool done, a barge-in tail, a string rate: all valid."""
@@ -634,6 +640,7 @@ async def test_live_frames_validate_against_asyncapi() -> None:
 
 
 # ids must not be "live": conftest skips tests with that keyword (real-endpoint tests).
+@needs_speech
 @pytest.mark.parametrize("profile", ["live", "classic"], ids=["live_profile", "classic_profile"])
 async def test_hydra_client_builds_a_working_url(profile: str) -> None:
     """``HydraClient`` appends ``?model=…&api_key=…`` to ``Emulator.url`` (path included)."""

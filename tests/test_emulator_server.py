@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from asyncapi import SKIP_REASON, SPEC_PRESENT, server_schemas, validate
+from needs import needs_speech
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -33,8 +34,10 @@ from hydralab.protocol.hydra import (
     ResponseCreate,
     SessionConfigure,
 )
-from hydralab.script import AssistantTurn, CallTools, Script, Speak, ToolCall, UserTurn
+from hydralab.script import AssistantSteps, CallTools, Script, Speak, ToolCall, UserTurn
 from hydralab.speech.tts import AGENT_VOICE, CALLER_VOICE, Synthesizer
+
+pytestmark = needs_speech  # every Emulator renders the script's speech when it starts
 
 GREETING = "Hello! Thanks for calling. How can I help you today?"
 USER_1 = "I want to check the status of my flight please."
@@ -44,8 +47,8 @@ SCRIPT = Script(
     greeting=GREETING,
     user_turns=(UserTurn(USER_1, USER_1),),
     assistant_turns=(
-        AssistantTurn((Speak(GREETING),)),
-        AssistantTurn((CallTools((CALL,)), Speak(NARRATION))),
+        AssistantSteps((Speak(GREETING),)),
+        AssistantSteps((CallTools((CALL,)), Speak(NARRATION))),
     ),
 )
 FAST = EmulatorConfig(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from needs import needs_speech
 
 from hydralab.cli import main
 from hydralab.records import build_instructions, load_record
@@ -24,6 +25,7 @@ RECORDS = ("1.1.2", "7.2.8")
 
 pytestmark = [
     pytest.mark.e2e,
+    needs_speech,
     pytest.mark.skipif(not (EVA_DIR / "data").is_dir(), reason="shared EVA data not present"),
 ]
 

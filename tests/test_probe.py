@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from needs import needs_speech
 from websockets.asyncio.server import ServerConnection, serve
 
 from hydralab import cli
@@ -29,7 +30,7 @@ from hydralab.probe import (
     run_probe,
 )
 from hydralab.replay import load_fixture
-from hydralab.script import AssistantTurn, CallTools, Script, Speak, ToolCall, UserTurn
+from hydralab.script import AssistantSteps, CallTools, Script, Speak, ToolCall, UserTurn
 
 CANARY = "sk-canary-probe-7f3a9c1e5d4b"
 NARRATION = (
@@ -40,9 +41,11 @@ SCRIPT = Script(
     greeting="Hello.",
     user_turns=(UserTurn("question", "question"), UserTurn("wait", "wait")),
     assistant_turns=(
-        AssistantTurn((Speak("Hello."),)),
-        AssistantTurn((CallTools((ToolCall("get_weather", {"city": "Paris"}),)), Speak(NARRATION))),
-        AssistantTurn((Speak("Okay, I will wait."),)),
+        AssistantSteps((Speak("Hello."),)),
+        AssistantSteps(
+            (CallTools((ToolCall("get_weather", {"city": "Paris"}),)), Speak(NARRATION))
+        ),
+        AssistantSteps((Speak("Okay, I will wait."),)),
     ),
 )
 CEILING = 3000
@@ -111,6 +114,7 @@ def test_scenario_selection() -> None:
 # ---------------------------------------------------------------- (b) scenarios 1-5 offline
 
 
+@needs_speech
 async def test_probe_against_the_emulator_writes_clean_fixtures(tmp_path: Path) -> None:
     out = tmp_path / "probe"
     lines: list[str] = []
@@ -176,6 +180,7 @@ async def test_probe_against_the_emulator_writes_clean_fixtures(tmp_path: Path) 
 # ---------------------------------------------------------------- (c) the bisection
 
 
+@needs_speech
 async def test_bisection_finds_the_emulator_ceiling(tmp_path: Path) -> None:
     out = tmp_path / "bisect"
     async with Emulator(SCRIPT, config=_emulator_config()) as emu:
@@ -240,6 +245,7 @@ def emulator_thread() -> Iterator[str]:
         loop.close()
 
 
+@needs_speech
 def test_cli_handshake_against_the_emulator(
     emulator_thread: str,
     tmp_path: Path,

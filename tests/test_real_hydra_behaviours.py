@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from needs import needs_speech
 
 from hydralab.audio import read_wav
-from hydralab.bridge import BridgeConfig, _retryable
+from hydralab.bridge import BridgeConfig
 from hydralab.caller import CallerConfig
 from hydralab.client import (
     HydraClient,
@@ -27,11 +28,12 @@ from hydralab.client import (
 )
 from hydralab.emulator import Emulator, EmulatorConfig, EmulatorFaults
 from hydralab.protocol.context import CONTEXT_HEADING
+from hydralab.reconnect import retryable
 from hydralab.replay import Close, Expect, ReplayServer, Send, SendAudio, Sleep, WaitSpeechEnd
 from hydralab.runner import RunResult, run_record_sync
-from hydralab.script import AssistantTurn, CallTools, Script, Speak, ToolCall, UserTurn
+from hydralab.script import AssistantSteps, CallTools, Script, Speak, ToolCall, UserTurn
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, needs_speech]
 
 GREETING = "Hello! Thanks for calling SkyWay. How can I help you today?"
 RES = {"confirmation_number": "HT4KWB", "last_name": "brooks"}
@@ -45,8 +47,8 @@ def _script(users: list[str], answers: list[tuple[Any, ...]]) -> Script:
         greeting=GREETING,
         user_turns=tuple(UserTurn(text=u, spoken=spoken_form(u)) for u in users),
         assistant_turns=(
-            AssistantTurn(steps=(Speak(GREETING),)),
-            *(AssistantTurn(steps=a) for a in answers),
+            AssistantSteps(steps=(Speak(GREETING),)),
+            *(AssistantSteps(steps=a) for a in answers),
         ),
         record_id="HL-AIR-001",
     )
@@ -183,8 +185,8 @@ async def test_omitted_voice_gets_sterling_and_a_foreign_voice_a_clear_error() -
         cfg = HydraConfig(url=emu.url, model="hydra-v1.1", voice="wren", check_voices=False)
         with pytest.raises(HydraVoiceError, match=r"rejected voice 'wren'.*zoe, maya"):
             await HydraClient(cfg, api_key="k").connect()
-    assert not _retryable(HydraVoiceError("x"))
-    assert _retryable(HydraServerFullError("x"))
+    assert not retryable(HydraVoiceError("x"))
+    assert retryable(HydraServerFullError("x"))
 
 
 @pytest.mark.parametrize(

@@ -436,7 +436,7 @@ def test_eva_realtime_prompt_matches_documented_size() -> None:
     assert text.endswith(
         "Begin the conversation by greeting the user with: Hello! How can I help you today?"
     )
-    # eva-format.md §3.3: rendered realtime prompt 11,621 B, + greeting steer 11,705 B
+    # EVA's rendered realtime prompt for airline is 11,621 B; with the greeting steer 11,705 B
     assert len(text.encode()) == 11_705
     assert len(text.encode()) - len(("\n\n" + greeting_steer(rec.greeting)).encode()) == 11_621
 

@@ -1,4 +1,4 @@
-"""DB normalisation, hash, diff, session check, task completion, code metrics (EVA §5.7, §6)."""
+"""DB normalisation, hash, diff, session check, task completion, code metrics (EVA's rules)."""
 
 from __future__ import annotations
 
@@ -261,7 +261,7 @@ def test_hash_ignores_booking_order(bookings: list[dict[str, int]], rnd: Any) ->
     )
 
 
-# --- code metrics: tool_call_validity, authentication_success (EVA §6.2) ----------------------
+# --- code metrics: tool_call_validity, authentication_success (EVA's code metrics) -----------
 
 
 def _resp(name: str, **response: Any) -> dict[str, Any]:

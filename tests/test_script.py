@@ -10,7 +10,7 @@ import pytest
 
 from hydralab.records import list_records, load_record
 from hydralab.script import (
-    AssistantTurn,
+    AssistantSteps,
     CallTools,
     Script,
     Speak,
@@ -65,7 +65,7 @@ def test_default_record_script() -> None:
     assert script.record_id == "HL-AIR-001" and script.end_reason == "goodbye"
     assert script.greeting == record.greeting
     assert len(script.user_turns) == 4 and len(script.assistant_turns) == 5
-    assert script.assistant_turns[0] == AssistantTurn((Speak(record.greeting),))
+    assert script.assistant_turns[0] == AssistantSteps((Speak(record.greeting),))
     assert _shape(script)[1:] == [
         ["Happy to help. May I have your confirmation number and last name?"],
         [
@@ -135,8 +135,8 @@ def test_grouping_rules() -> None:
         UserTurn("Bye.", "Bye."),
     )
     assert script.assistant_turns == (
-        AssistantTurn((Speak("Welcome!"),)),
-        AssistantTurn(
+        AssistantSteps((Speak("Welcome!"),)),
+        AssistantSteps(
             (
                 CallTools((ToolCall("a", {"x": 1}), ToolCall("b", {}))),
                 Speak("First answer."),
@@ -145,15 +145,15 @@ def test_grouping_rules() -> None:
                 Speak("After c."),
             )
         ),
-        AssistantTurn((CallTools((ToolCall("d", {}),)),)),
-        AssistantTurn(()),
+        AssistantSteps((CallTools((ToolCall("d", {}),)),)),
+        AssistantSteps(()),
     )
     assert script.assistant_turns[3].text == ""
 
 
 def test_empty_trace() -> None:
     script = script_from_trace([], greeting="Hi")
-    assert script.user_turns == () and script.assistant_turns == (AssistantTurn((Speak("Hi"),)),)
+    assert script.user_turns == () and script.assistant_turns == (AssistantSteps((Speak("Hi"),)),)
 
 
 @needs_eva

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from hydralab.rundir import RunWriter, write_json
 from hydralab.secrets import Secret, get_api_key, install_log_redaction, redact, redact_obj
 
 
@@ -45,3 +51,40 @@ def test_websockets_debug_logs_are_redacted(caplog: pytest.LogCaptureFixture) ->
     assert "leaky-key-7777" not in caplog.text
     assert "api_key=***" in caplog.text
     assert len(lg.filters) == 1
+
+
+def test_importing_hydralab_has_no_side_effects() -> None:
+    # A fresh interpreter: importing the package neither patches websockets' loggers nor
+    # touches the umask; constructing a client installs the filter (once).
+    code = """
+import logging, os, sys
+def umask():
+    return int(open('/proc/self/status').read().split('Umask:')[1].split()[0], 8)
+os.umask(0o027)
+import hydralab, hydralab.client, hydralab.probe, hydralab.replay, hydralab.rundir
+assert umask() == 0o027, oct(umask())
+names = ("websockets", "websockets.client", "websockets.server")
+assert not any(logging.getLogger(n).filters for n in names)
+from hydralab.client import HydraClient, HydraConfig
+HydraClient(HydraConfig(), api_key="k-123456789")
+HydraClient(HydraConfig(), api_key="k-123456789")
+assert all(len(logging.getLogger(n).filters) == 1 for n in names)
+"""
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("needs /proc to read the umask without changing it")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_run_files_get_ordinary_modes(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        path = write_json(tmp_path / "a" / "x.json", {"k": 1})
+        writer = RunWriter(tmp_path / "b", epoch_ms=lambda t: t // 1_000_000, t0_ns=0)
+        writer.log("bridge", "-", {"type": "x"}, 5)
+        writer.close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "b" / "events.jsonl").stat().st_mode) == 0o644
+    assert not list((tmp_path / "a").glob(".*.tmp"))

@@ -24,6 +24,7 @@ from hydralab.speech.stt import (
     make_transcriber,
 )
 from hydralab.speech.text import normalize_for_wer, spoken_form, wer
+from hydralab.speech.vad import VoiceActivityDetector
 
 # Agent instructions + tool names: the kind of text the emulator builds its LM from.
 DOMAIN_TEXT = """\
@@ -270,7 +271,7 @@ def test_speech_guard(monkeypatch: pytest.MonkeyPatch) -> None:
     # The energy floor on top of webrtcvad: even frames the VAD calls speech (it flags noise
     # onsets) only count above min_voiced_dbfs.
     monkeypatch.setattr(
-        stt.VoiceActivityDetector, "frames", lambda self, pcm: [True] * (len(pcm) // 320)
+        VoiceActivityDetector, "frames", lambda self, pcm: [True] * (len(pcm) // 320)
     )
     quiet = _noise(1.0, -55)
     assert stt.speech_guard(quiet, sample_rate_hz=16000) == ERROR_NO_SPEECH

@@ -1,8 +1,9 @@
 """HTTP transcription providers against a fake server on 127.0.0.1 (no network).
 
-The server answers in each provider's real response shape (hydra-protocol.md §C and the
-providers' public docs), including error bodies, 429 with ``Retry-After``, slow responses and
-malformed JSON, and records every request so the request shapes can be checked too.
+The server answers in each provider's real response shape (``docs/hydra-facts.md``, "Batch
+transcription providers", and the providers' public docs), including error bodies, 429 with
+``Retry-After``, slow responses and malformed JSON, and records every request so the request
+shapes can be checked too.
 """
 
 from __future__ import annotations

@@ -975,7 +975,7 @@ KNOWN_TRACE_DIFFERENCES: dict[tuple[str, str], str] = {
         "trace aliasing"
     ),
     # The 7.2.8 trace predates the current transfer tool, which answers status "success" plus
-    # transfer_id / estimated_wait / message (eva-format.md §8b).
+    # transfer_id / estimated_wait / message.
     ("7.2.8", "transfer_to_agent"): "stale trace",
 }
 

@@ -3,7 +3,7 @@
 Why not ``soxr.ResampleStream`` for the live path: it holds samples back (HQ: 115-175 ms, most
 20 ms chunks come back empty, then a burst), which breaks real-time pacing. Why not stateless
 per-chunk resampling: edge transients at 50 Hz (error only ~28 dB below the signal). See
-``shared/docs/offline-stack.md`` §3 and ``hydra-protocol.md`` §D.
+``docs/hydra-facts.md``, "Resampling".
 
 :class:`StreamResampler` is a rational L/M polyphase FIR (Kaiser-window ``firwin`` prototype)
 that carries its input history across calls, so streaming in any chunking gives the same samples

@@ -1,6 +1,6 @@
 """The session timeline: caller and assistant audio as 48 kHz PCM16 tracks on one clock.
 
-Design §3: a chunk is written at the sample position of its clock time; where nothing was
+A chunk is written at the sample position of its clock time; where nothing was
 written a track holds silence. Caller audio is appended contiguously while frames arrive steadily
 (jitter never inserts silence, cf. EVA #176) and padded to the clock position when the sender
 fell silent (real silence is never collapsed, cf. pipecat #4561). Assistant audio is written by

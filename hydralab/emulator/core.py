@@ -97,9 +97,9 @@ from hydralab.protocol.hydra import (
     encode_pcm16,
     parse_event,
 )
-from hydralab.script import AssistantTurn, CallTools, Script, Speak, Step
+from hydralab.script import AssistantSteps, CallTools, Script, Speak, Step
 from hydralab.secrets import redact_obj
-from hydralab.speech.tts import AGENT_VOICE, Synthesizer, Utterance
+from hydralab.speech.tts import AGENT_VOICE, SynthesizedSpeech, Synthesizer
 from hydralab.speech.vad import SpeechEnd, SpeechSegmenter, SpeechStart
 
 __all__ = [
@@ -195,7 +195,7 @@ _INCOMPLETE_REASONS = frozenset({"max_output_tokens", "content_filter"})
 
 @dataclass(frozen=True)
 class EmulatorFaults:
-    """Hard cases the emulator produces on demand (hydra-protocol.md §A.7–A.9). Defaults: none.
+    """Hard cases the emulator produces on demand (``docs/hydra-facts.md``). Defaults: none.
 
     Turn indices are indices into ``script.assistant_turns`` (0 = the greeting), the same as
     ``GroundTruth.turn_index`` and :meth:`EmulatorSession.turn_truths`. Sessions are counted by
@@ -238,7 +238,7 @@ class EmulatorFaults:
             ``input_audio_buffer.speech_stopped`` (and the user item's ``conversation.item.done``)
             and send it right after the response's first ``response.output_audio.delta`` (after
             the first ``response.function_call_arguments.delta`` of a tool-first response),
-            Hydra's "speech_stopped after generation started" quirk (§A.9). Its
+            Hydra's "speech_stopped after generation started" quirk. Its
             ``audio_end_ms`` is unchanged and the response is still scheduled from the moment
             the end of speech was detected. A barge-in or ``response.cancel`` before that point
             flushes it first.
@@ -569,7 +569,7 @@ class SpeechCache:
         sample_rate_hz: Output rate of the rendered audio.
         voice: eSpeak NG voice.
         seed: Noise seed.
-        synthesize: Replacement renderer ``text -> Utterance`` (tests).
+        synthesize: Replacement renderer ``text -> SynthesizedSpeech`` (tests).
     """
 
     def __init__(
@@ -578,15 +578,15 @@ class SpeechCache:
         sample_rate_hz: int,
         voice: str = AGENT_VOICE,
         seed: int = 0,
-        synthesize: Callable[[str], Utterance] | None = None,
+        synthesize: Callable[[str], SynthesizedSpeech] | None = None,
     ) -> None:
         self.sample_rate_hz = sample_rate_hz
         self.voice = voice
         self.seed = seed
         self._synthesize = synthesize
-        self._cache: dict[str, Utterance] = {}
+        self._cache: dict[str, SynthesizedSpeech] = {}
 
-    def get(self, text: str) -> Utterance:
+    def get(self, text: str) -> SynthesizedSpeech:
         """The rendering of ``text`` at :attr:`sample_rate_hz`."""
         u = self._cache.get(text)
         if u is None:
@@ -1495,7 +1495,7 @@ class EmulatorSession:
         return min(max(v, c.latency_min_ms), c.latency_max_ms)
 
     def _schedule_turn(self, index: int, *, trigger: str, now_ns: int) -> None:
-        at: AssistantTurn = self.script.assistant_turns[index]
+        at: AssistantSteps = self.script.assistant_turns[index]
         turn = _Turn(index=index, steps=tuple(at.steps), trigger=trigger)
         self._turn = turn
         self._schedule_response(turn, now_ns=now_ns)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any
@@ -31,6 +30,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from hydralab.clock import Clock, ClockLike
 from hydralab.emulator.core import (
     DEFAULT_MODEL,
     S2S_PATH,
@@ -84,11 +84,20 @@ class Emulator:
         port: Bound port once started.
         speech: The rendered speech at the default tag's rate (``hydra-v1.1``);
             :meth:`speech_for` has the other rates.
+        clock: The clock every session's ``now_ns`` comes from (the run's one clock; default a
+            new :class:`~hydralab.clock.Clock`).
         sessions: One :class:`EmulatorSession` per accepted connection, with ``log``,
             ``frames_in`` and ``frames_out``.
     """
 
-    def __init__(self, script: Script, *, config: EmulatorConfig | None = None) -> None:
+    def __init__(
+        self,
+        script: Script,
+        *,
+        config: EmulatorConfig | None = None,
+        clock: ClockLike | None = None,
+    ) -> None:
+        self.clock: ClockLike = clock if clock is not None else Clock()
         self.script = script
         self.config = config if config is not None else EmulatorConfig()
         self._speech = {
@@ -195,7 +204,7 @@ class Emulator:
         async def reader() -> None:
             try:
                 async for msg in ws:
-                    emit(session.receive(msg, now_ns=time.monotonic_ns()))
+                    emit(session.receive(msg, now_ns=self.clock.now_ns()))
                     wake.set()
             except ConnectionClosed:
                 pass
@@ -206,12 +215,12 @@ class Emulator:
                 deadline = session.next_deadline_ns()
                 if deadline is None:
                     return
-                delay_s = max(0.0, (deadline - time.monotonic_ns()) / 1e9)
+                delay_s = max(0.0, (deadline - self.clock.now_ns()) / 1e9)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay_s):
                         await wake.wait()
                 wake.clear()
-                emit(session.advance(now_ns=time.monotonic_ns()))
+                emit(session.advance(now_ns=self.clock.now_ns()))
 
         async def writer() -> None:
             while True:
@@ -220,14 +229,14 @@ class Emulator:
                     await ws.close(out.code, out.reason)
                     raise _SessionEnd(f"closed by emulator ({out.code} {out.reason})")
                 assert isinstance(out, Send)
-                t_ns = time.monotonic_ns()
+                t_ns = self.clock.now_ns()
                 try:
                     await ws.send(out.text)
                 except ConnectionClosed:
                     raise _SessionEnd(_close_reason(ws, "client gone during send")) from None
                 session.sent(out, t_ns=t_ns)
 
-        emit(session.open(now_ns=time.monotonic_ns()))
+        emit(session.open(now_ns=self.clock.now_ns()))
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(reader())
@@ -240,7 +249,7 @@ class Emulator:
             session.error = reason
             raise
         finally:
-            session.finish(now_ns=time.monotonic_ns(), reason=reason)
+            session.finish(now_ns=self.clock.now_ns(), reason=reason)
 
 
 def _close_reason(ws: ServerConnection, default: str) -> str:

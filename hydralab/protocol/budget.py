@@ -1,4 +1,4 @@
-"""The ``session.configure`` payload budget (design §5; hydra-protocol.md §A.9, §E item 3).
+"""The ``session.configure`` payload budget (``docs/hydra-facts.md``, "Limits and quirks").
 
 Hydra silently drops all audio output when the serialized ``session.configure`` frame is larger
 than about 32 KB. This module measures the frame exactly as :class:`HydraClient` sends it

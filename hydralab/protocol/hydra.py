@@ -1,13 +1,19 @@
 """Hydra wire events (client and server), parsed into frozen dataclasses.
 
 Each dataclass is named after its wire ``type`` and its fields are the wire keys, so
-``parse_event(json.loads(ev.dumps())) == ev``. Nested objects (``session``, ``response``,
-``item``, ``error``) stay plain dicts with typed convenience properties. A frame of an unknown
-type is kept whole as :class:`UnknownEvent`; it is never dropped or raised.
+``parse_event(ev.dumps()) == ev``. Nested objects (``session``, ``response``, ``item``,
+``error``) stay plain dicts with typed convenience properties. :func:`parse_event` is lenient
+where the docs allow more than one shape (an ``error`` given as a plain string, numeric ids,
+``null`` objects) and keeps keys a type does not define in :attr:`HydraEvent.extra`. A frame of
+an unknown type, or of a known type with a field of an unusable type (``malformed`` set), comes
+back as :class:`UnknownEvent` holding the whole frame; only a frame that is not a JSON object
+with a string ``type`` raises :class:`ProtocolError`.
 
-Sources: ``../shared/reference/hydra-ws.yaml`` (AsyncAPI) and ``hydra-protocol.md`` §A, which adds
-the undocumented ``response.output_audio_transcript.delta`` and the ``output_audio_sample_rate``
-echo in ``session.configured``.
+Sources: the AsyncAPI description of the socket and Smallest's Hydra pages
+(https://docs.smallest.ai/waves/documentation/speech-to-speech-hydra/overview), plus two things
+they do not document: ``response.output_audio_transcript.delta`` and the
+``output_audio_sample_rate`` echo in ``session.configured`` (``docs/hydra-facts.md``, "Events
+beyond the AsyncAPI description").
 """
 
 from __future__ import annotations
@@ -293,7 +299,7 @@ class ResponseOutputAudioDone(HydraEvent):
 
 @dataclass(frozen=True)
 class ResponseOutputAudioTranscriptDelta(HydraEvent):
-    """Undocumented phrase-level assistant text (hydra-protocol.md §A.4); optional."""
+    """Undocumented phrase-level assistant text (``docs/hydra-facts.md``); optional."""
 
     type: ClassVar[str] = "response.output_audio_transcript.delta"
     response_id: str | None = None
@@ -506,8 +512,8 @@ def parse_event(frame: str | bytes | dict[str, Any]) -> HydraEvent:
     """Parse one frame. Unknown types keep the whole frame as :class:`UnknownEvent`.
 
     Keys a known type does not define are kept in :attr:`HydraEvent.extra`. A known type with a
-    field of an unusable type becomes an :class:`UnknownEvent` whose ``malformed`` says why:
-    it is counted and skipped by the shells, never raised.
+    field of an unusable type becomes an :class:`UnknownEvent` whose ``malformed`` says why
+    (the client counts it as rejected and the bridge skips it); it is not raised.
 
     Raises:
         ProtocolError: the frame is not JSON, not an object, or has no string ``type``.

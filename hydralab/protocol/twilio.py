@@ -1,4 +1,4 @@
-"""Twilio Media Streams frames, both directions (hydra-protocol.md §B).
+"""Twilio Media Streams frames, both directions (``docs/hydra-facts.md``, "The caller side").
 
 Accepts EVA's minimal variant (``conversation_id``, no ``streamSid``) and canonical Twilio frames.
 ``user_speech_start`` / ``user_speech_stop`` carry epoch milliseconds as a string; hydralab's

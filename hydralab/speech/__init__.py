@@ -16,10 +16,11 @@ from hydralab.speech.tts import (
     AGENT_VOICE,
     CALLER_VOICE,
     SpeechUnavailableError,
+    SynthesizedSpeech,
     Synthesizer,
-    Utterance,
     WordTiming,
 )
+from hydralab.speech.tts import Utterance as Utterance  # deprecated alias, one release
 from hydralab.speech.vad import (
     SegmentEvent,
     SpeechEnd,
@@ -37,10 +38,10 @@ __all__ = [
     "SpeechSegmenter",
     "SpeechStart",
     "SpeechUnavailableError",
+    "SynthesizedSpeech",
     "Synthesizer",
     "Transcriber",
     "Transcript",
-    "Utterance",
     "VoiceActivityDetector",
     "WordTiming",
     "make_transcriber",

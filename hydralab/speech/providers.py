@@ -1,6 +1,6 @@
 """HTTP batch transcription providers: Smallest Pulse, OpenAI Whisper, Deepgram.
 
-Request and response shapes follow hydra-protocol.md §C:
+Request and response shapes (``docs/hydra-facts.md``, "Batch transcription providers"):
 
 - ``smallest``: ``POST {base}/waves/v1/stt/?model=…&language=…``, ``Authorization: Bearer``,
   ``Content-Type: application/octet-stream``, body = WAV; reads ``transcription``.
@@ -39,13 +39,13 @@ import numpy as np
 
 from hydralab.audio import wav_bytes
 from hydralab.secrets import Secret, redact
-from hydralab.speech.stt import (
+from hydralab.speech.transcript import (
     ERROR_CLOSED,
     ERROR_EMPTY,
     SttConfig,
     Transcript,
-    _as_mono_int16,
-    _resample_int16,
+    as_mono_int16,
+    resample_int16,
     speech_guard,
 )
 
@@ -237,7 +237,7 @@ def _error_detail(resp: httpx.Response) -> str:
         err = body.get("error")
         if isinstance(err, dict):  # OpenAI: {"error": {"message": ...}}
             msg = err.get("message") or err.get("code")
-        elif err:  # Smallest (docs §C): {"error": "...", "request_id": ...}
+        elif err:  # Smallest: {"error": "...", "request_id": ...}
             msg = err
         msg = msg or body.get("err_msg") or body.get("message") or body.get("err_code")
     return " ".join(str(msg if msg else text).split())[:_ERROR_DETAIL_CHARS]
@@ -377,9 +377,9 @@ class HttpTranscriber(abc.ABC):
                 await self._sleep(delay)
 
     def _upload_pcm(self, pcm: np.ndarray, sample_rate_hz: int) -> tuple[np.ndarray, int]:
-        x = _as_mono_int16(pcm)
+        x = as_mono_int16(pcm)
         if sample_rate_hz > _MAX_UPLOAD_RATE_HZ:  # e.g. the 48 kHz assistant track
-            return _resample_int16(x, sample_rate_hz, _MAX_UPLOAD_RATE_HZ), _MAX_UPLOAD_RATE_HZ
+            return resample_int16(x, sample_rate_hz, _MAX_UPLOAD_RATE_HZ), _MAX_UPLOAD_RATE_HZ
         return x, sample_rate_hz
 
     async def transcribe(self, pcm: np.ndarray, *, sample_rate_hz: int) -> Transcript:

@@ -24,8 +24,8 @@ __all__ = [
     "CALLER_VOICE",
     "ESPEAK_SAMPLE_RATE_HZ",
     "SpeechUnavailableError",
+    "SynthesizedSpeech",
     "Synthesizer",
-    "Utterance",
     "WordTiming",
 ]
 
@@ -81,8 +81,8 @@ class WordTiming:
 
 
 @dataclass(frozen=True)
-class Utterance:
-    """Synthesized audio plus word timings."""
+class SynthesizedSpeech:
+    """Synthesized audio plus word timings (from :meth:`Synthesizer.synthesize_with_words`)."""
 
     pcm: np.ndarray
     sample_rate_hz: int
@@ -96,6 +96,10 @@ class Utterance:
     def text_until(self, t_ms: float) -> str:
         """Words that had started by ``t_ms`` (e.g. the part heard before a barge-in)."""
         return " ".join(w.text for w in self.words if w.start_ms <= t_ms)
+
+
+Utterance = SynthesizedSpeech
+"""Deprecated alias of :class:`SynthesizedSpeech` (kept for one release; not in ``__all__``)."""
 
 
 class _EventId(ctypes.Union):
@@ -311,7 +315,7 @@ class Synthesizer:
         sample_rate_hz: int = 48000,
         noise_dbfs: float | None = -50.0,
         seed: int = 0,
-    ) -> Utterance:
+    ) -> SynthesizedSpeech:
         """Like :meth:`synthesize`, plus eSpeak WORD events as :class:`WordTiming` entries."""
         if sample_rate_hz <= 0:
             raise ValueError(f"sample_rate_hz must be positive, got {sample_rate_hz}")
@@ -345,4 +349,4 @@ class Synthesizer:
             )
             for pos, length, sample in raw_words
         ]
-        return Utterance(pcm=pcm, sample_rate_hz=sample_rate_hz, words=words)
+        return SynthesizedSpeech(pcm=pcm, sample_rate_hz=sample_rate_hz, words=words)

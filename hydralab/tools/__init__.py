@@ -1,7 +1,7 @@
 """Domain tools and their executor.
 
 :class:`ToolExecutor` holds one conversation's scenario DB and runs tool calls against it,
-synchronously and deterministically, the way EVA's executor does (EVA-format ``docs`` §4):
+synchronously and deterministically, the way EVA's executor does (``docs/hydra-facts.md``):
 unknown tools and crashing tools become ``{"status": "error", ...}`` results, never exceptions.
 :func:`declarations` turns an agent config's YAML tool list into Hydra / OpenAI-Realtime function
 declarations.
@@ -39,7 +39,7 @@ EXECUTOR_ERROR_TYPES: frozenset[str] = frozenset(
 
 
 def call_error_types(domain: str | None = None) -> frozenset[str]:
-    """Error types that make a call *invalid* for ``tool_call_validity`` (EVA-format §6.2).
+    """Error types that make a call *invalid* for EVA's ``tool_call_validity`` metric.
 
     The executor's types plus the domain tools' parameter-validation types (every domain's
     when ``domain`` is ``None`` or unknown); business errors such as ``reservation_not_found``

@@ -1,0 +1,110 @@
+"""Caller → model audio (sans-I/O): μ-law 8 kHz in, 20 ms PCM16 16 kHz frames out.
+
+Each caller frame is decoded once and goes three ways: the 8 kHz wire timeline (exactly what the
+caller sent), the 48 kHz user track (placed earlier by its resampler's delay, so both line up)
+and the 16 kHz stream to the model. While the caller sends nothing, :meth:`Uplink.silence_due`
+fills the stream with silence (Hydra's VAD and idle timer need a continuous stream). The 16 kHz
+audio of each user utterance (from ``user_speech_start``, with a pre-roll, to
+``user_speech_stop``) is kept for its transcription.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import numpy.typing as npt
+
+from hydralab.audio import StreamResampler, Timeline, ulaw_decode
+
+__all__ = ["Uplink"]
+
+_F8 = 160  # 20 ms at 8 kHz
+_F16 = 320  # 20 ms at 16 kHz
+
+
+class Uplink:
+    """The caller's audio on its way to the model, and onto the recording.
+
+    Args:
+        timeline: The 48 kHz recording (its ``user`` track is written here).
+        wire: The 8 kHz wire timeline (its ``user`` track is written here).
+        preroll_ms: 16 kHz audio kept before ``user_speech_start`` for the utterance's STT.
+        silence_fill_after_ms: Caller silence after which the stream is filled with silence.
+        start_ns: Clock time the silence fill counts from.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeline: Timeline,
+        wire: Timeline,
+        preroll_ms: float = 200.0,
+        silence_fill_after_ms: float = 60.0,
+        start_ns: int = 0,
+    ) -> None:
+        self.timeline = timeline
+        self.wire = wire
+        self._up16 = StreamResampler(8000, out_rate_hz=16000)
+        self._up48 = StreamResampler(8000, out_rate_hz=48000)
+        self._pending16 = np.zeros(0, dtype=np.int16)
+        self._preroll: deque[npt.NDArray[np.int16]] = deque(maxlen=max(1, int(preroll_ms // 20)))
+        self._utt: list[npt.NDArray[np.int16]] | None = None
+        self._gap_ns = int(silence_fill_after_ms * 1e6)
+        self.last_forward_ns = start_ns
+        self.dropped_ms = 0.0
+
+    # ------------------------------------------------------------------ audio
+    def caller_audio(self, ulaw: bytes, t_ns: int) -> list[npt.NDArray[np.int16]]:
+        """A caller media payload that arrived at ``t_ns``: the 16 kHz frames to send now."""
+        pcm8 = ulaw_decode(ulaw)
+        if pcm8.size == 0:
+            return []
+        # The 48 kHz copy lags the wire by the resampler's delay: place it where the wire has it.
+        shift_ns = round(self._up48.delay_ms * 1e6)
+        self.timeline.append_user(self._up48.process(pcm8), t_ns=t_ns - shift_ns)
+        self.wire.append_user(pcm8, t_ns=t_ns)
+        return self._forward(self._up16.process(pcm8), t_ns)
+
+    def _forward(self, pcm16: npt.NDArray[np.int16], t_ns: int) -> list[npt.NDArray[np.int16]]:
+        self.last_forward_ns = t_ns
+        self._preroll.append(pcm16)
+        if self._utt is not None:
+            self._utt.append(pcm16)
+        self._pending16 = np.concatenate([self._pending16, pcm16])
+        n = self._pending16.size // _F16 * _F16
+        frames = [self._pending16[k : k + _F16] for k in range(0, n, _F16)]
+        self._pending16 = self._pending16[n:]
+        return frames
+
+    def next_silence_ns(self) -> int:
+        """When the stream needs silence if the caller stays quiet."""
+        return self.last_forward_ns + self._gap_ns
+
+    def silence_due(self, t_ns: int) -> list[npt.NDArray[np.int16]]:
+        """20 ms of silence if the caller has been quiet for the fill threshold, else nothing."""
+        if t_ns < self.next_silence_ns():
+            return []
+        pcm16 = self._up16.process(np.zeros(_F8, dtype=np.int16))
+        frames = self._forward(pcm16, t_ns)
+        # one frame per 20 ms from here on, not one per call
+        self.last_forward_ns = t_ns - self._gap_ns + 20_000_000
+        return frames
+
+    def dropped(self, frames: list[npt.NDArray[np.int16]]) -> None:
+        """These frames could not be sent (the model was reconnecting): counted, not queued."""
+        self.dropped_ms += sum(f.size for f in frames) / 16.0
+
+    # ------------------------------------------------------------------ utterances
+    @property
+    def in_utterance(self) -> bool:
+        return self._utt is not None
+
+    def start_utterance(self) -> None:
+        """``user_speech_start``: collect the utterance from the pre-roll on."""
+        self._utt = list(self._preroll)
+
+    def stop_utterance(self) -> npt.NDArray[np.int16]:
+        """``user_speech_stop``: the utterance's 16 kHz audio (empty if none was started)."""
+        chunks, self._utt = self._utt or [], None
+        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
