@@ -25,8 +25,13 @@ from hydralab.audio import read_wav
 from hydralab.caller import CallerConfig
 from hydralab.emulator import EmulatorConfig
 from hydralab.runner import RunResult, run_record
-from hydralab.script import AssistantSteps, CallTools, Script, Speak, ToolCall, UserTurn
-from hydralab.speech.text import spoken_form
+from hydralab.script import (
+    CallTools,
+    Script,
+    Speak,
+    ToolCall,
+    script_from_lines,
+)
 
 GREETING = "Hello! Thanks for calling SkyWay. How can I help you today?"
 RES = {"confirmation_number": "HT4KWB", "last_name": "brooks"}
@@ -47,15 +52,7 @@ def tool_barge_script() -> Script:
         (Speak("Your gate is B four."),),
         (Speak("Goodbye."),),
     ]
-    return Script(
-        greeting=GREETING,
-        user_turns=tuple(UserTurn(text=u, spoken=spoken_form(u)) for u in users),
-        assistant_turns=(
-            AssistantSteps(steps=(Speak(GREETING),)),
-            *(AssistantSteps(steps=a) for a in answers),
-        ),
-        record_id="HL-AIR-001",
-    )
+    return script_from_lines(GREETING, users, answers, record_id="HL-AIR-001")
 
 
 def zero_holes(res: RunResult) -> int:

@@ -79,7 +79,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeAlias
 from urllib.parse import parse_qs, urlsplit
 
@@ -89,6 +88,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from hydralab.loopback import LoopbackServer
 from hydralab.secrets import Secret, get_api_key, install_log_redaction, redact
 
 __all__ = [
@@ -856,7 +856,7 @@ class ConnectionInfo:
     has_api_key: bool
 
 
-class ReplayServer:
+class ReplayServer(LoopbackServer):
     """A WebSocket server on 127.0.0.1 that plays a scripted Hydra server, one script per
     connection.
 
@@ -936,26 +936,6 @@ class ReplayServer:
         self.port = int(sock.getsockname()[1])
         self.url = f"ws://127.0.0.1:{self.port}{self.path or DEFAULT_PATH}"
         return self.url
-
-    async def stop(self) -> None:
-        """Close every connection (1001) and wait for the handlers to finish."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.close()
-        await server.wait_closed()
-
-    async def __aenter__(self) -> ReplayServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         parts = urlsplit(request.path)

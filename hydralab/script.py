@@ -36,6 +36,7 @@ __all__ = [
     "UserTurn",
     "clean_trace",
     "find_raw_tool_calls",
+    "script_from_lines",
     "script_from_record",
     "script_from_trace",
 ]
@@ -117,6 +118,32 @@ class Script:
     def tool_calls(self) -> tuple[ToolCall, ...]:
         """Every tool call of the conversation, in order."""
         return tuple(c for turn in self.assistant_turns for c in turn.tool_calls)
+
+
+def script_from_lines(
+    greeting: str,
+    users: Iterable[str],
+    answers: Iterable[Iterable[Step]],
+    *,
+    record_id: str = "",
+) -> Script:
+    """A hand-written script: the greeting, then each user line answered by its steps.
+
+    Args:
+        greeting: The assistant's opening line (assistant turn 0).
+        users: What the caller says, in order (spoken forms are derived).
+        answers: One sequence of :class:`Speak` / :class:`CallTools` steps per user line.
+        record_id: The record whose scenario database the tools run against.
+    """
+    return Script(
+        greeting=greeting,
+        user_turns=tuple(UserTurn(text=u, spoken=spoken_form(u)) for u in users),
+        assistant_turns=(
+            AssistantSteps(steps=(Speak(greeting),)),
+            *(AssistantSteps(steps=tuple(a)) for a in answers),
+        ),
+        record_id=record_id,
+    )
 
 
 AssistantTurn = AssistantSteps

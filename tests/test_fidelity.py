@@ -20,7 +20,13 @@ from hydralab.audio import read_wav
 from hydralab.caller import CallerConfig
 from hydralab.emulator import EmulatorConfig
 from hydralab.runner import RunResult, run_record_sync
-from hydralab.script import AssistantSteps, CallTools, Script, Speak, ToolCall, UserTurn
+from hydralab.script import (
+    CallTools,
+    Script,
+    Speak,
+    ToolCall,
+    script_from_lines,
+)
 
 pytestmark = [pytest.mark.e2e, needs_speech]
 
@@ -29,17 +35,7 @@ RES = {"confirmation_number": "HT4KWB", "last_name": "brooks"}
 
 
 def _script(users: list[str], answers: list[tuple[Any, ...]]) -> Script:
-    from hydralab.speech.text import spoken_form
-
-    return Script(
-        greeting=GREETING,
-        user_turns=tuple(UserTurn(text=u, spoken=spoken_form(u)) for u in users),
-        assistant_turns=(
-            AssistantSteps(steps=(Speak(GREETING),)),
-            *(AssistantSteps(steps=a) for a in answers),
-        ),
-        record_id="HL-AIR-001",
-    )
+    return script_from_lines(GREETING, users, answers, record_id="HL-AIR-001")
 
 
 def _run(tmp: Path, script: Script, **kw: Any) -> RunResult:

@@ -30,8 +30,14 @@ from hydralab.emulator import Emulator, EmulatorConfig, EmulatorFaults
 from hydralab.protocol.context import CONTEXT_HEADING
 from hydralab.reconnect import retryable
 from hydralab.replay import Close, Expect, ReplayServer, Send, SendAudio, Sleep, WaitSpeechEnd
-from hydralab.runner import RunResult, run_record_sync
-from hydralab.script import AssistantSteps, CallTools, Script, Speak, ToolCall, UserTurn
+from hydralab.runner import RunResult, run_record, run_record_sync
+from hydralab.script import (
+    CallTools,
+    Script,
+    Speak,
+    ToolCall,
+    script_from_lines,
+)
 
 pytestmark = [pytest.mark.e2e, needs_speech]
 
@@ -41,17 +47,7 @@ SETTLE_MS = BridgeConfig().tool_settle_ms
 
 
 def _script(users: list[str], answers: list[tuple[Any, ...]]) -> Script:
-    from hydralab.speech.text import spoken_form
-
-    return Script(
-        greeting=GREETING,
-        user_turns=tuple(UserTurn(text=u, spoken=spoken_form(u)) for u in users),
-        assistant_turns=(
-            AssistantSteps(steps=(Speak(GREETING),)),
-            *(AssistantSteps(steps=a) for a in answers),
-        ),
-        record_id="HL-AIR-001",
-    )
+    return script_from_lines(GREETING, users, answers, record_id="HL-AIR-001")
 
 
 def _run(tmp: Path, script: Script, *, ok: bool = True, **kw: Any) -> RunResult:
@@ -269,6 +265,20 @@ def _say(k: int, text: str, *, ms: int = 400, **extra: Any) -> list[Any]:
     ]
 
 
+async def _run_against(replay: ReplayServer, script: Script, tmp: Path) -> RunResult:
+    """One call through the public runner against the replayer, as ``--hydra-url`` does."""
+    return await run_record(
+        None,
+        out_dir=tmp,
+        run_id="t",
+        script=script,
+        transcriber=None,
+        model="hydra",
+        hydra_url=replay.url,
+        api_key="k-not-a-real-key",
+    )
+
+
 def _user_turn(k: int) -> list[Any]:
     return [
         WaitSpeechEnd(silence_ms=500),
@@ -283,22 +293,11 @@ def _user_turn(k: int) -> list[Any]:
 async def test_a_dropped_socket_1006_is_reconnected_with_context(tmp_path: Path) -> None:
     """Item 6: an abnormal close (1006, a network drop) is retried like 1011, and the new
     session's configure carries the conversation so far."""
-    from hydralab.runner import run_record
-
     first = [*_handshake(1), *_say(0, GREETING), Sleep(100), Close(code=None)]
     second = [*_handshake(2), *_user_turn(1), *_say(1, "Goodbye."), Sleep(60_000)]
     script = _script(["Thanks, that is all."], [(Speak("Goodbye."),)])
     async with ReplayServer([first, second]) as replay:
-        res = await run_record(
-            None,
-            out_dir=tmp_path,
-            run_id="t",
-            script=script,
-            transcriber=None,
-            model="hydra",
-            hydra_url=replay.url,
-            api_key="k-not-a-real-key",
-        )
+        res = await _run_against(replay, script, tmp_path)
         configures = [
             r.frame for r in replay.received if r.frame.get("type") == "session.configure"
         ]
@@ -319,8 +318,6 @@ async def test_shapes_the_docs_allow_do_not_crash_the_call(tmp_path: Path) -> No
     """Item 7: ``error`` as a plain string, ``response: null``, a function-call ``.done``
     without ``name`` (taken from the deltas), unknown fields kept in ``events.jsonl`` as
     received, and a ``warning`` whose code sits in a nested object."""
-    from hydralab.runner import run_record
-
     call = "call_1"
     steps = [
         Send({"type": "warning", "warning": {"code": "model_deprecated", "message": "old"}}),
@@ -354,16 +351,7 @@ async def test_shapes_the_docs_allow_do_not_crash_the_call(tmp_path: Path) -> No
     ]
     script = _script(["My confirmation number is HT4KWB."], [(Speak("Found it. Goodbye."),)])
     async with ReplayServer(steps) as replay:
-        res = await run_record(
-            None,
-            out_dir=tmp_path,
-            run_id="t",
-            script=script,
-            transcriber=None,
-            model="hydra",
-            hydra_url=replay.url,
-            api_key="k-not-a-real-key",
-        )
+        res = await _run_against(replay, script, tmp_path)
     assert res.error is None and res.ended_reason == "goodbye"
     audit = _json(res, "audit_log.json")["transcript"]
     calls = [e["value"] for e in audit if e["message_type"] == "tool_call"]

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import logging
 from http import HTTPStatus
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -42,6 +41,7 @@ from hydralab.emulator.core import (
     SpeechCache,
     speak_texts,
 )
+from hydralab.loopback import LoopbackServer
 from hydralab.script import Script
 from hydralab.secrets import redact
 
@@ -61,7 +61,7 @@ class _SessionEnd(Exception):
     """Internal: the session is over (reason in ``args[0]``)."""
 
 
-class Emulator:
+class Emulator(LoopbackServer):
     """A local server speaking Hydra's wire protocol from a :class:`~hydralab.script.Script`.
 
     Usage::
@@ -136,26 +136,6 @@ class Emulator:
         shown = f"[{host}]" if ":" in host else host
         self.url = f"ws://{shown}:{self.port}{S2S_PATH}"
         return self.url
-
-    async def stop(self) -> None:
-        """Close every connection (1001) and wait for their handlers to finish."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.close()
-        await server.wait_closed()
-
-    async def __aenter__(self) -> Emulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # ------------------------------------------------------------ per connection
 
