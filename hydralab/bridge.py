@@ -36,6 +36,7 @@ from hydralab.client import (
 )
 from hydralab.clock import Clock
 from hydralab.latency import compute_v2v
+from hydralab.model import ModelSessionFactory, RealtimeModelSession
 from hydralab.playout import PlayoutPlacer
 from hydralab.protocol import twilio as tw
 from hydralab.protocol.budget import configure_bytes
@@ -122,7 +123,21 @@ class BridgeSession:
         transcriber: Transcriber | None = None,
         api_key: Secret | str | None = None,
         clock: Clock | None = None,
+        model_factory: ModelSessionFactory | None = None,
     ) -> None:
+        """One caller's conversation.
+
+        Args:
+            config: The bridge's settings and the model's configuration (``config.hydra``).
+            tools: Executes the model's tool calls against the scenario database.
+            writer_factory: Builds the run directory's writer on the session clock.
+            transcriber: User-turn STT (and the assistant fallback), or ``None``.
+            api_key: Hydra key for the default model (never logged).
+            clock: The run's one clock (default: a new one).
+            model_factory: Builds the realtime model session for a ``session`` configuration
+                (default: Hydra's client with ``config.hydra``; any
+                :class:`~hydralab.model.RealtimeModelSession` fits).
+        """
         self.config = config
         self.tools = tools
         self.transcriber = transcriber
@@ -134,12 +149,9 @@ class BridgeSession:
         self.wire = Timeline(t0_ns=self.clock.t0_ns, sample_rate_hz=8000)
         self.tracker = TurnTracker(epoch_ms=self.clock.epoch_ms, model=config.hydra.model)
         self.tracker.on_turn_logged = self._assistant_stt_fallback
-        self.client = HydraClient(
-            config.hydra,
-            api_key=api_key,
-            frame_logger=self.writer.hydra_frame,
-            now_ns=self.clock.now_ns,
-        )
+        self._model_factory: ModelSessionFactory = model_factory or self._hydra_session
+        self._api_key = api_key
+        self.client: RealtimeModelSession = self._model_factory(config.hydra.session_payload())
         self.stream_sid = "hydralab"
         self.ended_reason: str | None = None
         self.error: str | None = None
@@ -197,7 +209,6 @@ class BridgeSession:
         self.silent_responses = 0  # completed speaking responses that carried no audio at all
         self._silent_streak = 0
         self.no_audio_warning: str | None = None
-        self._api_key = api_key
         self._last_error_code: str | None = None
         self._context_info: dict[str, Any] = {}
 
@@ -245,11 +256,10 @@ class BridgeSession:
                 await ws.close()
             self._queue_event.set()
 
-    def _new_client(self, *, greeting: bool, context: bool = False) -> HydraClient:
+    def _new_client(self, *, greeting: bool, context: bool = False) -> RealtimeModelSession:
         """A client for a new session. ``context``: Hydra has no resume, so the conversation so
         far is appended to the instructions (within the configure budget) and recorded."""
-        cfg = dataclasses.replace(self.config.hydra, generate_initial_response=greeting)
-        session = cfg.session_payload()
+        session = self.config.hydra.session_payload()
         session["generate_initial_response"] = greeting
         if context:
             msgs = self._conversation_so_far()
@@ -264,9 +274,12 @@ class BridgeSession:
                 - configure_bytes({**session, "instructions": base}),
             }
             self._log_bridge("reconnect_context", dict(self._context_info))
-        cfg = dataclasses.replace(cfg, session=session)
+        return self._model_factory(session)
+
+    def _hydra_session(self, session: dict[str, Any]) -> RealtimeModelSession:
+        """The default model: Hydra, configured with ``session`` verbatim."""
         return HydraClient(
-            cfg,
+            dataclasses.replace(self.config.hydra, session=session),
             api_key=self._api_key,
             frame_logger=self.writer.hydra_frame,
             now_ns=self.clock.now_ns,
@@ -920,15 +933,9 @@ class BridgeSession:
             "url": self.config.hydra.redacted_url(),
             "session_id": self.client.session_id,
             "output_rate_hz": self.output_rate_hz,
-            "output_rate_announced": (
-                self.client.configured.announced_rate_hz
-                if self.client.configured is not None
-                else None
-            ),
-            "voice_requested": self.client.config.session_payload().get("voice"),
-            "voice_echoed": (
-                self.client.configured.voice if self.client.configured is not None else None
-            ),
+            "output_rate_announced": self.client.announced_rate_hz,
+            "voice_requested": self.client.requested_voice,
+            "voice_echoed": self.client.echoed_voice,
             "client_notes": self.client.notes,
             "configure_bytes": self.client.configure_bytes,
             "warnings": self.client.stats.warnings,

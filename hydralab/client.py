@@ -289,6 +289,21 @@ class HydraClient:
     def __repr__(self) -> str:
         return f"HydraClient({self.config.redacted_url()!r})"
 
+    @property
+    def announced_rate_hz(self) -> int | None:
+        """The output rate ``session.configured`` announced (``None``: none; 48 kHz assumed)."""
+        return self.configured.announced_rate_hz if self.configured is not None else None
+
+    @property
+    def requested_voice(self) -> str | None:
+        voice = self.config.session_payload().get("voice")
+        return voice if isinstance(voice, str) else None
+
+    @property
+    def echoed_voice(self) -> str | None:
+        """The voice ``session.configured`` echoed."""
+        return self.configured.voice if self.configured is not None else None
+
     async def __aenter__(self) -> HydraClient:
         await self.connect()
         return self
