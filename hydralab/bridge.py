@@ -63,7 +63,15 @@ from hydralab.secrets import Secret, redact
 from hydralab.speech.stt import ERROR_CANCELLED, Transcriber, Transcript
 from hydralab.toolpolicy import ToolPolicy
 from hydralab.tools import ToolExecutor
-from hydralab.turns import AssistantTurn, BargeIn, TurnComplete, TurnTracker, dumps_result
+from hydralab.turns import (
+    Action,
+    AssistantTurn,
+    BargeIn,
+    TurnComplete,
+    TurnLogged,
+    TurnTracker,
+    dumps_result,
+)
 from hydralab.uplink import Uplink
 
 __all__ = ["Bridge", "BridgeConfig", "BridgeSession"]
@@ -148,7 +156,6 @@ class BridgeSession:
         # read here — exactly the samples the caller sent and heard, no resampler in between.
         self.wire = Timeline(t0_ns=self.clock.t0_ns, sample_rate_hz=8000)
         self.tracker = TurnTracker(epoch_ms=self.clock.epoch_ms, model=config.hydra.model)
-        self.tracker.on_turn_logged = self._assistant_stt_fallback
         self._model_factory: ModelSessionFactory = model_factory or self._hydra_session
         self._api_key = api_key
         self.client: RealtimeModelSession = self._model_factory(config.hydra.session_payload())
@@ -223,7 +230,7 @@ class BridgeSession:
             self.ended_ns = self.clock.now_ns()
             with contextlib.suppress(Exception):
                 await self.client.close()
-            self.tracker.finish(self.ended_ns)
+            self._turn_actions(self.tracker.finish(self.ended_ns))
             self.finalize()
             self.done.set()
 
@@ -533,11 +540,7 @@ class BridgeSession:
             if self.tool_policy.cancel("reconnect"):
                 self._log_bridge("response_create_skipped", {"why": "model_reconnect"})
             self._narration_for = None
-            for a in self.tracker.abort_current(t, reason="model_disconnected"):
-                if isinstance(a, TurnComplete):
-                    self._flush_audio()
-                    self._queue.append(_Mark(tw.turn_end_mark(a.index), a.index))
-                    self._queue_event.set()
+            self._turn_actions(self.tracker.abort_current(t, reason="model_disconnected"))
             self._log_bridge(
                 "model_reconnect",
                 {"close_code": code, "error": self._last_error_code, "reconnects": self.reconnects},
@@ -576,16 +579,26 @@ class BridgeSession:
                     self.tracker.errors[-1]["caused_by"] = self.client.sent_type(ev.caused_by)
                 await self._handle(ev, t)
                 for a in actions:
-                    match a:
-                        case TurnComplete(index=i):
-                            self._flush_audio()
-                            self._queue.append(_Mark(tw.turn_end_mark(i), i))
-                            self._queue_event.set()
-                        case BargeIn(index=i):
-                            await self._barge_in(i)
+                    if isinstance(a, BargeIn):
+                        await self._barge_in(a.index)
+                    else:
+                        self._turn_actions([a])
             self._tool_tick()
             if self._stop.is_set():
                 break
+
+    def _turn_actions(self, actions: list[Action]) -> None:
+        """Carry out what the turn tracker asks (a barge-in is awaited by the model reader)."""
+        for a in actions:
+            match a:
+                case TurnComplete(index=i):
+                    self._flush_audio()
+                    self._queue.append(_Mark(tw.turn_end_mark(i), i))
+                    self._queue_event.set()
+                case TurnLogged(index=i):
+                    self._assistant_stt_fallback(self.tracker.turns[i])
+                case _:
+                    pass
 
     def _screen(self, ev: HydraEvent, t_ns: int) -> bool:
         """Whether ``ev`` goes on to the turn state; drops what the caller must never hear.
@@ -856,7 +869,7 @@ class BridgeSession:
             item = self._queue.popleft()
             try:
                 if isinstance(item, _Mark):
-                    self.tracker.turn_played(item.turn_index, now())
+                    self._turn_actions(self.tracker.turn_played(item.turn_index, now()))
                     await ws.send(tw.mark_frame(self.stream_sid, item.name))
                     self.writer.log("twilio", "out", {"event": "mark", "name": item.name}, now())
                     continue

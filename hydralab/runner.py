@@ -104,8 +104,12 @@ class RunResult:
                 if t["model_response_ms"] is not None
                 else f"— ({t['latency_reason']})"
             )
-            if t.get("bridge_ms") is not None and t["model_only_ms"] is not None:
-                lat += f" (model alone {t['model_only_ms']:.0f} ms, bridge {t['bridge_ms']:.0f} ms)"
+            bridge, alone = t.get("bridge_ms"), t.get("model_only_ms")
+            if bridge is not None and alone is not None:
+                if alone == t["model_response_ms"]:  # it spoke before calling its tools
+                    lat += f" (spoke first; tools + bridge {bridge:.0f} ms after)"
+                else:
+                    lat += f" (model alone {alone:.0f} ms + bridge {bridge:.0f} ms)"
             lines.append(f"  turn {t['index']:>2} {t['kind']:<8} model_response {lat}")
         s = self.latency.get("model_response", {})
         if s.get("n"):

@@ -39,6 +39,7 @@ __all__ = [
     "AssistantTurn",
     "BargeIn",
     "TurnComplete",
+    "TurnLogged",
     "TurnTracker",
     "UserUtterance",
     "join_deltas",
@@ -64,7 +65,15 @@ class BargeIn:
     index: int
 
 
-Action = TurnComplete | BargeIn
+@dataclass(frozen=True)
+class TurnLogged:
+    """Assistant turn ``index`` now has its audit / framework entries (what was heard is final):
+    the bridge may transcribe its played audio when no transcript deltas came."""
+
+    index: int
+
+
+Action = TurnComplete | BargeIn | TurnLogged
 
 
 @dataclass
@@ -180,8 +189,7 @@ class TurnTracker:
         self._args: dict[str, list[str]] = {}
         self._names: dict[str, str] = {}
         self.responses_with_calls: set[str] = set()
-        # Called after an assistant turn's entries were written (the bridge's STT fallback).
-        self.on_turn_logged: Callable[[AssistantTurn], None] | None = None
+        self._logged: list[int] = []  # turns logged since the last returned actions
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -266,8 +274,17 @@ class TurnTracker:
         self.conversation_messages.append({"role": "user", "content": value})
 
     # ------------------------------------------------------------------ Hydra events
+    def _drain(self, actions: list[Action]) -> list[Action]:
+        actions.extend(TurnLogged(i) for i in self._logged)
+        self._logged.clear()
+        return actions
+
     def on_event(self, ev: HydraEvent, t_ns: int) -> list[Action]:
-        """Feed one Hydra server event received at ``t_ns``."""
+        """Feed one Hydra server event received at ``t_ns``; the actions it causes, in order
+        (:class:`TurnLogged` last)."""
+        return self._drain(self._on_event(ev, t_ns))
+
+    def _on_event(self, ev: HydraEvent, t_ns: int) -> list[Action]:
         actions: list[Action] = []
         match ev:
             case SpeechStarted():
@@ -373,7 +390,7 @@ class TurnTracker:
         if cur is None:
             return []
         self._close(cur, t_ns, status="failed", reason=reason)
-        return [TurnComplete(cur.index)]
+        return self._drain([TurnComplete(cur.index)])
 
     def bind_response(self, response_id: str, index: int) -> None:
         """Attribute ``response_id`` to turn ``index`` (e.g. the narration the bridge requested
@@ -449,12 +466,13 @@ class TurnTracker:
         # else: logged when its last frame has been played (``turn_played``) — what was heard
         # is only known then.
 
-    def turn_played(self, index: int, t_ns: int) -> None:
+    def turn_played(self, index: int, t_ns: int) -> list[Action]:
         """The pacer sent the end mark of turn ``index``: all of its audio reached the caller."""
         turn = self.turns[index]
         turn.played_out = True
         if turn.complete:
             self._log_turn(turn, t_ns)
+        return self._drain([])
 
     def _log_turn(self, turn: AssistantTurn, t_ns: int) -> None:
         if turn.logged:
@@ -476,8 +494,7 @@ class TurnTracker:
         self._framework(
             t_ns, "turn_end", {"frame": "turn_end", "was_interrupted": turn.interrupted}
         )
-        if self.on_turn_logged is not None:
-            self.on_turn_logged(turn)
+        self._logged.append(turn.index)
 
     def assistant_transcript(
         self, index: int, text: str, *, ok: bool, error: str | None = None
@@ -556,7 +573,7 @@ class TurnTracker:
             turn.tool_wait_ms = wait_ms
             turn.tool_request_reason = reason
 
-    def finish(self, t_ns: int) -> None:
+    def finish(self, t_ns: int) -> list[Action]:
         """End of session: nothing is lost. An open turn is flushed as interrupted; a received
         turn whose audio had not all been played when the call ended keeps what was heard."""
         cur = self.current
@@ -569,6 +586,7 @@ class TurnTracker:
                     turn.interrupted = True
                     turn.status = "interrupted"
                 self._log_turn(turn, t_ns)
+        return self._drain([])
 
     # ------------------------------------------------------------------ summaries
     def turn_rows(self) -> list[dict[str, Any]]:

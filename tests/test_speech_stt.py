@@ -500,7 +500,7 @@ def _play_turn(s: Any, rid: str, pcm48: np.ndarray, *, text: str | None) -> None
         s._record_played(_Frame(ulaw_encode(np.zeros(160, np.int16)), pcm48[i : i + 960], rid), t())
         s.clock.advance(20_000_000)
     for a in acts:
-        tr.turn_played(a.index, t())
+        s._turn_actions(tr.turn_played(a.index, t()))
 
 
 async def test_assistant_fallback_transcribes_played_audio(tmp_path: Any) -> None:

@@ -7,6 +7,7 @@ from hydralab.turns import (
     TRANSCRIPTION_PLACEHOLDER,
     BargeIn,
     TurnComplete,
+    TurnLogged,
     TurnTracker,
 )
 
@@ -152,7 +153,7 @@ def test_barge_in_keeps_only_heard_text() -> None:
     t.audio_received("r0", 48000, 2 * MS)
     t.audio_played("r0", 24000, 100 * MS)  # half of the first phrase played
     acts = t.on_event(h.SpeechStarted(audio_start_ms=400), 500 * MS)
-    assert acts == [BargeIn(0)]
+    assert acts == [BargeIn(0), TurnLogged(0)]  # cut, then its heard text logged
     acts = t.on_event(
         h.ResponseDone(
             response={
@@ -220,7 +221,7 @@ def test_entry_waits_until_played_and_barge_in_after_response_done() -> None:
     assert t.audit == []  # not logged before it has been heard
     t.audio_played("r0", 9600, 210 * MS)
     acts = t.on_event(h.SpeechStarted(audio_start_ms=300), 400 * MS)
-    assert acts == [BargeIn(0)]
+    assert acts == [BargeIn(0), TurnLogged(0)]  # cut, then its heard text logged
     assert t.turns[0].status == "interrupted"
     assert t.audit[-1]["value"] == "One two, [interrupted]"
     t.turn_played(0, 500 * MS)  # the mark still goes out after the dropped audio: no duplicate
@@ -300,7 +301,7 @@ def test_speech_over_a_tool_turn_with_nothing_playing_interrupts_and_closes_it()
     t = tracker()
     _tool_turn(t)
     acts = t.on_event(h.SpeechStarted(audio_start_ms=2000), 2000 * MS)
-    assert acts == [BargeIn(0)]
+    assert acts == [BargeIn(0)]  # nothing was heard: no entry to log
     turn = t.turns[0]
     assert turn.interrupted and turn.complete and turn.status_reason == "barge_in"
     # the narration the bridge had requested belongs to that turn, not to a new one
