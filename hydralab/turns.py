@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hydralab.evalog import EvaLog
 from hydralab.protocol.hydra import (
     ErrorEvent,
     FunctionCallArgumentsDelta,
@@ -178,10 +179,7 @@ class TurnTracker:
         self.model = model
         self.users: list[UserUtterance] = []
         self.turns: list[AssistantTurn] = []
-        self.audit: list[dict[str, Any]] = []
-        self.framework_logs: list[dict[str, Any]] = []
-        self.metrics: list[dict[str, Any]] = []
-        self.conversation_messages: list[dict[str, Any]] = []
+        self.eva = EvaLog(model=model)  # EVA's record lists, built as the call goes
         self.errors: list[dict[str, Any]] = []
         self._anchor_t_ns: int | None = None
         self._heard_user = False
@@ -199,27 +197,29 @@ class TurnTracker:
     def _ms(self, t_ns: int) -> int:
         return self._epoch_ms(t_ns)
 
+    @property
+    def audit(self) -> list[dict[str, Any]]:
+        """``audit_log.json`` entries so far."""
+        return self.eva.audit
+
+    @property
+    def conversation_messages(self) -> list[dict[str, Any]]:
+        return self.eva.conversation_messages
+
+    @property
+    def framework_logs(self) -> list[dict[str, Any]]:
+        return self.eva.framework_logs
+
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        """``pipecat_metrics.jsonl`` rows so far."""
+        return self.eva.metrics
+
     def _audit(self, t_ms: int, kind: str, value: Any) -> None:
-        names = {
-            "user": ("User", False, "text"),
-            "assistant": ("Bot", True, "text"),
-            "tool_call": ("Tool", True, "tool_call"),
-            "tool_response": ("Tool Response", True, "tool_response"),
-        }
-        display, is_bot, typ = names[kind]
-        self.audit.append(
-            {
-                "value": value,
-                "displayName": display,
-                "type": typ,
-                "isBotMessage": is_bot,
-                "timestamp": str(int(t_ms)),
-                "message_type": kind,
-            }
-        )
+        self.eva.audit_entry(t_ms, kind, value)
 
     def _framework(self, t_ns: int, typ: str, data: dict[str, Any]) -> None:
-        self.framework_logs.append({"timestamp": self._ms(t_ns), "type": typ, "data": data})
+        self.eva.framework(self._ms(t_ns), typ, data)
 
     def _open_turn(self, t_ns: int) -> AssistantTurn:
         kind = "plain" if self._heard_user else "greeting"
@@ -271,7 +271,7 @@ class TurnTracker:
             return
         value = text if ok and text else TRANSCRIPTION_PLACEHOLDER
         self._audit(u.start_epoch_ms, "user", value)
-        self.conversation_messages.append({"role": "user", "content": value})
+        self.eva.message("user", value)
 
     # ------------------------------------------------------------------ Hydra events
     def _drain(self, actions: list[Action]) -> list[Action]:
@@ -424,36 +424,13 @@ class TurnTracker:
             turn.latency_reason = f"above_{LATENCY_MAX_MS:g}ms"
             return
         turn.model_response_ms = v
-        self.metrics.append(
-            {
-                "timestamp": self._ms(t_ns),
-                "type": "LatencyMetric",
-                "stage": "model_response",
-                "model": self.model,
-                "value": round(v / 1000.0, 6),
-            }
-        )
+        self.eva.model_response(self._ms(t_ns), v)
 
     def _usage(self, turn: AssistantTurn, ev: ResponseDone, t_ns: int) -> None:
         u = ev.usage
         for k, v in u.items():
             turn.usage[k] = turn.usage.get(k, 0) + v
-        if u.get("input_tokens") or u.get("output_tokens"):
-            self.metrics.append(
-                {
-                    "timestamp": self._ms(t_ns),
-                    "type": "LLMTokenUsageMetricsData",
-                    "processor": "smallest_hydra",
-                    "model": self.model,
-                    "value": {
-                        "prompt_tokens": u.get("input_tokens", 0),
-                        "completion_tokens": u.get("output_tokens", 0),
-                        "total_tokens": u.get(
-                            "total_tokens", u.get("input_tokens", 0) + u.get("output_tokens", 0)
-                        ),
-                    },
-                }
-            )
+        self.eva.token_usage(self._ms(t_ns), u)
 
     def _close(self, turn: AssistantTurn, t_ns: int, *, status: str, reason: str | None) -> None:
         turn.done_t_ns = t_ns
@@ -484,13 +461,13 @@ class TurnTracker:
         if turn.interrupted:
             text = f"{text} [interrupted]".strip()
         start = turn.first_played_t_ns or turn.first_delta_t_ns or turn.created_t_ns
-        turn.entries = (len(self.audit), len(self.conversation_messages), len(self.framework_logs))
-        self._audit(self._ms(start), "assistant", text)
-        self.conversation_messages.append({"role": "assistant", "content": text})
+        a = self.eva.audit_entry(self._ms(start), "assistant", text)
+        m = self.eva.message("assistant", text)
         if turn.interrupted:
-            self._framework(t_ns, "s2s_transcript", {"frame": turn.heard_text})
+            f = self.eva.framework(self._ms(t_ns), "s2s_transcript", {"frame": turn.heard_text})
         else:
-            self._framework(t_ns, "llm_response", {"frame": turn.text})
+            f = self.eva.framework(self._ms(t_ns), "llm_response", {"frame": turn.text})
+        turn.entries = (a, m, f)
         self._framework(
             t_ns, "turn_end", {"frame": "turn_end", "was_interrupted": turn.interrupted}
         )
