@@ -204,6 +204,7 @@ class BridgeSession:
         self._narration_for: int | None = None  # turn whose narration was requested
         self._calls_seen: set[str] = set()
         self.tool_requests: list[dict[str, Any]] = []
+        self.tool_outputs_lost: list[dict[str, Any]] = []
         self.reconnect_log: list[dict[str, Any]] = []
         self.rejected_model_frames = 0
         self._stt_tasks: set[asyncio.Task[None]] = set()
@@ -680,7 +681,8 @@ class BridgeSession:
         but never sends audio. Two completed speaking responses in a row without a single audio
         delta are reported, with the configure size, instead of a silent call."""
         rid = ev.response_id or ""
-        if ev.status != "completed" or ev.function_calls or rid in self._calls_responses:
+        with_calls = ev.function_calls or rid in self.tracker.responses_with_calls
+        if ev.status != "completed" or with_calls:
             return
         if rid in self._audio_responses:
             self._silent_streak = 0
@@ -694,10 +696,6 @@ class BridgeSession:
                 "audio above ~32 KB (see run.json configure_budget)"
             )
             self._log_bridge("model_sends_no_audio", {"warning": self.no_audio_warning})
-
-    @property
-    def _calls_responses(self) -> set[str]:
-        return self.tracker.responses_with_calls
 
     def _enqueue_audio(
         self, response_id: str | None, pcm: npt.NDArray[np.int16], t_ns: int
@@ -800,6 +798,8 @@ class BridgeSession:
                 ConversationItemCreate.function_call_output(ev.call_id, dumps_result(result))
             )
         except HydraError as exc:
+            # the model never got this result: the call cannot count as completed
+            self.tool_outputs_lost.append({"call_id": ev.call_id, "tool": name, "error": str(exc)})
             self._log_bridge("tool_output_not_sent", {"call_id": ev.call_id, "error": str(exc)})
             self.tool_policy.output_sent(ev.call_id, self.clock.now_ns())
             self._tool_tick()
@@ -975,6 +975,7 @@ class BridgeSession:
             "connect_attempts": self.connect_attempts,
             "pacer": self.placer.stats.to_dict(),
             "tool_requests": self.tool_requests,
+            "tool_outputs_lost": self.tool_outputs_lost,
             "muted_responses": self.muted_responses,
             "dropped_deltas_after_barge_in": self.dropped_deltas,
             "rejected_model_frames": self.rejected_model_frames + self.client.stats.rejected_in,

@@ -7,6 +7,7 @@ manager, so a test or notebook writes ``async with Emulator(...) as emu:``.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Self
 
@@ -15,14 +16,14 @@ from websockets.asyncio.server import Server
 __all__ = ["LoopbackServer"]
 
 
-class LoopbackServer:
+class LoopbackServer(ABC):
     """Base of a local server: subclasses implement :meth:`start` and set ``_server``."""
 
     _server: Server | None = None
 
+    @abstractmethod
     async def start(self) -> str:
         """Bind and serve; return the URL to connect to."""
-        raise NotImplementedError
 
     async def stop(self) -> None:
         """Close every connection (1001) and wait for their handlers to finish."""

@@ -484,9 +484,14 @@ def _write_results(
     }
     result = {
         "record_id": rec.id,
-        "completed": session.error is None and session.ended_reason == "goodbye",
+        # a call whose tool result never reached the model did not complete, whatever its end
+        "completed": session.error is None
+        and session.ended_reason == "goodbye"
+        and not session.tool_outputs_lost,
         "error": session.error,
-        "error_details": None,
+        "error_details": (
+            {"tool_outputs_lost": session.tool_outputs_lost} if session.tool_outputs_lost else None
+        ),
         "llm_latency": None,  # cascade-only stats; an S2S run has model_response_latency
         "stt_latency": None,
         "tts_latency": None,
@@ -539,6 +544,7 @@ def _write_results(
             for k in (
                 "pacer",
                 "tool_requests",
+                "tool_outputs_lost",
                 "muted_responses",
                 "dropped_deltas_after_barge_in",
                 "reconnects",

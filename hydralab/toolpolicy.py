@@ -101,10 +101,6 @@ class ToolPolicy:
         """Calls await a narration request."""
         return any(r.calls for r in self._responses.values())
 
-    @property
-    def unanswered(self) -> int:
-        return sum(len(r.calls - r.answered) for r in self._responses.values())
-
     def _ready_at(self) -> int | None:
         rs = [r for r in self._responses.values() if r.calls]
         if not rs or any(r.calls - r.answered for r in rs):

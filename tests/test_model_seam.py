@@ -137,3 +137,50 @@ async def test_the_bridge_runs_a_call_on_another_model(tmp_path: Path) -> None:
     assert [e["value"] for e in audit if e["message_type"] == "assistant"] == [
         "Hi from another model."
     ]
+
+
+class LosesToolOutputs(ScriptedModel):
+    """Asks for a tool, then cannot take its result (the socket is gone)."""
+
+    async def send(self, event: h.HydraEvent) -> None:
+        from hydralab.client import HydraConnectionError
+
+        if isinstance(event, h.ConversationItemCreate):
+            raise HydraConnectionError("Hydra socket closed")
+        await super().send(event)
+
+    async def _events(self) -> AsyncIterator[h.HydraEvent]:
+        args = json.dumps({"confirmation_number": "HT4KWB", "last_name": "brooks"})
+        yield h.ResponseCreated(response={"id": "r0"})
+        yield h.FunctionCallArgumentsDone(
+            response_id="r0", call_id="c1", name="get_reservation", arguments=args
+        )
+        await self._closed.wait()
+        self.close_code = 1000
+
+
+async def test_a_tool_result_that_never_reached_the_model_is_recorded(tmp_path: Path) -> None:
+    rec = load_record()
+    cfg = BridgeConfig(hydra=HydraConfig(url="ws://unused/", instructions="x"))
+    bridge = Bridge(
+        lambda: BridgeSession(
+            cfg,
+            tools=ToolExecutor(rec.initial_db),
+            writer_factory=lambda c: RunWriter(tmp_path, epoch_ms=c.epoch_ms, t0_ns=c.t0_ns),
+            transcriber=None,
+            clock=Clock(),
+            model_factory=LosesToolOutputs,
+        )
+    )
+    await bridge.start()
+    try:
+        async with connect(bridge.url) as ws:
+            await ws.send(tw.connected_frame())
+            await ws.send(tw.start_frame("MZ1"))
+            await asyncio.sleep(0.5)
+            await ws.send(tw.stop_frame("MZ1"))
+        s = await bridge.wait_session(timeout_s=10)
+    finally:
+        await bridge.stop()
+    lost = s.summary()["tool_outputs_lost"]
+    assert [(x["call_id"], x["tool"]) for x in lost] == [("c1", "get_reservation")]

@@ -97,8 +97,9 @@ TOOL_SCRIPT = (
 
 @pytest.mark.parametrize("done", ["prompt", "late", "never", "empty_output"])
 def test_tool_turn_never_waits_for_response_done(tmp_path: Path, done: str) -> None:
-    """Item 1: the documented flow has no ``response.done`` before ``response.create``.
-    Item 2: the bridge's own wait is minimal and reported beside the model's time."""
+    """Item 1: the documented flow has no ``response.done`` before ``response.create``
+    (Smallest docs, "Tool calling": event-flow diagram). Item 2: the bridge's own wait is
+    minimal and reported beside the model's time (the docs' recipe is a fixed ~200 ms)."""
     cfg = EmulatorConfig.live(
         tool_response_done="prompt" if done == "empty_output" else done,
         tool_response_done_empty_output=done == "empty_output",
@@ -136,7 +137,8 @@ def live_run(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
 
 
 def test_unspaced_transcript_deltas_are_joined_into_words(live_run: RunResult) -> None:
-    """Item 3: deltas without spaces ("Hello!" + "Thanks for calling") still give words."""
+    """Item 3: deltas without spaces ("Hello!" + "Thanks for calling") still give words (the
+    vendor's EVA bridge joins ``response.output_audio_transcript.delta`` with a space)."""
     deltas = [
         f["delta"]
         for f in _hydra(live_run, "in")
@@ -149,7 +151,8 @@ def test_unspaced_transcript_deltas_are_joined_into_words(live_run: RunResult) -
 
 
 def test_voice_model_tag_and_rate_are_recorded(live_run: RunResult) -> None:
-    """Items 4, 5: an explicit per-tag voice, the echoed one, the tag and v1.1's 24 kHz."""
+    """Items 4, 5: an explicit per-tag voice, the echoed one, the tag and v1.1's 24 kHz (Hydra
+    model card, "Voices"; docs commit 6afc848d's live probe: v1.1 announces 24000)."""
     hydra = _json(live_run, "run.json")["hydra"]
     assert hydra["model"] == "hydra-v1.1"
     assert hydra["voice_requested"] == "zoe" and hydra["voice_echoed"] == "zoe"
@@ -160,7 +163,8 @@ def test_voice_model_tag_and_rate_are_recorded(live_run: RunResult) -> None:
 
 
 def test_every_client_frame_has_an_event_id(live_run: RunResult) -> None:
-    """Item 7: ``event_id`` on outgoing frames, so a server error names its cause."""
+    """Item 7: ``event_id`` on outgoing frames, so a server error names its cause (Smallest
+    docs, "Errors & reconnection": "Always include a client-side event_id")."""
     out = _hydra(live_run, "out")
     ids = [f.get("event_id") for f in out]
     assert out and all(isinstance(i, str) and i.startswith("evt_") for i in ids)
@@ -169,7 +173,9 @@ def test_every_client_frame_has_an_event_id(live_run: RunResult) -> None:
 
 async def test_omitted_voice_gets_sterling_and_a_foreign_voice_a_clear_error() -> None:
     """Item 4: the server applies ``sterling`` on every tag; an unknown voice is an
-    ``invalid_request_error`` that is raised as :class:`HydraVoiceError` and never retried."""
+    ``invalid_request_error`` that is raised as :class:`HydraVoiceError` and never retried
+    (Hydra model card, "Voices"; ``param: session.configure.session.voice`` from the live
+    probe behind docs commit 6afc848d)."""
     script = _script([], [])
     async with Emulator(script, config=EmulatorConfig.live(handshake_delay_ms=(0, 0))) as emu:
         for tag in ("hydra-v1.1", "hydra-v1.0", "hydra"):
@@ -191,7 +197,9 @@ async def test_omitted_voice_gets_sterling_and_a_foreign_voice_a_clear_error() -
 async def test_output_rate_as_a_numeric_string_or_absent(
     announce: str, rate: int, noted: bool
 ) -> None:
-    """Item 5: ``"24000"`` is read as 24 kHz; no announcement means 48 kHz, with a note."""
+    """Item 5: ``"24000"`` is read as 24 kHz; no announcement means 48 kHz, with a note (the
+    vendor's EVA bridge reads ``output_audio_sample_rate`` with a 48000 fallback; the spec's
+    documented output is 48 kHz)."""
     cfg = EmulatorConfig.live(rate_announcement=announce, handshake_delay_ms=(0, 0))
     async with (
         Emulator(_script([], []), config=cfg) as emu,
@@ -210,7 +218,8 @@ def test_reconnect_rebuilds_the_conversation_for_a_session_without_resume(
 ) -> None:
     """Item 6: after ``internal_error`` the new session knows nothing of the call; the bridge
     carries the conversation into its instructions and records that it did. Without that
-    context the live emulator (like Hydra) starts over, and the call goes wrong."""
+    context the live emulator (like Hydra) starts over, and the call goes wrong (Smallest docs,
+    "Errors & reconnection": a new ``session_id``, "There's no resume token")."""
     script = _script(
         ["Hi, I have a question.", "It is about my bags.", "Thanks, that is all."],
         [(Speak("Sure, go ahead."),), (Speak("You have one checked bag."),), (Speak("Goodbye."),)],
@@ -292,7 +301,8 @@ def _user_turn(k: int) -> list[Any]:
 
 async def test_a_dropped_socket_1006_is_reconnected_with_context(tmp_path: Path) -> None:
     """Item 6: an abnormal close (1006, a network drop) is retried like 1011, and the new
-    session's configure carries the conversation so far."""
+    session's configure carries the conversation so far ("Errors & reconnection": "Network drop
+    — close code (various) or transport error … reconnect")."""
     first = [*_handshake(1), *_say(0, GREETING), Sleep(100), Close(code=None)]
     second = [*_handshake(2), *_user_turn(1), *_say(1, "Goodbye."), Sleep(60_000)]
     script = _script(["Thanks, that is all."], [(Speak("Goodbye."),)])
@@ -317,7 +327,8 @@ async def test_a_dropped_socket_1006_is_reconnected_with_context(tmp_path: Path)
 async def test_shapes_the_docs_allow_do_not_crash_the_call(tmp_path: Path) -> None:
     """Item 7: ``error`` as a plain string, ``response: null``, a function-call ``.done``
     without ``name`` (taken from the deltas), unknown fields kept in ``events.jsonl`` as
-    received, and a ``warning`` whose code sits in a nested object."""
+    received, and a ``warning`` whose code sits in a nested object (shapes the spec and the
+    "Managing sessions" / "Errors & reconnection" pages leave open: every field optional)."""
     call = "call_1"
     steps = [
         Send({"type": "warning", "warning": {"code": "model_deprecated", "message": "old"}}),
@@ -397,7 +408,8 @@ def test_barge_in_during_a_tool_turn_never_plays_the_narration(tmp_path: Path, w
     """Items 8 and 9: the narration of an interrupted tool turn never plays (cut by response
     id when it was already streaming; muted and cancelled when it is created after the
     barge-in), no frame reaches the caller after ``clear``, and run.json agrees with the audit
-    log."""
+    log (Smallest docs, "Turn detection & barge-in": the server cancels the in-flight response,
+    and audio already scheduled keeps playing unless the client drops it)."""
     # "One moment." plays ~0.8 s; the narration starts ~0.6 s after response.create (emulator
     # latency without spread), or 2.5 s after it when the caller is to cut in before it.
     latency = 600.0 if when == "during_narration" else 2500.0

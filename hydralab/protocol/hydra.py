@@ -367,13 +367,6 @@ class ResponseDone(HydraEvent):
             return []
         return [i for i in out if isinstance(i, dict) and i.get("type") == "function_call"]
 
-    @property
-    def output_known(self) -> bool:
-        """``output`` is present and non-empty (an empty or missing list says nothing about
-        the response's tool calls)."""
-        out = self.response.get("output")
-        return isinstance(out, list) and bool(out)
-
 
 @dataclass(frozen=True)
 class ErrorEvent(HydraEvent):
