@@ -281,108 +281,141 @@ class TurnTracker:
 
     def on_event(self, ev: HydraEvent, t_ns: int) -> list[Action]:
         """Feed one Hydra server event received at ``t_ns``; the actions it causes, in order
-        (:class:`TurnLogged` last)."""
-        return self._drain(self._on_event(ev, t_ns))
-
-    def _on_event(self, ev: HydraEvent, t_ns: int) -> list[Action]:
-        actions: list[Action] = []
+        (:class:`TurnLogged` last). A dispatcher over the per-event methods below, which the
+        bridge core calls directly from its own single pass over each event."""
         match ev:
             case SpeechStarted():
-                self._heard_user = True
-                # Barge-in is about what the caller hears: a turn whose audio is all received
-                # (response.done) can still be playing from the bridge's queue. A turn still
-                # open (e.g. waiting for its tools' narration) is cut too: the caller moved on,
-                # so nothing more of it may play — it ends here with what was heard.
-                target = next((t for t in reversed(self.turns) if t.playing), None)
-                if target is None and self.current is not None:
-                    target = self.current
-                if target is not None:
-                    target.interrupted = True
-                    actions.append(BargeIn(target.index))
-                    if target.complete:
-                        target.status = "interrupted"
-                        self._log_turn(target, t_ns)
-                    else:
-                        self._close(target, t_ns, status="interrupted", reason="barge_in")
+                return self.speech_started(t_ns)
             case SpeechStopped():
-                cur = self.current
-                if cur is not None and cur.first_delta_t_ns is not None and cur.anchor_t_ns is None:
-                    # Hydra's late-speech_stopped quirk: it belongs to the turn already speaking.
-                    if cur.latency_reason == "no_speech_stopped":
-                        cur.latency_reason = "speech_stopped_after_first_audio"
-                else:
-                    self._anchor_t_ns = t_ns
+                self.speech_stopped(t_ns)
             case ResponseCreated():
-                cur = self.current or self._open_turn(t_ns)
-                if cur.text_deltas:  # next response of the same turn: keep sentences apart
-                    cur.text_deltas.append((cur.samples_received, " "))
-                rid = ev.response_id or f"resp_{len(self._by_response)}"
-                cur.response_ids.append(rid)
-                self._by_response[rid] = cur
-                cur.awaiting_tools = False
-                if cur.kind == "tool" and "response_created_after_tools" not in cur.stages:
-                    cur.stages["response_created_after_tools"] = t_ns
+                self.response_created(ev.response_id, t_ns)
             case ResponseOutputAudioDelta():
-                cur = self._turn_for(ev.response_id, t_ns)
-                if cur.first_delta_t_ns is None:
-                    cur.first_delta_t_ns = t_ns
-                    self._latency(cur, t_ns)
-                if (
-                    cur.kind == "tool"
-                    and "response_create_sent" in cur.stages
-                    and "first_audio_after_tools" not in cur.stages
-                ):
-                    cur.stages["first_audio_after_tools"] = t_ns
+                self.audio_delta(ev.response_id, t_ns)
             case ResponseOutputAudioTranscriptDelta():
-                cur = self._turn_for(ev.response_id, t_ns)
-                cur.text_deltas.append((cur.samples_received, ev.delta))
+                self.transcript_delta(ev.response_id, ev.delta, t_ns)
             case FunctionCallArgumentsDelta():
-                cur = self._turn_for(ev.response_id, t_ns)
-                self._args.setdefault(ev.call_id, []).append(ev.delta)
-                if ev.name:
-                    self._names.setdefault(ev.call_id, ev.name)
-                if cur.kind != "greeting":
-                    cur.kind = "tool"
-                cur.stages.setdefault("first_args_delta", t_ns)
+                self.call_args_delta(ev, t_ns)
             case FunctionCallArgumentsDone():
-                cur = self._turn_for(ev.response_id, t_ns)
-                if ev.response_id:
-                    self.responses_with_calls.add(ev.response_id)
-                if cur.kind != "greeting":
-                    cur.kind = "tool"
-                cur.stages.setdefault("first_args_delta", t_ns)
-                cur.stages["args_done"] = t_ns
-                cur.awaiting_tools = True
+                self.call_args_done(ev.response_id, t_ns)
             case ResponseDone():
-                cur = self._turn_for(ev.response_id, t_ns)
-                if ev.usage:
-                    self._usage(cur, ev, t_ns)
-                if ev.function_calls and ev.response_id:
-                    self.responses_with_calls.add(ev.response_id)
-                if cur.complete or (
-                    cur.response_ids and ev.response_id not in (None, cur.response_ids[-1])
-                ):
-                    # a late response.done (a tool response's, after its narration began; a
-                    # cancelled response after the barge-in closed its turn): accounting only
-                    return actions
-                if ev.function_calls or (cur.awaiting_tools and ev.status == "completed"):
-                    cur.awaiting_tools = True
-                    return actions
-                self._close(cur, t_ns, status=ev.status, reason=ev.reason)
-                if not cur.interrupted:
-                    actions.append(TurnComplete(cur.index))
+                return self.response_done(ev, t_ns)
             case ErrorEvent():
-                self.errors.append(
-                    {"timestamp": self._ms(t_ns), "code": ev.code, "message": ev.message}
-                )
-                cur = self.current
-                if ev.code == "tool_response_timeout" and cur is not None and cur.awaiting_tools:
-                    # Hydra abandoned the turn: close it so the caller is not left waiting.
-                    self._close(cur, t_ns, status="failed", reason=ev.code)
-                    actions.append(TurnComplete(cur.index))
+                return self.error(ev.code, ev.message, t_ns)
             case _:
                 pass
-        return actions
+        return self._drain([])
+
+    def speech_started(self, t_ns: int) -> list[Action]:
+        """``input_audio_buffer.speech_started``: the caller barges in on what is playing."""
+        actions: list[Action] = []
+        self._heard_user = True
+        # Barge-in is about what the caller hears: a turn whose audio is all received
+        # (response.done) can still be playing from the bridge's queue. A turn still
+        # open (e.g. waiting for its tools' narration) is cut too: the caller moved on,
+        # so nothing more of it may play — it ends here with what was heard.
+        target = next((t for t in reversed(self.turns) if t.playing), None)
+        if target is None and self.current is not None:
+            target = self.current
+        if target is not None:
+            target.interrupted = True
+            actions.append(BargeIn(target.index))
+            if target.complete:
+                target.status = "interrupted"
+                self._log_turn(target, t_ns)
+            else:
+                self._close(target, t_ns, status="interrupted", reason="barge_in")
+        return self._drain(actions)
+
+    def speech_stopped(self, t_ns: int) -> None:
+        """``input_audio_buffer.speech_stopped``: the anchor of the next turn's latency."""
+        cur = self.current
+        if cur is not None and cur.first_delta_t_ns is not None and cur.anchor_t_ns is None:
+            # Hydra's late-speech_stopped quirk: it belongs to the turn already speaking.
+            if cur.latency_reason == "no_speech_stopped":
+                cur.latency_reason = "speech_stopped_after_first_audio"
+        else:
+            self._anchor_t_ns = t_ns
+
+    def response_created(self, response_id: str | None, t_ns: int) -> None:
+        cur = self.current or self._open_turn(t_ns)
+        if cur.text_deltas:  # next response of the same turn: keep sentences apart
+            cur.text_deltas.append((cur.samples_received, " "))
+        rid = response_id or f"resp_{len(self._by_response)}"
+        cur.response_ids.append(rid)
+        self._by_response[rid] = cur
+        cur.awaiting_tools = False
+        if cur.kind == "tool" and "response_created_after_tools" not in cur.stages:
+            cur.stages["response_created_after_tools"] = t_ns
+
+    def audio_delta(self, response_id: str | None, t_ns: int) -> AssistantTurn:
+        """An audio delta arrived (its samples are counted by :meth:`audio_received`)."""
+        cur = self._turn_for(response_id, t_ns)
+        if cur.first_delta_t_ns is None:
+            cur.first_delta_t_ns = t_ns
+            self._latency(cur, t_ns)
+        if (
+            cur.kind == "tool"
+            and "response_create_sent" in cur.stages
+            and "first_audio_after_tools" not in cur.stages
+        ):
+            cur.stages["first_audio_after_tools"] = t_ns
+        return cur
+
+    def transcript_delta(self, response_id: str | None, delta: str, t_ns: int) -> None:
+        cur = self._turn_for(response_id, t_ns)
+        cur.text_deltas.append((cur.samples_received, delta))
+
+    def call_args_delta(self, ev: FunctionCallArgumentsDelta, t_ns: int) -> None:
+        cur = self._turn_for(ev.response_id, t_ns)
+        self._args.setdefault(ev.call_id, []).append(ev.delta)
+        if ev.name:
+            self._names.setdefault(ev.call_id, ev.name)
+        if cur.kind != "greeting":
+            cur.kind = "tool"
+        cur.stages.setdefault("first_args_delta", t_ns)
+
+    def call_args_done(self, response_id: str | None, t_ns: int) -> None:
+        cur = self._turn_for(response_id, t_ns)
+        if response_id:
+            self.responses_with_calls.add(response_id)
+        if cur.kind != "greeting":
+            cur.kind = "tool"
+        cur.stages.setdefault("first_args_delta", t_ns)
+        cur.stages["args_done"] = t_ns
+        cur.awaiting_tools = True
+
+    def response_done(self, ev: ResponseDone, t_ns: int) -> list[Action]:
+        actions: list[Action] = []
+        cur = self._turn_for(ev.response_id, t_ns)
+        if ev.usage:
+            self._usage(cur, ev, t_ns)
+        if ev.function_calls and ev.response_id:
+            self.responses_with_calls.add(ev.response_id)
+        if cur.complete or (
+            cur.response_ids and ev.response_id not in (None, cur.response_ids[-1])
+        ):
+            # a late response.done (a tool response's, after its narration began; a
+            # cancelled response after the barge-in closed its turn): accounting only
+            return self._drain(actions)
+        if ev.function_calls or (cur.awaiting_tools and ev.status == "completed"):
+            cur.awaiting_tools = True
+            return self._drain(actions)
+        self._close(cur, t_ns, status=ev.status, reason=ev.reason)
+        if not cur.interrupted:
+            actions.append(TurnComplete(cur.index))
+        return self._drain(actions)
+
+    def error(self, code: str, message: str, t_ns: int) -> list[Action]:
+        """A server ``error``; ``tool_response_timeout`` abandons a turn waiting for tools."""
+        actions: list[Action] = []
+        self.errors.append({"timestamp": self._ms(t_ns), "code": code, "message": message})
+        cur = self.current
+        if code == "tool_response_timeout" and cur is not None and cur.awaiting_tools:
+            # Hydra abandoned the turn: close it so the caller is not left waiting.
+            self._close(cur, t_ns, status="failed", reason=code)
+            actions.append(TurnComplete(cur.index))
+        return self._drain(actions)
 
     def abort_current(self, t_ns: int, *, reason: str) -> list[Action]:
         """The model session ended under an open turn: close it as failed (what was heard stays)."""

@@ -1,40 +1,46 @@
 """The bridge's recording on one clock: what the caller hears, aligned with the 8 kHz wire.
 
-The bridge's audio paths are driven directly (no sockets, no model): caller frames into the
-uplink, model audio into the play-out queue, and the pacer against a fake caller socket whose
-sleeps are made late on purpose, as on a busy 2-core machine.
+The bridge core is driven directly in virtual time (no sockets, no model): caller frames into
+the uplink, model audio into the play-out queue, and the pacer woken late on purpose, as on a
+busy 2-core machine.
 """
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import random
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from hydralab import bridge as bridge_mod
-from hydralab.audio import StreamResampler, ulaw_encode
-from hydralab.bridge import BridgeConfig, BridgeSession
-from hydralab.client import HydraConfig
-from hydralab.clock import Clock
-from hydralab.records import load_record
-from hydralab.rundir import RunWriter
-from hydralab.tools import ToolExecutor
+from hydralab.audio import ulaw_encode
+from hydralab.bridge_core import BridgeCore, BridgeCoreConfig, ModelInfo, ToCaller
+from hydralab.clock import ManualClock
+from hydralab.protocol import twilio as tw
+from hydralab.protocol.hydra import (
+    ResponseCreated,
+    ResponseOutputAudioDelta,
+    ResponseOutputAudioDone,
+)
 
 
-def _session(tmp_path: Path) -> BridgeSession:
-    rec = load_record()
-    return BridgeSession(
-        BridgeConfig(hydra=HydraConfig(url="ws://127.0.0.1:9/waves/v1/s2s", instructions="x")),
-        tools=ToolExecutor(rec.initial_db),
-        writer_factory=lambda c: RunWriter(tmp_path, epoch_ms=c.epoch_ms, t0_ns=c.t0_ns),
-        transcriber=None,
-        api_key="k",
-        clock=Clock(),
-    )
+def _core(*, rate_hz: int = 48000) -> tuple[BridgeCore, ManualClock]:
+    clock = ManualClock()
+    core = BridgeCore(BridgeCoreConfig(transcribe=False), clock=clock, start_ns=clock.now_ns())
+    core.model_connected(ModelInfo(output_rate_hz=rate_hz), clock.now_ns())
+    return core, clock
+
+
+def _audio(core: BridgeCore, pcm: np.ndarray, t_ns: int) -> list[Any]:
+    """One response's audio as the model sends it: created, one delta, done."""
+    out = core.model_event(ResponseCreated(response={"id": "r1"}), t_ns)
+    delta = base64.b64encode(pcm.astype("<i2").tobytes()).decode()
+    out += core.model_event(ResponseOutputAudioDelta(response_id="r1", delta=delta), t_ns)
+    out += core.model_event(ResponseOutputAudioDone(response_id="r1"), t_ns)
+    return out
 
 
 def _lag_samples(a: np.ndarray, b: np.ndarray) -> int:
@@ -53,82 +59,78 @@ def _clicks(rate_hz: int, seconds: float) -> np.ndarray:
     return x
 
 
-async def test_user_track_lines_up_with_the_wire(tmp_path: Path) -> None:
-    s = _session(tmp_path)
+def test_user_track_lines_up_with_the_wire() -> None:
+    core, clock = _core()
     pcm8 = _clicks(8000, 2.0)
-    start = s.clock.t0_ns + 500_000_000  # the caller's first frame, half a second in
+    start = clock.t0_ns + 500_000_000  # the caller's first frame, half a second in
     for k in range(0, pcm8.size, 160):
         at = start + (k // 160 + 1) * 20_000_000
-        await s._on_caller_audio(ulaw_encode(pcm8[k : k + 160]), at)
-    wire = s.wire.track("user")
-    track48 = s.timeline.track("user")
+        core.caller_frame(tw.media_frame("s", ulaw_encode(pcm8[k : k + 160])), at)
+    wire = core.wire.track("user")
+    track48 = core.timeline.track("user")
     # the 48 kHz copy, brought to 8 kHz by taking every 6th sample near each click
     down = track48[: track48.size // 6 * 6].reshape(-1, 6).max(axis=1)
     assert abs(_lag_samples(np.abs(wire), np.abs(down))) <= 1  # within 1/8 ms (was +3 ms)
 
 
+def _media(effects: list[Any]) -> int:
+    return sum(1 for e in effects if isinstance(e, ToCaller) and e.kind == "media")
+
+
+def _play_all(core: BridgeCore, t0: int, lateness_ms: Any = lambda: 0.0) -> int:
+    """Drive the pacer slot by slot (each wake-up ``lateness_ms()`` late); frames sent."""
+    sent, t = 0, t0
+    for _ in range(10_000):
+        at = core.next_deadline_ns()
+        if at is None or at > t0 + 3_600 * 10**9:
+            break
+        t = max(t, at + int(lateness_ms() * 1e6))
+        out = core.advance(t)
+        sent += _media(out)
+        if not core._queue:
+            break
+    return sent
+
+
 @pytest.mark.parametrize("model_rate_hz", [48000, 24000])
-def test_assistant_track_lines_up_with_the_wire(tmp_path: Path, model_rate_hz: int) -> None:
-    s = _session(tmp_path)
-    s._down8 = StreamResampler(model_rate_hz, out_rate_hz=8000)
-    s._to48 = StreamResampler(model_rate_hz, out_rate_hz=48000)
+def test_assistant_track_lines_up_with_the_wire(model_rate_hz: int) -> None:
+    core, clock = _core(rate_hz=model_rate_hz)
+    core.model_up = False  # no silence fill: only the pacer's deadlines
     pcm = _clicks(model_rate_hz, 2.0)
-    t0 = s.clock.t0_ns
-    s._enqueue_audio("r1", pcm, t0)
-    s._flush_audio()
-    k = 0
-    while s._queue:
-        s._record_played(s._queue.popleft(), t0 + k * 20_000_000)  # type: ignore[arg-type]
-        k += 1
-    wire = s.wire.track("assistant")
-    track48 = s.timeline.track("assistant")
+    _audio(core, pcm, clock.t0_ns)
+    _play_all(core, clock.t0_ns)
+    wire = core.wire.track("assistant")
+    track48 = core.timeline.track("assistant")
     down = track48[: track48.size // 6 * 6].reshape(-1, 6).max(axis=1)
     assert abs(_lag_samples(np.abs(wire), np.abs(down))) <= 1  # was -3 ms
 
 
-class _Caller:
-    """A caller socket that takes frames; ``clear`` is not needed here."""
-
-    def __init__(self) -> None:
-        self.sent = 0
-
-    async def send(self, msg: Any) -> None:
-        self.sent += 1
-
-
-async def test_late_pacer_wakeups_leave_no_hole_and_overwrite_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    late=st.sampled_from([(0.0, 0.0, 0.0, 12.0, 25.0, 40.0), (0.0, 5.0), (0.0, 0.0, 55.0)]),
+)
+def test_late_pacer_wakeups_leave_no_hole_and_overwrite_nothing(
+    seed: int, late: tuple[float, ...]
 ) -> None:
     """The measured failure: a pacer waking 10-40 ms late put holes of digital silence in
-    ``audio_assistant.wav`` and let the catch-up frames overwrite each other."""
-    s = _session(tmp_path)
-    s._down8 = StreamResampler(48000, out_rate_hz=8000)
-    s._to48 = StreamResampler(48000, out_rate_hz=48000)
+    ``audio_assistant.wav`` and let the catch-up frames overwrite each other. In virtual time
+    any pattern of late wake-ups (below the caller's underrun tolerance) must leave the
+    recording exactly the audio sent."""
+    core, clock = _core()
+    core.model_up = False
     # 3 s of a tone that never touches zero: any hole or overwrite shows in the track
     t = np.arange(48000 * 3) / 48000
     pcm = (8000 + 4000 * np.sin(2 * np.pi * 3 * t)).astype(np.int16)
-    s._enqueue_audio("r1", pcm, s.clock.now_ns())
-    s._flush_audio()
-    n_frames = len(s._queue)
-    real_sleep = asyncio.sleep
-    rng = random.Random(3)
-
-    async def late_sleep(delay: float, *a: Any) -> Any:
-        extra = rng.choice([0.0, 0.0, 0.0, 0.012, 0.025, 0.04])  # late wake-ups
-        return await real_sleep(delay + extra, *a)
-
-    monkeypatch.setattr(bridge_mod.asyncio, "sleep", late_sleep)
-    caller = _Caller()
-    task = asyncio.ensure_future(s._pacer(caller))  # type: ignore[arg-type]
-    while caller.sent < n_frames:
-        await real_sleep(0.05)
-    s._stop.set()
-    s._queue_event.set()
-    await task
-    stats = s.placer.stats.to_dict()
-    assert stats["frames"] == n_frames and stats["late_frames"] > 5
+    first = _audio(core, pcm, clock.now_ns())  # the first frame goes out at once
+    rng = random.Random(seed)
+    n_frames = _play_all(core, clock.now_ns(), lambda: rng.choice(late)) + _media(first)
+    stats = core.placer.stats.to_dict()
+    assert stats["frames"] == n_frames == 150
+    if max(late) >= 12.0:
+        assert stats["late_frames"] > 0
     assert stats["underruns"] == 0  # jitter is absorbed, as by the caller's buffer
-    track = s.timeline.track("assistant")
+    track = core.timeline.track("assistant")
     nz = np.flatnonzero(track)
     recorded = track[nz[0] : nz[-1] + 1]
     assert recorded.size == pcm.size  # contiguous: exactly the audio sent, no hole

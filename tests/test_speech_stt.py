@@ -394,12 +394,25 @@ def _session(tmp_path: Any, transcriber: Any, **cfg: Any) -> Any:
 
 
 async def _feed(session: Any, pcm8: np.ndarray) -> None:
-    """Caller audio through the bridge's real input path (the model is not connected)."""
+    """Caller audio through the bridge core's real input path (the model is not connected)."""
     from hydralab.audio import ulaw_encode
+    from hydralab.protocol import twilio as tw
 
     for i in range(0, len(pcm8), 160):
-        await session._on_caller_audio(ulaw_encode(pcm8[i : i + 160]), session.clock.now_ns())
+        frame = tw.media_frame("s", ulaw_encode(pcm8[i : i + 160]))
+        session._apply(session.core.caller_frame(frame, session.clock.now_ns()))
         session.clock.advance(20_000_000)
+
+
+def _speech(session: Any, *, started: bool) -> str:
+    """``user_speech_start``/``stop`` now, stamped with the clock's epoch ms (returned)."""
+    from hydralab.protocol import twilio as tw
+
+    now = session.clock.now_ns()
+    ms = session.clock.epoch_ms(now)
+    frame = tw.user_speech_frame("s", started=started, timestamp_ms=ms)
+    session._apply(session.core.caller_frame(frame, now))
+    return str(ms)
 
 
 async def _settle(session: Any) -> None:
@@ -416,25 +429,26 @@ async def test_bridge_buffers_only_the_utterance_and_skips_silence(tmp_path: Any
     s = _session(tmp_path, fake)
     try:
         await _feed(s, _noise(1.0, -50, 8000, seed=1))  # line noise before: not buffered
-        s._start_utterance(s.clock.now_ns(), 1_000)
+        t_start = _speech(s, started=True)
         await _feed(s, _vowel(0.6, 8000))  # 30 frames of speech
-        s._stop_utterance(s.clock.now_ns(), 1_600)
+        _speech(s, started=False)
         await _feed(s, _noise(1.0, -50, 8000, seed=2))
-        s._start_utterance(s.clock.now_ns(), 3_000)  # start/stop around line noise only
+        _speech(s, started=True)  # start/stop around line noise only
         await _feed(s, _noise(0.8, -50, 8000, seed=3))
-        s._stop_utterance(s.clock.now_ns(), 3_800)
-        s._start_utterance(s.clock.now_ns(), 5_000)  # a glitch: no audio at all
-        s._stop_utterance(s.clock.now_ns(), 5_010)
+        _speech(s, started=False)
+        _speech(s, started=True)  # a glitch: no audio at all
+        s.clock.advance(10_000_000)
+        _speech(s, started=False)
         await _settle(s)
     finally:
         s.writer.close()
     # utterance 0: 200 ms pre-roll + 600 ms of speech at 16 kHz, nothing from before
     assert [(len(pcm), rate) for pcm, rate in fake.calls[:1]] == [(3200 + 9600, 16000)]
     assert len(fake.calls[1][0]) == 3200 + 12800  # pre-roll + its own 800 ms only
-    assert _user_entries(s) == [("hello there", "1000")]  # at the speech-start time
+    assert _user_entries(s) == [("hello there", t_start)]  # at the speech-start time
     assert [u.skipped for u in s.tracker.users] == [False, True, True]
     assert [u.transcript_error for u in s.tracker.users] == [None, "no_speech", "too_short"]
-    assert s.stt_failures == []  # skipping silence is not a failure
+    assert s.core.stt_failures == []  # skipping silence is not a failure
     assert s.tracker.conversation_messages == [{"role": "user", "content": "hello there"}]
 
 
@@ -443,14 +457,14 @@ async def test_bridge_failure_leaves_a_placeholder_and_a_counted_reason(tmp_path
 
     s = _session(tmp_path, FakeTranscriber(error="http_503: unavailable (after 4 attempts)"))
     try:
-        s._start_utterance(s.clock.now_ns(), 2_000)
+        t_start = _speech(s, started=True)
         await _feed(s, _vowel(0.8, 8000))
-        s._stop_utterance(s.clock.now_ns(), 2_800)
+        _speech(s, started=False)
         await _settle(s)
     finally:
         s.writer.close()
-    assert _user_entries(s) == [(TRANSCRIPTION_PLACEHOLDER, "2000")]
-    assert s.stt_failures == [
+    assert _user_entries(s) == [(TRANSCRIPTION_PLACEHOLDER, t_start)]
+    assert s.core.stt_failures == [
         {
             "role": "user",
             "utterance": 0,
@@ -468,39 +482,36 @@ async def test_bridge_drain_timeout_still_writes_placeholders(tmp_path: Any) -> 
     fake.hang = True
     s = _session(tmp_path, fake, stt_timeout_s=0.05)
     try:
-        s._start_utterance(s.clock.now_ns(), 4_000)
+        t_start = _speech(s, started=True)
         await _feed(s, _vowel(0.5, 8000))
-        s._stop_utterance(s.clock.now_ns(), 4_500)
+        _speech(s, started=False)
         await asyncio.sleep(0)
         await s._drain()  # bounded: cancels, and the placeholder is there before finalize
     finally:
         s.writer.close()
-    assert _user_entries(s) == [(TRANSCRIPTION_PLACEHOLDER, "4000")]
-    assert [f["reason"] for f in s.stt_failures] == [stt.ERROR_CANCELLED]
+    assert _user_entries(s) == [(TRANSCRIPTION_PLACEHOLDER, t_start)]
+    assert [f["reason"] for f in s.core.stt_failures] == [stt.ERROR_CANCELLED]
 
 
 def _play_turn(s: Any, rid: str, pcm48: np.ndarray, *, text: str | None) -> None:
-    """Drive one assistant response through the tracker and the play-out path."""
+    """Drive one assistant response (48 kHz audio) through the bridge core: the model's
+    events in, the pacer's frames out, slot by slot."""
     import base64
 
-    from hydralab.audio import ulaw_encode
-    from hydralab.bridge import _Frame
     from hydralab.protocol import hydra as h
 
-    tr, t = s.tracker, s.clock.now_ns
-    tr.on_event(h.ResponseCreated(response={"id": rid}), t())
+    core, t = s.core, s.clock.now_ns
+    s._apply(core.model_event(h.ResponseCreated(response={"id": rid}), t()))
     if text is not None:
-        tr.on_event(h.ResponseOutputAudioTranscriptDelta(response_id=rid, delta=text), t())
-    tr.on_event(
-        h.ResponseOutputAudioDelta(response_id=rid, delta=base64.b64encode(b"\0\0").decode()), t()
-    )
-    tr.audio_received(rid, len(pcm48), t())
-    acts = tr.on_event(h.ResponseDone(response={"id": rid, "status": "completed"}), t())
-    for i in range(0, len(pcm48), 960):
-        s._record_played(_Frame(ulaw_encode(np.zeros(160, np.int16)), pcm48[i : i + 960], rid), t())
+        ev = h.ResponseOutputAudioTranscriptDelta(response_id=rid, delta=text)
+        s._apply(core.model_event(ev, t()))
+    delta = base64.b64encode(pcm48.astype("<i2").tobytes()).decode()
+    s._apply(core.model_event(h.ResponseOutputAudioDelta(response_id=rid, delta=delta), t()))
+    done = h.ResponseDone(response={"id": rid, "status": "completed"})
+    s._apply(core.model_event(done, t()))
+    while core._queue:
         s.clock.advance(20_000_000)
-    for a in acts:
-        s._turn_actions(tr.turn_played(a.index, t()))
+        s._apply(core.advance(t()))
 
 
 async def test_assistant_fallback_transcribes_played_audio(tmp_path: Any) -> None:
@@ -544,7 +555,7 @@ async def test_assistant_fallback_failure_is_marked(tmp_path: Any) -> None:
         ASSISTANT_TRANSCRIPTION_PLACEHOLDER,
         "stt_failed",
     )
-    assert [(f["role"], f["turn"], f["reason"]) for f in s.stt_failures] == [
+    assert [(f["role"], f["turn"], f["reason"]) for f in s.core.stt_failures] == [
         ("assistant", 0, "timeout")
     ]
 
