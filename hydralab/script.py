@@ -9,14 +9,18 @@ through :mod:`hydralab.tools`. The trace's stored responses are deliberately not
 script.
 
 Some generated reference traces carry a raw tool call *as agent speech* (a JSON object, a
-``functions.name(...)`` string, ``<tool_call>`` markup). :func:`clean_trace` strips such text
-when the same call also exists as a ``tool_call`` event in that answer (the speech was a leaked
-duplicate) and rejects the trace with :class:`TraceError` when it does not (the call would be
-lost) or when an answer would be left with nothing to say.
+``functions.name(...)`` string, ``<tool_call>`` markup). EVA runs such records anyway (its agent
+is a model; the trace is only the reference), and so does the emulator: :func:`clean_trace`
+strips the text when the same call also exists as a ``tool_call`` event in that answer (a leaked
+duplicate), turns it into a ``tool_call`` event when it does not and its arguments parse, and
+gives an answer the caller waits for but that says nothing a short neutral line
+(:data:`NEUTRAL_LINE`). Only a raw call that cannot become a call (arguments that do not parse,
+an undeclared tool) rejects the trace with :class:`TraceError`, which says why.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -27,6 +31,7 @@ from hydralab.records import Record
 from hydralab.speech.text import spoken_form
 
 __all__ = [
+    "NEUTRAL_LINE",
     "AssistantSteps",
     "CallTools",
     "Script",
@@ -36,6 +41,7 @@ __all__ = [
     "UserTurn",
     "clean_trace",
     "find_raw_tool_calls",
+    "raw_call_arguments",
     "script_from_lines",
     "script_from_record",
     "script_from_trace",
@@ -285,23 +291,111 @@ def _answer_bounds(events: list[dict[str, Any]], index: int) -> tuple[int, int]:
     return start, end
 
 
+NEUTRAL_LINE = "All right."
+"""What an answer says when its reference says nothing (only calls, or only raw call text)."""
+
+_ARGUMENT_KEYS = ("arguments", "parameters", "params", "args", "input")
+
+
+def _json_call(value: Any) -> tuple[str | None, dict[str, Any] | None]:
+    """``(tool name, arguments)`` of a JSON call payload; ``(None, None)`` when it is none."""
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if not isinstance(value, Mapping):
+        return None, None
+    function = value.get("function")
+    if isinstance(function, Mapping):
+        value = function
+    name = next(
+        (
+            str(value[k])
+            for k in ("name", "tool_name", "tool", "function")
+            if isinstance(value.get(k), str)
+        ),
+        None,
+    )
+    for key in _ARGUMENT_KEYS:
+        if key in value:
+            args = value[key]
+            if isinstance(args, str):
+                try:
+                    args = json.loads(args) if args.strip() else {}
+                except json.JSONDecodeError:
+                    return name, None
+            return name, dict(args) if isinstance(args, Mapping) else None
+    return name, ({} if name is not None else None)
+
+
+def _python_arguments(inner: str) -> dict[str, Any] | None:
+    """Keyword arguments of ``name(k="v", n=1)`` (Python or JSON literals); ``None`` if not."""
+    if not inner.strip():
+        return {}
+    try:
+        node = ast.parse(f"f({inner})", mode="eval").body
+    except SyntaxError:
+        return None
+    if not isinstance(node, ast.Call) or node.args:
+        return None  # positional arguments cannot be named
+    out: dict[str, Any] = {}
+    aliases = {"true": True, "false": False, "null": None}
+    for keyword in node.keywords:
+        if keyword.arg is None:
+            return None
+        value = keyword.value
+        if isinstance(value, ast.Name) and value.id in aliases:
+            out[keyword.arg] = aliases[value.id]
+            continue
+        try:
+            out[keyword.arg] = ast.literal_eval(value)
+        except ValueError:
+            return None
+    return out
+
+
+def raw_call_arguments(raw: str, name: str) -> dict[str, Any] | None:
+    """The arguments of the raw call text ``raw`` to tool ``name``; ``None`` if they do not
+    parse (the call cannot be scripted)."""
+    brace = raw.find("{")
+    bracket = raw.find("(")
+    if brace >= 0 and (
+        bracket < 0 or brace < bracket or raw[bracket + 1 :].lstrip().startswith("{")
+    ):
+        blob = raw[brace : _balanced_end(raw, brace)]
+        try:
+            value = json.loads(blob)
+        except json.JSONDecodeError:
+            return None
+        found, args = _json_call(value)
+        if found is None:  # functions.NAME({...}) / NAME({...}): the object is the arguments
+            return dict(value) if isinstance(value, Mapping) else None
+        return args if found == name else None
+    if bracket >= 0:
+        end = _balanced_end(raw, bracket)
+        if raw[end - 1 : end] != ")":
+            return None
+        return _python_arguments(raw[bracket + 1 : end - 1])
+    return {}  # a bare name (functions.NAME, <function=NAME></function>): no arguments
+
+
 def clean_trace(
     trace: Iterable[Mapping[str, Any]], *, tool_names: Iterable[str] = ()
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Remove raw tool-call text from agent lines, or reject the trace.
+    """Remove raw tool-call text from agent lines and make every awaited answer speak.
 
     A raw call is taken out of the speech when a ``tool_call`` event with the same tool name
-    sits in the same answer (the events between two user lines); what is left of the line is
-    kept if it still has words, otherwise the line is dropped. A raw payload whose tool cannot
-    be named is removed the same way.
+    sits in the same answer (the events between two user lines); a raw call without one becomes
+    a ``tool_call`` event in its place, the line's words before and after it staying around it.
+    A raw payload whose tool cannot be named is removed. What is left of a line is kept if it
+    still has words. Finally every answer a user line follows that says nothing gets
+    :data:`NEUTRAL_LINE` at its end.
 
     Returns:
-        ``(cleaned events, notes)``: copies of the events, and one note per changed or dropped
-        line (``trace[i]: ...``).
+        ``(cleaned events, notes)``: copies of the events, and one note per change
+        (``trace[i]: ...`` / ``answer n: ...``).
 
     Raises:
-        TraceError: A raw call has no ``tool_call`` event of that tool in its answer, or an
-            answer that the caller must wait for (a user line follows it) has no speech left.
+        TraceError: A raw call without a ``tool_call`` event whose arguments do not parse, or
+            that names a tool the agent does not declare (when ``tool_names`` are given).
     """
     events = [dict(e) for e in trace]
     known = tuple(tool_names)
@@ -320,40 +414,76 @@ def clean_trace(
         called = {
             str(e.get("tool_name")) for e in events[start:end] if e.get("event_type") == "tool_call"
         }
-        for _, _, name in spans:
-            if name is not None and name not in called:
+        pieces: list[dict[str, Any]] = []
+        last, spoken, converted, removed = 0, False, [], []
+        for span_start, span_end, name in spans:
+            before = _strip_spans(text[last:span_start], [])
+            if re.search(r"[^\W\d_]{2,}", before):
+                pieces.append({**event, "utterance": before})
+                spoken = True
+            last = span_end
+            if name is None or name in called:
+                removed.append(name or "unnamed payload")
+                continue
+            if known and name not in known:
                 raise TraceError(
-                    f"trace[{index}]: an agent line is a raw call to {name!r} and the answer"
-                    f" has no {name!r} tool_call event, so the call would be lost"
+                    f"trace[{index}]: an agent line is a raw call to {name!r}, which the agent"
+                    " does not declare, and the answer has no such tool_call event"
                 )
-        cleaned = _strip_spans(text, spans)
-        names = ", ".join(sorted({n or "unnamed payload" for _, _, n in spans}))
-        if re.search(r"[^\W\d_]{2,}", cleaned):
-            out.append({**event, "utterance": cleaned})
-            notes.append(f"trace[{index}]: removed raw tool-call text ({names}) from an agent line")
-        else:
+            args = raw_call_arguments(text[span_start:span_end], name)
+            if args is None:
+                raise TraceError(
+                    f"trace[{index}]: an agent line is a raw call to {name!r} whose arguments"
+                    f" do not parse ({text[span_start:span_end][:80]!r}), and the answer has no"
+                    f" {name!r} tool_call event, so the call cannot be scripted"
+                )
+            pieces.append({"event_type": "tool_call", "tool_name": name, "params": args})
+            converted.append(name)
+        after = _strip_spans(text[last:], [])
+        if re.search(r"[^\W\d_]{2,}", after):
+            pieces.append({**event, "utterance": after})
+            spoken = True
+        out.extend(pieces)
+        if converted:
             notes.append(
-                f"trace[{index}]: dropped an agent line that was a raw tool call ({names})"
+                f"trace[{index}]: turned raw tool-call text into tool calls"
+                f" ({', '.join(converted)})"
             )
-    if notes:
-        _check_answers_speak(out)
-    return out, notes
+        if removed:
+            names = ", ".join(sorted(set(removed)))
+            if spoken or converted:
+                notes.append(
+                    f"trace[{index}]: removed raw tool-call text ({names}) from an agent line"
+                )
+            else:
+                notes.append(
+                    f"trace[{index}]: dropped an agent line that was a raw tool call ({names})"
+                )
+    return _answers_speak(out, notes), notes
 
 
-def _check_answers_speak(events: list[dict[str, Any]]) -> None:
-    """Every answer followed by another user line must still say something."""
-    spoke, answer = True, 0
+def _answers_speak(events: list[dict[str, Any]], notes: list[str]) -> list[dict[str, Any]]:
+    """Every answer followed by another user line says something (:data:`NEUTRAL_LINE`).
+
+    Two user lines with nothing between them are one turn (they merge), not a silent answer.
+    """
+    out: list[dict[str, Any]] = []
+    spoke, acted, answer = True, False, 0
     for event in events:
         kind = event.get("event_type")
         if kind == "user_utterance":
-            if answer and not spoke:
-                raise TraceError(
-                    f"answer {answer} (to user line {answer}) has no speech left after removing"
-                    " raw tool-call text; the caller would wait for it forever"
+            if answer and acted and not spoke:
+                out.append({"event_type": "agent_utterance", "utterance": NEUTRAL_LINE})
+                notes.append(
+                    f"answer {answer} (to user line {answer}) said nothing: added {NEUTRAL_LINE!r}"
                 )
-            spoke, answer = False, answer + 1
+            spoke, acted, answer = False, False, answer + 1
         elif kind == "agent_utterance":
             spoke = True
+        elif kind == "tool_call":
+            acted = True
+        out.append(event)
+    return out
 
 
 def _flush_calls(steps: list[Step], pending: list[ToolCall]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -446,3 +447,29 @@ def test_eva_data_folder_as_root_and_unknown_domain() -> None:
     assert list_records(EVA_DIR / "data") == list_records(EVA_DIR)
     with pytest.raises(UnknownDomainError, match="available: airline"):
         load_record("1.1.2", data_dir=EVA_DIR, domain="banking")
+
+
+def test_build_script_rebuilds_our_records_byte_for_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``scripts/build_airline.py`` runs the scripted calls through today's tools: its output
+    must equal the shipped records, so a tool change that alters a frozen response shows here."""
+    import importlib.util
+
+    script = Path(__file__).parents[1] / "scripts" / "build_airline.py"
+    spec = importlib.util.spec_from_file_location("build_airline", script)
+    assert spec is not None and spec.loader is not None
+    build = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "build_airline", build)  # dataclasses look it up there
+    spec.loader.exec_module(build)
+    monkeypatch.setattr(build, "OUT", tmp_path)
+    build.main()
+    shipped = DEFAULT_DATA_DIR / "airline"
+    built = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.json"))
+    assert built == sorted(
+        p.relative_to(shipped)
+        for p in shipped.rglob("*.json")
+        if p.name == "airline_dataset.json" or p.parent.name == "airline_scenarios"
+    )
+    for relative in built:
+        assert (tmp_path / relative).read_bytes() == (shipped / relative).read_bytes(), relative

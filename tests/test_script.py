@@ -10,6 +10,7 @@ import pytest
 
 from hydralab.records import list_records, load_record
 from hydralab.script import (
+    NEUTRAL_LINE,
     AssistantSteps,
     CallTools,
     Script,
@@ -19,6 +20,7 @@ from hydralab.script import (
     UserTurn,
     clean_trace,
     find_raw_tool_calls,
+    raw_call_arguments,
     script_from_record,
     script_from_trace,
 )
@@ -93,7 +95,10 @@ def test_default_record_script() -> None:
     assert "H T four K W B" in second.spoken and "Brooks" in second.spoken
     turn = script.assistant_turns[2]
     assert turn.text.startswith("Thanks, one moment") and turn.text.endswith("Shall I book it?")
-    assert [c.name for c in turn.tool_calls] == ["get_reservation", "search_rebooking_options"]
+    assert [c.name for c in turn.tool_calls] == [
+        "get_reservation",
+        "search_rebooking_options",
+    ]
 
 
 @pytest.mark.parametrize("record_id", list_records())
@@ -125,7 +130,7 @@ def test_grouping_rules() -> None:
         _resp("c"),
         _a("After c."),
         _u("Thanks."),
-        _call("d"),  # trailing calls without a final line still form a step
+        _call("d"),  # calls without a line still form a step; the caller waits: neutral line
         _u("Bye."),  # trailing user line: empty answer
     ]
     script = script_from_trace(trace, greeting="Welcome!", record_id="t")
@@ -145,10 +150,11 @@ def test_grouping_rules() -> None:
                 Speak("After c."),
             )
         ),
-        AssistantSteps((CallTools((ToolCall("d", {}),)),)),
+        AssistantSteps((CallTools((ToolCall("d", {}),)), Speak(NEUTRAL_LINE))),
         AssistantSteps(()),
     )
     assert script.assistant_turns[3].text == ""
+    assert script.notes == (f"answer 3 (to user line 3) said nothing: added {NEUTRAL_LINE!r}",)
 
 
 def test_empty_trace() -> None:
@@ -189,18 +195,39 @@ TOOLS = ("get_reservation", "search_rebooking_options")
 @pytest.mark.parametrize(
     ("text", "name"),
     [
-        ('get_reservation(confirmation_number="ZK3FFW", last_name="rodriguez")', "get_reservation"),
-        ("get_reservation (ZK3FFW)", "get_reservation"),  # a declared tool, even with a space
-        ("lookup_booking(code='ZK3FFW')", "lookup_booking"),  # snake_case with arguments
+        (
+            'get_reservation(confirmation_number="ZK3FFW", last_name="rodriguez")',
+            "get_reservation",
+        ),
+        (
+            "get_reservation (ZK3FFW)",
+            "get_reservation",
+        ),  # a declared tool, even with a space
+        (
+            "lookup_booking(code='ZK3FFW')",
+            "lookup_booking",
+        ),  # snake_case with arguments
         (
             '{"name": "get_reservation", "arguments": {"confirmation_number": "ZK3FFW"}}',
             "get_reservation",
         ),
-        ('{"type": "function", "function": {"name": "get_reservation"}}', "get_reservation"),
-        ('[{"tool_name": "search_rebooking_options", "params": {}}]', "search_rebooking_options"),
-        ('to=functions.search_rebooking_options json{"origin": "AUS"}', "search_rebooking_options"),
+        (
+            '{"type": "function", "function": {"name": "get_reservation"}}',
+            "get_reservation",
+        ),
+        (
+            '[{"tool_name": "search_rebooking_options", "params": {}}]',
+            "search_rebooking_options",
+        ),
+        (
+            'to=functions.search_rebooking_options json{"origin": "AUS"}',
+            "search_rebooking_options",
+        ),
         ("functions.get_reservation()", "get_reservation"),
-        ('<tool_call>{"name": "get_reservation", "arguments": {}}</tool_call>', "get_reservation"),
+        (
+            '<tool_call>{"name": "get_reservation", "arguments": {}}</tool_call>',
+            "get_reservation",
+        ),
         ("<function=get_reservation>{}</function>", "get_reservation"),
         ('{"confirmation_number": "ZK3FFW"}', None),  # a bare payload: no tool name
     ],
@@ -258,20 +285,96 @@ def test_leaked_duplicate_call_is_removed_from_speech() -> None:
     assert raw in raw_script.assistant_turns[1].text and raw_script.notes == ()
 
 
-def test_raw_call_without_tool_call_event_is_rejected() -> None:
+def test_raw_call_without_tool_call_event_becomes_a_call() -> None:
     trace = [
         _u("ZK3FFW, Rodriguez."),
-        _a("functions.get_reservation({})"),
+        _a('One moment. functions.get_reservation({"confirmation_number": "ZK3FFW"}) Got it.'),
         _a("I found your booking."),
         _u("Thanks."),
         _call("get_reservation"),  # in another answer: does not count
         _a("Bye."),
     ]
-    with pytest.raises(TraceError, match=r"trace\[1\]: .*'get_reservation'.*would be lost"):
+    script = script_from_trace(trace, greeting="Hi!", tool_names=TOOLS)
+    assert _shape(script)[1] == [
+        "One moment.",
+        ["get_reservation"],
+        "Got it.",
+        "I found your booking.",
+    ]
+    assert script.assistant_turns[1].tool_calls == (
+        ToolCall("get_reservation", {"confirmation_number": "ZK3FFW"}),
+    )
+    assert script.notes == (
+        "trace[1]: turned raw tool-call text into tool calls (get_reservation)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "arguments"),
+    [
+        (
+            'get_reservation(confirmation_number="ZK3FFW", last_name="rodriguez")',
+            {"confirmation_number": "ZK3FFW", "last_name": "rodriguez"},
+        ),
+        ("get_reservation()", {}),
+        (
+            'get_reservation({"confirmation_number": "ZK3FFW"})',
+            {"confirmation_number": "ZK3FFW"},
+        ),
+        (
+            "search_rebooking_options(passenger_count=1, nonstop=true)",
+            {"passenger_count": 1, "nonstop": True},
+        ),
+        (
+            '{"name": "get_reservation", "arguments": {"confirmation_number": "ZK3FFW"}}',
+            {"confirmation_number": "ZK3FFW"},
+        ),
+        (
+            '{"name": "get_reservation", "arguments": "{\\"last_name\\": \\"li\\"}"}',
+            {"last_name": "li"},
+        ),
+        (
+            '{"type": "function", "function": {"name": "get_reservation", "arguments": {}}}',
+            {},
+        ),
+        ('to=functions.get_reservation json{"last_name": "li"}', {"last_name": "li"}),
+        ("functions.get_reservation", {}),
+        (
+            '<tool_call>{"name": "get_reservation", "arguments": {"last_name": "li"}}</tool_call>',
+            {"last_name": "li"},
+        ),
+        ("get_reservation (ZK3FFW)", None),  # positional: cannot be named
+        ('get_reservation("ZK3FFW")', None),
+        ("get_reservation(code=lookup())", None),
+    ],
+)
+def test_raw_call_arguments(raw: str, arguments: dict[str, Any] | None) -> None:
+    assert (
+        raw_call_arguments(
+            raw, "get_reservation" if "get_res" in raw else "search_rebooking_options"
+        )
+        == arguments
+    )
+
+
+def test_raw_call_that_cannot_be_scripted_is_rejected() -> None:
+    trace = [_u("ZK3FFW."), _a("get_reservation (ZK3FFW)"), _u("Hello?"), _a("Hi.")]
+    with pytest.raises(
+        TraceError,
+        match=r"trace\[1\]: .*'get_reservation' whose arguments do not parse",
+    ):
         clean_trace(trace, tool_names=TOOLS)
+    undeclared = [
+        _u("ZK3FFW."),
+        _a("lookup_booking(code='ZK3FFW')"),
+        _u("Hello?"),
+        _a("Hi."),
+    ]
+    with pytest.raises(TraceError, match=r"'lookup_booking', which the agent does not declare"):
+        clean_trace(undeclared, tool_names=TOOLS)
 
 
-def test_answer_left_silent_is_rejected() -> None:
+def test_answer_left_silent_gets_a_neutral_line() -> None:
     trace = [
         _u("ZK3FFW, Rodriguez."),
         _call("get_reservation"),
@@ -279,11 +382,23 @@ def test_answer_left_silent_is_rejected() -> None:
         _u("Hello?"),
         _a("Sorry, I found it."),
     ]
-    with pytest.raises(TraceError, match=r"answer 1 .* no speech left"):
-        clean_trace(trace, tool_names=TOOLS)
-    # the last answer may end without speech (nobody waits for it)
-    cleaned, notes = clean_trace(trace[:3], tool_names=TOOLS)
-    assert [e["event_type"] for e in cleaned] == ["user_utterance", "tool_call"]
+    script = script_from_trace(trace, greeting="Hi!", tool_names=TOOLS)
+    assert _shape(script)[1] == [["get_reservation"], NEUTRAL_LINE]
+    assert script.notes == (
+        "trace[2]: dropped an agent line that was a raw tool call (get_reservation)",
+        f"answer 1 (to user line 1) said nothing: added {NEUTRAL_LINE!r}",
+    )
+    # also when the reference itself says nothing; the last answer may end without speech
+    cleaned, notes = clean_trace(
+        [_u("Hi."), _call("get_reservation"), _u("Hello?"), _call("get_reservation")]
+    )
+    assert [e["event_type"] for e in cleaned] == [
+        "user_utterance",
+        "tool_call",
+        "agent_utterance",
+        "user_utterance",
+        "tool_call",
+    ]
     assert len(notes) == 1
 
 
@@ -291,12 +406,15 @@ def test_record_with_bad_trace_names_the_record() -> None:
     record = load_record()
     trace = list(record.trace)
     first_agent = next(i for i, e in enumerate(trace) if e["event_type"] == "agent_utterance")
-    trace[first_agent] = _a("issue_travel_credit(amount=500)")  # never called in HL-AIR-001
+    trace[first_agent] = _a("issue_travel_credit(500)")  # a positional argument: no name
     bad = dataclasses.replace(record, trace=tuple(trace))
     with pytest.raises(
         TraceError, match=r"^record 'HL-AIR-001': trace\[\d+\]: .*issue_travel_credit"
     ):
         script_from_record(bad)
+    trace[first_agent] = _a("issue_travel_credit(amount=500)")  # parses: becomes a call
+    script = script_from_record(dataclasses.replace(record, trace=tuple(trace)))
+    assert ToolCall("issue_travel_credit", {"amount": 500}) in script.tool_calls
 
 
 @needs_eva

@@ -42,8 +42,8 @@ def call_error_types(domain: str | None = None) -> frozenset[str]:
     """Error types that make a call *invalid* for EVA's ``tool_call_validity`` metric.
 
     The executor's types plus the domain tools' parameter-validation types (every domain's
-    when ``domain`` is ``None`` or unknown); business errors such as ``reservation_not_found``
-    are valid calls.
+    when ``domain`` is ``None`` or unknown); business errors such as ``not_found`` or
+    ``authentication_failed`` are valid calls.
     """
     if domain is not None and domain in _PARAMETER_ERROR_TYPES:
         return EXECUTOR_ERROR_TYPES | _PARAMETER_ERROR_TYPES[domain]
@@ -128,9 +128,7 @@ class ToolExecutor:
                 "error_type": "tool_not_found",
                 "message": f"Tool {name!r} is not available",
             }
-        if params is None:
-            params = {}
-        if not isinstance(params, Mapping):
+        if not isinstance(params, Mapping):  # None too: EVA's models reject it the same way
             return {
                 "status": "error",
                 "error_type": "invalid_parameter",

@@ -7,14 +7,20 @@ The tools are deterministic: no clock, no randomness; generated ids derive from 
 and, for refunds and transfers, from ``call_index`` (the 1-based count of calls to *that* tool).
 Responses are snapshots (deep copies), never live references into the DB.
 
-Where EVA's observable DB effects are known (seat numbers, credit and voucher codes, which seat
-counts move), the tools reproduce them so EVA's expected scenario DBs replay exactly.
+The structured behaviour is EVA's (its airline tools, ``eva/assistant/tools/airline_tools.py``):
+which parameters are required and how they are checked and coerced, each ``status`` and
+``error_type`` (business misses of a reservation, flight status or disruption are ``not_found``),
+the order of the checks, the response keys and the DB effects (seat numbers, credit and voucher
+codes, which seat counts move), so EVA's expected scenario DBs replay exactly and a model under
+test meets the same answers as under EVA. ``tests/test_tools_vs_eva.py`` replays the shared
+records' calls, perturbed variants and DB-derived probes through both. Only the ``message``
+texts are hydralab's own.
 """
 
 from __future__ import annotations
 
 import copy
-import datetime as _dt
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -109,6 +115,18 @@ _MAX_BAGS = 5
 
 # --------------------------------------------------------------------------------------------
 # Parameter validation
+#
+# The rules are EVA's (pydantic models in lax mode, read through its error mapping), so a call
+# gets the same status and error type from hydralab as from EVA:
+# - every parameter the agent config marks required is required (no silent defaults);
+# - strings are taken as given: no trimming, no case folding. Codes must match their pattern
+#   exactly; confirmation numbers and airport codes (and the flight number of the two lookups)
+#   are upper-cased after the check, journey and passenger ids are not. Enum values are exact.
+# - numbers and booleans coerce the way pydantic's lax mode does ("3" -> 3, True -> 1,
+#   "yes" -> True);
+# - when several parameters are wrong, the first one with its own error type decides
+#   (``invalid_confirmation_number_format``, ``invalid_meal_type`` ... also for a missing one);
+#   otherwise the first error is an ``invalid_parameter``.
 # --------------------------------------------------------------------------------------------
 
 
@@ -121,12 +139,11 @@ class _Invalid(Exception):
 
 @dataclass(frozen=True)
 class _Field:
-    """One parameter: how to check it, which error type a bad value gives."""
+    """One parameter: how to check it, which error type a bad (or missing) value gives."""
 
     name: str
     kind: str  # text | code | enum | int | float | bool | code_list
     required: bool = True
-    default: Any = None
     pattern: str = ""
     describe: str = ""
     choices: tuple[str, ...] = ()
@@ -138,7 +155,13 @@ class _Field:
 
 
 def _code(
-    name: str, pattern: str, describe: str, error_type: str, *, required: bool = True
+    name: str,
+    pattern: str,
+    describe: str,
+    error_type: str,
+    *,
+    required: bool = True,
+    upper: bool = False,
 ) -> _Field:
     return _Field(
         name,
@@ -147,45 +170,34 @@ def _code(
         pattern=pattern,
         describe=describe,
         error_type=error_type,
-        upper=True,
+        upper=upper,
     )
 
 
-def _enum(
-    name: str,
-    choices: tuple[str, ...],
-    error_type: str,
-    *,
-    required: bool = True,
-    default: Any = None,
-) -> _Field:
-    return _Field(
-        name, "enum", required=required, default=default, choices=choices, error_type=error_type
-    )
+def _enum(name: str, choices: tuple[str, ...], error_type: str, *, required: bool = True) -> _Field:
+    return _Field(name, "enum", required=required, choices=choices, error_type=error_type)
 
 
 _CONF = _code(
     "confirmation_number",
-    r"[A-Z0-9]{6}",
+    r"[A-Za-z0-9]{6}",
     "6 letters or digits",
     "invalid_confirmation_number_format",
+    upper=True,
 )
-_CONF_OPT = _code(
-    "confirmation_number",
-    r"[A-Z0-9]{6}",
-    "6 letters or digits",
-    "invalid_confirmation_number_format",
-    required=False,
-)
-_FLIGHT_PATTERN = r"[A-Z]{2,3}[0-9]{1,4}"
+_FLIGHT_PATTERN = r"[A-Za-z]{2,3}\d{1,4}"
 _FLIGHT_DESC = "2-3 letters then 1-4 digits (e.g. SK621)"
-_FLIGHT = _code("flight_number", _FLIGHT_PATTERN, _FLIGHT_DESC, "invalid_flight_number_format")
+# The lookups upper-case the flight number; the leg selectors of the write tools compare it
+# as given (EVA's behaviour: "sk621" finds no leg there).
+_FLIGHT = _code(
+    "flight_number", _FLIGHT_PATTERN, _FLIGHT_DESC, "invalid_flight_number_format", upper=True
+)
 _FLIGHT_OPT = _code(
     "flight_number", _FLIGHT_PATTERN, _FLIGHT_DESC, "invalid_flight_number_format", required=False
 )
-_JOURNEY_PATTERN = r"FL_(?:[A-Z]{2,3}[0-9]{1,4}_)+[0-9]{8}"
+_JOURNEY_PATTERN = r"FL_(?:[A-Za-z]{2,3}\d{1,4}_)+\d{8}"
 _JOURNEY_DESC = "FL_<flight>_<YYYYMMDD> (e.g. FL_SK621_20260320)"
-_PAX_PATTERN = r"PAX[0-9]+"
+_PAX_PATTERN = r"PAX\d+"
 _PAX_DESC = "PAX followed by digits (e.g. PAX001)"
 
 
@@ -193,88 +205,80 @@ def _journey(name: str) -> _Field:
     return _code(name, _JOURNEY_PATTERN, _JOURNEY_DESC, "invalid_journey_id_format")
 
 
-def _date(name: str, *, required: bool = True) -> _Field:
-    return _Field(
-        name,
-        "date",
-        required=required,
-        describe="a date YYYY-MM-DD",
-        error_type="invalid_date_format",
-    )
+def _date(name: str) -> _Field:
+    # Only the shape is checked (as EVA does): "2026-02-30" is well-formed and simply not found.
+    return _code(name, r"\d{4}-\d{2}-\d{2}", "a date YYYY-MM-DD", "invalid_date_format")
 
 
 def _airport(name: str) -> _Field:
     return _code(
-        name, r"[A-Z]{3}", "a 3-letter airport code (e.g. JFK)", "invalid_airport_code_format"
+        name,
+        r"[A-Za-z]{3}",
+        "a 3-letter airport code (e.g. JFK)",
+        "invalid_airport_code_format",
+        upper=True,
     )
 
 
 _PAX = _code("passenger_id", _PAX_PATTERN, _PAX_DESC, "invalid_passenger_id_format")
 
 
-def _text(name: str, *, required: bool = True) -> _Field:
-    return _Field(name, "text", required=required)
+def _text(name: str) -> _Field:
+    return _Field(name, "text")
+
+
+_INT_TEXT = re.compile(r"[+-]?[0-9]+(?:_[0-9]+)*(?:\.0+)?")
+_TRUE_WORDS = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE_WORDS = frozenset({"0", "off", "f", "false", "n", "no"})
 
 
 def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
+    """pydantic's lax int: bools, integral floats and integer strings ("3", " 3 ", "3.0")."""
+    if isinstance(value, bool | int):
         return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
-        return int(value)
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) and value.is_integer() else None
+    if isinstance(value, str):
+        text = value.strip()
+        if _INT_TEXT.fullmatch(text):
+            return int(text.split(".")[0].replace("_", ""))
     return None
 
 
 def _as_float(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+    """pydantic's lax float: bools, ints, floats and ASCII number strings ("2.5", "1e3")."""
+    if isinstance(value, bool | int | float):
         try:
-            return float(value.strip().lstrip("$"))
+            return float(value)
+        except OverflowError:
+            return None
+    if isinstance(value, str) and value.isascii():
+        try:
+            return float(value)
         except ValueError:
             return None
     return None
 
 
 def _as_bool(value: Any) -> bool | None:
+    """pydantic's lax bool: bools, 0/1 and the words true/false, yes/no, on/off, t/f, y/n."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, int) and value in (0, 1):
+    if isinstance(value, int | float) and value in (0, 1):
         return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
+    if isinstance(value, str):
+        word = value.lower()
+        if word in _TRUE_WORDS or word in _FALSE_WORDS:
+            return word in _TRUE_WORDS
     return None
 
 
 def _check_code(field: _Field, value: Any) -> str:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not re.fullmatch(field.pattern, value):
         raise _Invalid(
             field.error_type, f"Invalid {field.name} {value!r}: must be {field.describe}"
         )
-    text = value.strip().upper() if field.upper else value.strip()
-    if not re.fullmatch(field.pattern, text):
-        raise _Invalid(
-            field.error_type, f"Invalid {field.name} '{value}': must be {field.describe}"
-        )
-    return text
-
-
-def _check_date(field: _Field, value: Any) -> str:
-    text = value.strip() if isinstance(value, str) else ""
-    try:
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            raise ValueError(text)
-        _dt.date.fromisoformat(text)
-    except ValueError:
-        raise _Invalid(
-            field.error_type, f"Invalid {field.name} '{value}': must be {field.describe}"
-        ) from None
-    return text
+    return value.upper() if field.upper else value
 
 
 def _check_number(field: _Field, value: Any) -> int | float:
@@ -283,11 +287,11 @@ def _check_number(field: _Field, value: Any) -> int | float:
     if number is None:
         raise _Invalid(field.error_type, f"Invalid {field.name} {value!r}: must be {what}")
     low, high = field.minimum, field.maximum
-    if (low is not None and number < low) or (high is not None and number > high):
+    if (low is not None and not number >= low) or (high is not None and not number <= high):
         bounds = f"between {low:g} and {high:g}" if low is not None and high is not None else ""
         bounds = bounds or (f"at least {low:g}" if low is not None else f"at most {high:g}")
         raise _Invalid(field.error_type, f"Invalid {field.name} {value!r}: must be {bounds}")
-    if field.positive and number <= 0:
+    if field.positive and not number > 0:  # also rejects NaN
         raise _Invalid(field.error_type, f"Invalid {field.name} {value!r}: must be greater than 0")
     return number
 
@@ -295,23 +299,18 @@ def _check_number(field: _Field, value: Any) -> int | float:
 def _check(field: _Field, value: Any) -> Any:
     kind = field.kind
     if kind == "text":
-        if not isinstance(value, str) or not value.strip():
-            raise _Invalid(
-                field.error_type, f"Invalid {field.name} {value!r}: must be a non-empty string"
-            )
-        return value.strip()
+        if not isinstance(value, str):
+            raise _Invalid(field.error_type, f"Invalid {field.name} {value!r}: must be a string")
+        return value
     if kind == "code":
         return _check_code(field, value)
-    if kind == "date":
-        return _check_date(field, value)
     if kind == "enum":
-        text = value.strip().lower() if isinstance(value, str) else value
-        if text not in field.choices:
+        if not isinstance(value, str) or value not in field.choices:
             raise _Invalid(
                 field.error_type,
-                f"Invalid {field.name} '{value}': must be one of {', '.join(field.choices)}",
+                f"Invalid {field.name} {value!r}: must be one of {', '.join(field.choices)}",
             )
-        return text
+        return value
     if kind in ("int", "float"):
         return _check_number(field, value)
     if kind == "bool":
@@ -322,28 +321,39 @@ def _check(field: _Field, value: Any) -> Any:
             )
         return flag
     if kind == "code_list":
-        if not isinstance(value, list | tuple) or not value:
-            raise _Invalid(
-                field.error_type, f"Invalid {field.name} {value!r}: must be a non-empty list"
-            )
+        if not isinstance(value, list | tuple):
+            raise _Invalid(field.error_type, f"Invalid {field.name} {value!r}: must be a list")
         return [_check_code(field, item) for item in value]
     raise AssertionError(f"unknown field kind {kind}")
 
 
 def _validate(params: Mapping[str, Any], fields: tuple[_Field, ...]) -> JSON:
-    """Check ``params`` against ``fields``; unknown keys are ignored (like EVA's models)."""
+    """Check ``params`` against ``fields``; unknown keys are ignored (like EVA's models).
+
+    ``None`` counts as absent: an optional parameter becomes ``None``, a required one is an
+    error. Every field is checked; the first error with a specific type wins (EVA's rule).
+    """
     clean: JSON = {}
+    errors: list[_Invalid] = []
     for field in fields:
         value = params.get(field.name)
-        if value is None or (isinstance(value, str) and not value.strip() and field.kind != "text"):
+        if value is None:
             if field.required:
-                raise _Invalid(
-                    "invalid_parameter",
-                    f"Invalid or missing parameter '{field.name}': field required",
+                what = f", must be {field.describe}" if field.describe else ""
+                errors.append(
+                    _Invalid(
+                        field.error_type,
+                        f"Invalid or missing parameter '{field.name}': field required{what}",
+                    )
                 )
-            clean[field.name] = field.default
+            clean[field.name] = None
             continue
-        clean[field.name] = _check(field, value)
+        try:
+            clean[field.name] = _check(field, value)
+        except _Invalid as exc:
+            errors.append(exc)
+    if errors:
+        raise next((e for e in errors if e.error_type != "invalid_parameter"), errors[0])
     return clean
 
 
@@ -356,38 +366,30 @@ def _error(error_type: str, message: str) -> JSON:
     return {"status": "error", "error_type": error_type, "message": message}
 
 
-def _reservation(db: Mapping[str, Any], confirmation_number: str) -> JSON:
+def _find_reservation(db: Mapping[str, Any], confirmation_number: str) -> JSON | None:
     found = db.get("reservations", {}).get(confirmation_number)
-    if not isinstance(found, dict):
-        raise _Invalid("reservation_not_found", f"Reservation {confirmation_number} not found")
+    return found if isinstance(found, dict) and found else None
+
+
+def _reservation(db: Mapping[str, Any], confirmation_number: str) -> JSON:
+    found = _find_reservation(db, confirmation_number)
+    if found is None:
+        raise _Invalid("not_found", f"Reservation {confirmation_number} not found")
     return found
 
 
-def _passenger(reservation: Mapping[str, Any], passenger_id: str) -> JSON:
-    for pax in reservation.get("passengers", []):
-        if pax.get("passenger_id") == passenger_id:
-            return dict(pax)
-    raise _Invalid(
-        "passenger_not_found",
-        f"Passenger {passenger_id} is not on reservation {reservation.get('confirmation_number')}",
-    )
+def _booking(reservation: Mapping[str, Any], journey_id: str) -> JSON:
+    """The reservation's booking for ``journey_id``: the first live one, else the first one.
 
-
-def _booking(reservation: Mapping[str, Any], journey_id: str, *, active: bool = True) -> JSON:
-    """The reservation's booking for ``journey_id``, preferring a non-cancelled one."""
+    A cancelled booking is still returned when it is the only one (EVA's lookup); the tools
+    that must not touch it (``cancel_reservation``) check its status themselves.
+    """
     matches: list[JSON] = [
         b for b in reservation.get("bookings", []) if b.get("journey_id") == journey_id
     ]
     if not matches:
         raise _Invalid("journey_not_found", f"Journey {journey_id} not found in reservation")
-    for booking in matches:
-        if booking.get("status") != "cancelled":
-            return booking
-    if active:
-        raise _Invalid(
-            "booking_cancelled", f"The booking for journey {journey_id} is already cancelled"
-        )
-    return matches[0]
+    return next((b for b in matches if b.get("status") != "cancelled"), matches[0])
 
 
 def _booking_segments(
@@ -434,10 +436,6 @@ def _adjust_seats(journey: Mapping[str, Any] | None, fare_class: str, delta: int
         available[fare_class] = (available.get(fare_class) or 0) + delta
 
 
-def _money(value: float) -> float | int:
-    return round(value, 2)
-
-
 def _current_date(db: Mapping[str, Any]) -> str:
     date = db.get("_current_date")
     if not isinstance(date, str):
@@ -477,16 +475,22 @@ def _tool(*fields: _Field) -> Callable[[Callable[[JSON, dict[str, Any], int], JS
 
 @_tool(_CONF, _text("last_name"))
 def get_reservation(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
-    """Authenticate by confirmation number + last name; return the reservation."""
+    """Authenticate by confirmation number + last name; return the reservation.
+
+    The last name is compared case-insensitively but otherwise as given (EVA: no trimming; an
+    empty last name skips the check).
+    """
     conf = p["confirmation_number"]
     reservation = _reservation(db, conf)
-    last_name = p["last_name"].casefold()
-    if not any(
-        str(x.get("last_name", "")).strip().casefold() == last_name
+    last_name: str = p["last_name"]
+    if last_name and not any(
+        str(x.get("last_name", "")).lower() == last_name.lower()
         for x in reservation.get("passengers", [])
     ):
         raise _Invalid("authentication_failed", f"Last name does not match reservation {conf}")
-    db["session"] = {"confirmation_number": conf, "last_name": p["last_name"].lower()}
+    db.setdefault("session", {}).update(
+        {"confirmation_number": conf, "last_name": last_name.lower()}
+    )
     result = copy.deepcopy(reservation)
     journeys = db.get("journeys", {})
     for booking in result.get("bookings", []):
@@ -507,36 +511,29 @@ def get_reservation(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
 def get_flight_status(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
     """Look up a flight (any segment's number) on a date; return its journey with live status."""
     number, date = p["flight_number"], p["flight_date"]
+    compact = date.replace("-", "")
     journeys = db.get("journeys", {})
-    journey = journeys.get(f"FL_{number}_{date.replace('-', '')}")
+    journey = journeys.get(f"FL_{number}_{compact}")
     if journey is None:
         for candidate in journeys.values():
-            if candidate.get("date") == date and any(
+            if str(candidate.get("date", "")).replace("-", "") == compact and any(
                 str(s.get("flight_number", "")).upper() == number
                 for s in candidate.get("segments", [])
             ):
                 journey = candidate
                 break
     if journey is None:
-        raise _Invalid("flight_not_found", f"Flight {number} not found for date {date}")
+        raise _Invalid("not_found", f"Flight {number} not found for date {date}")
     return {"status": "success", "journey": copy.deepcopy(journey)}
 
 
-@_tool(_FLIGHT, _date("date", required=False))
+@_tool(_FLIGHT, _date("date"))
 def get_disruption_info(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
-    """Disruption record (cause, IRROPS flag, entitlements) for a flight."""
+    """Disruption record (cause, IRROPS flag, entitlements) for a flight on a date."""
     number, date = p["flight_number"], p["date"]
-    disruptions = db.get("disruptions", {})
-    found = None
-    if date:
-        found = disruptions.get(f"{number}_{date}")
-    else:
-        found = next(
-            (d for d in disruptions.values() if str(d.get("flight_number", "")).upper() == number),
-            None,
-        )
-    if found is None:
-        raise _Invalid("disruption_not_found", f"No disruption found for flight {number}")
+    found = db.get("disruptions", {}).get(f"{number}_{date}")
+    if not found:
+        raise _Invalid("not_found", f"No disruption found for flight {number} on {date}")
     return {"status": "success", "disruption": copy.deepcopy(found)}
 
 
@@ -544,17 +541,15 @@ def get_disruption_info(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
     _airport("origin"),
     _airport("destination"),
     _date("date"),
-    _Field("passenger_count", "int", required=False, default=1, minimum=1),
-    _enum(
-        "fare_class",
-        (*FARE_CLASSES, "any"),
-        "invalid_fare_class",
-        required=False,
-        default="main_cabin",
-    ),
+    _Field("passenger_count", "int", minimum=1),
+    _enum("fare_class", (*FARE_CLASSES, "any"), "invalid_fare_class"),
 )
 def search_rebooking_options(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
-    """Bookable journeys for a route and date with enough seats in the fare class."""
+    """Bookable journeys for a route and date with enough seats in the fare class.
+
+    ``fare`` is the journey fare of that class (``None`` when it has seats but no fare); with
+    ``"any"`` it is the cheapest priced class with enough seats.
+    """
     count, wanted = p["passenger_count"], p["fare_class"]
     options: list[JSON] = []
     for journey_id, journey in db.get("journeys", {}).items():
@@ -567,16 +562,17 @@ def search_rebooking_options(p: JSON, db: dict[str, Any], call_index: int) -> JS
         if journey.get("status") not in _BOOKABLE_STATUSES or not journey.get("bookable", False):
             continue
         seats = _journey_seats(journey)
-        fares = journey.get("fares", {})
-        classes = FARE_CLASSES if wanted == "any" else (wanted,)
-        priced = [
-            (fares[fc], fc)
-            for fc in classes
-            if seats.get(fc, 0) >= count and fares.get(fc) is not None
-        ]
-        if not priced:
+        if wanted == "any":
+            if not any(n >= count for n in seats.values()):
+                continue
+        elif seats[wanted] < count:
             continue
-        fare = min(priced)[0] if wanted == "any" else priced[0][0]  # "any": the cheapest class
+        fares = journey.get("fares", {})
+        fare_class = wanted
+        if wanted == "any":
+            priced = [fc for fc in FARE_CLASSES if seats[fc] >= count and fares.get(fc) is not None]
+            if priced:  # the cheapest; on a tie the lower class
+                fare_class = min(priced, key=lambda fc: fares[fc])
         segments = journey.get("segments", [])
         options.append(
             {
@@ -589,10 +585,10 @@ def search_rebooking_options(p: JSON, db: dict[str, Any], call_index: int) -> JS
                 "arrival_time": segments[-1].get("scheduled_arrival") if segments else None,
                 "segments": copy.deepcopy(segments),
                 "available_seats": seats,
-                "fare": fare,
+                "fare": fares.get(fare_class),
             }
         )
-    options.sort(key=lambda o: (o["departure_time"] or "", o["journey_id"]))
+    options.sort(key=lambda o: o["departure_time"] or "")  # stable: DB order on a tie
     return {
         "status": "success",
         "options": options,
@@ -621,7 +617,7 @@ def _change_fee(rebooking_type: str, original_fare_class: str, waived: bool) -> 
     _journey("journey_id"),
     _journey("new_journey_id"),
     _enum("rebooking_type", REBOOKING_TYPES, "invalid_rebooking_type"),
-    _Field("waive_change_fee", "bool", required=False, default=False),
+    _Field("waive_change_fee", "bool"),
     _enum("new_fare_class", FARE_CLASSES, "invalid_fare_class", required=False),
     _FLIGHT_OPT,
 )
@@ -632,16 +628,16 @@ def rebook_flight(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
     booking = _booking(reservation, journey_id)
     journeys = db.get("journeys", {})
     new_journey = journeys.get(new_id)
-    if new_journey is None:
+    if not new_journey:
         raise _Invalid("flight_not_found", f"Flight {new_id} not found")
-    if not new_journey.get("bookable", True) or new_journey.get("status") == "cancelled":
+    if not new_journey.get("bookable", True):
         raise _Invalid("not_bookable", f"Flight {new_id} is not available for booking")
 
     original_class = booking.get("fare_class", "main_cabin")
     target_class = p["new_fare_class"] or original_class
     rebooking_type: str = p["rebooking_type"]
     is_irrops = "irrops" in rebooking_type
-    waived = bool(p["waive_change_fee"])
+    waived: bool = p["waive_change_fee"]
     change_fee = _change_fee(rebooking_type, original_class, waived)
 
     leg = p["flight_number"]
@@ -658,11 +654,14 @@ def rebook_flight(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
             "no_seats_available", f"No seats available in {target_class} on flight {new_id}"
         )
 
-    fare_difference = _money(new_fare - old_fare)
+    fare_difference = new_fare - old_fare
     credit_due = max(0, -fare_difference)
-    total_collected = 0 if is_irrops else _money(change_fee + max(0, fare_difference))
+    total_collected = 0 if is_irrops else change_fee + max(0, fare_difference)
 
-    booking["status"] = "cancelled"
+    # EVA cancels the *first* booking of the journey, which after a partial rebook can be the
+    # already cancelled original rather than ``booking``; kept so EVA's expected DBs replay.
+    first = next(b for b in reservation["bookings"] if b.get("journey_id") == journey_id)
+    first["status"] = "cancelled"
     old_segments = booking.get("segments", [])
     new_segments: list[JSON] = []
     for index, segment in enumerate(new_journey.get("segments", [])):
@@ -682,7 +681,7 @@ def rebook_flight(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
                 "meal_request": None,
             }
         )
-    reservation.setdefault("bookings", []).append(
+    reservation["bookings"].append(
         {
             "journey_id": new_id,
             "fare_class": target_class,
@@ -765,32 +764,39 @@ def rebook_flight(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
         pattern=_PAX_PATTERN,
         describe=_PAX_DESC,
         error_type="invalid_passenger_id_format",
-        upper=True,
     ),
 )
 def add_to_standby(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
-    """Put passengers on a journey's standby list (recorded on journey and reservation)."""
+    """Put passengers on a journey's standby list (recorded on journey and reservation).
+
+    As in EVA the journey is checked first; an unknown reservation is not an error (nothing is
+    recorded on it), unknown passenger ids of a known one are ``invalid_passengers``.
+    """
     conf, journey_id, pax_ids = p["confirmation_number"], p["journey_id"], p["passenger_ids"]
-    reservation = _reservation(db, conf)
     journey = db.get("journeys", {}).get(journey_id)
-    if journey is None:
+    if not journey:
         raise _Invalid("flight_not_found", f"Flight {journey_id} not found")
     if journey.get("status") == "cancelled":
         raise _Invalid(
             "flight_cancelled", f"Flight {journey_id} is cancelled; standby is not possible"
         )
-    for pax_id in pax_ids:
-        _passenger(reservation, pax_id)
+    reservation = _find_reservation(db, conf)
+    if reservation is not None and pax_ids:
+        known = {x.get("passenger_id") for x in reservation.get("passengers", [])}
+        unknown = [pax_id for pax_id in pax_ids if pax_id not in known]
+        if unknown:
+            raise _Invalid("invalid_passengers", f"Unknown passenger ID(s): {', '.join(unknown)}")
     flight_list = journey.setdefault("standby_list", [])
     position = len(flight_list) + len(pax_ids)
-    reservation.setdefault("standby_list", []).append(
-        {
-            "journey_id": journey_id,
-            "passenger_ids": list(pax_ids),
-            "position": position,
-            "status": "pending",
-        }
-    )
+    if reservation is not None:
+        reservation.setdefault("standby_list", []).append(
+            {
+                "journey_id": journey_id,
+                "passenger_ids": list(pax_ids),
+                "position": position,
+                "status": "pending",
+            }
+        )
     for pax_id in pax_ids:
         flight_list.append(
             {"confirmation_number": conf, "passenger_id": pax_id, "position": len(flight_list) + 1}
@@ -808,49 +814,43 @@ def add_to_standby(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
     _CONF,
     _PAX,
     _journey("journey_id"),
-    _enum(
-        "seat_preference",
-        SEAT_PREFERENCES,
-        "invalid_seat_preference",
-        required=False,
-        default="no_preference",
-    ),
+    _enum("seat_preference", SEAT_PREFERENCES, "invalid_seat_preference"),
     _FLIGHT_OPT,
 )
 def assign_seat(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
     """Assign a seat on a booked leg from the passenger's preference.
 
-    The seat is deterministic: row = cabin base row + passenger number, letter A/B/C for
-    window/middle/aisle (``no_preference`` takes aisle, else window, else middle).
+    The seat is deterministic, as in EVA: row = cabin base row + the passenger id's last three
+    digits, letter A/B/C for window/middle/aisle (``no_preference`` takes C). The leg must
+    have seats left in the booking's cabin and, unless ``no_preference``, the seat type.
     """
     conf, pax_id, journey_id = p["confirmation_number"], p["passenger_id"], p["journey_id"]
     preference: str = p["seat_preference"]
-    reservation = _reservation(db, conf)
-    _passenger(reservation, pax_id)
-    booking = _booking(reservation, journey_id)
+    booking = _booking(_reservation(db, conf), journey_id)
     segment = _booking_segments(booking, journey_id, p["flight_number"])[0]
-    flight_number = str(segment.get("flight_number", ""))
+    flight_number = p["flight_number"] or str(segment.get("flight_number", ""))
     fare_class = booking.get("fare_class", "main_cabin")
     journey = db.get("journeys", {}).get(journey_id) or {}
     leg = next(
         (s for s in journey.get("segments", []) if s.get("flight_number") == flight_number), None
     )
-    types: list[str] = ["window", "aisle", "middle"]
-    if leg is not None and isinstance(leg.get("available_seat_types"), dict):
-        types = list(leg["available_seat_types"].get(fare_class, types))
-    if preference == "no_preference":
-        kind = next((k for k in ("aisle", "window", "middle") if k in types), "aisle")
-    elif preference in types:
-        kind = preference
-    else:
-        raise _Invalid(
-            "seat_type_unavailable",
-            f"No {preference} seats available in {fare_class} on this flight. "
-            f"Available types: {', '.join(types) or 'none'}",
-        )
-    digits = re.search(r"(\d+)$", pax_id)
-    row = _SEAT_BASE_ROW.get(fare_class, 20) + (int(digits.group(1)) if digits else 0)
-    seat = f"{row}{_SEAT_LETTER[kind]}"
+    if leg:
+        if (leg.get("available_seats", {}).get(fare_class) or 0) <= 0:
+            raise _Invalid("no_seats_available", f"No seats available in {fare_class} fare class")
+        types: list[str] = ["window", "aisle", "middle"]
+        if leg.get("available_seat_types") and isinstance(leg["available_seat_types"], dict):
+            types = list(leg["available_seat_types"].get(fare_class, types))
+        if preference != "no_preference" and preference not in types:
+            raise _Invalid(
+                "seat_type_unavailable",
+                f"No {preference} seats available in {fare_class} on this flight. "
+                f"Available types: {', '.join(types) or 'none'}",
+            )
+    digits = pax_id[-3:]
+    if not digits.isdecimal():  # EVA's tool fails on such an id (int("AX1")): same error type
+        raise _Invalid("execution_error", f"Cannot derive a seat row from passenger id {pax_id!r}")
+    row = _SEAT_BASE_ROW.get(fare_class, 20) + int(digits)
+    seat = f"{row}{_SEAT_LETTER.get(preference, 'C')}"
     segment["seat"] = seat
     return {
         "status": "success",
@@ -861,7 +861,7 @@ def assign_seat(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
         "seat_assigned": seat,
         "fare_class": fare_class,
         "preference": preference,
-        "message": f"Seat {seat} ({kind}) successfully assigned",
+        "message": f"Seat {seat} ({preference}) successfully assigned",
     }
 
 
@@ -905,16 +905,17 @@ def add_baggage_allowance(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
     _FLIGHT_OPT,
 )
 def add_meal_request(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
-    """Record a special meal on one leg, or on every leg of the journey."""
+    """Record a special meal on one leg, or on every leg of the journey.
+
+    Like EVA, the passenger id is only format-checked, not looked up on the reservation.
+    """
     conf, pax_id, journey_id, meal = (
         p["confirmation_number"],
         p["passenger_id"],
         p["journey_id"],
         p["meal_type"],
     )
-    reservation = _reservation(db, conf)
-    _passenger(reservation, pax_id)
-    booking = _booking(reservation, journey_id)
+    booking = _booking(_reservation(db, conf), journey_id)
     targets = _target_segments(booking, journey_id, p["flight_number"])
     for segment in targets:
         segment["meal_request"] = meal
@@ -937,12 +938,11 @@ def add_meal_request(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
 def issue_travel_credit(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
     """Issue a 12-month travel credit (code ``TC<conf><first 3 chars of passenger id>``)."""
     conf, pax_id, amount = p["confirmation_number"], p["passenger_id"], p["amount"]
-    _passenger(_reservation(db, conf), pax_id)
+    _reservation(db, conf)
     today = _current_date(db)
     # EVA's code keeps only the "PAX" prefix, so a second credit on one reservation replaces
     # the first; kept as is so EVA's expected DBs replay.
     code = f"TC{conf}{pax_id[:3]}"
-    expiry = f"{int(today[:4]) + 1}{today[4:]}"
     db.setdefault("travel_credits", {})[code] = {
         "credit_code": code,
         "confirmation_number": conf,
@@ -950,7 +950,7 @@ def issue_travel_credit(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
         "amount": amount,
         "credit_reason": p["credit_reason"],
         "issued_date": today,
-        "expiry_date": expiry,
+        "expiry_date": f"{int(today[:4]) + 1}{today[4:]}",
         "status": "active",
     }
     return {
@@ -960,7 +960,6 @@ def issue_travel_credit(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
         "credit_code": code,
         "amount": amount,
         "valid_months": 12,
-        "expiry_date": expiry,
         "message": f"Travel credit of ${amount:g} issued with code {code}",
     }
 
@@ -969,7 +968,7 @@ def issue_travel_credit(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
 def issue_hotel_voucher(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
     """Issue an airport-area hotel voucher (at most three nights)."""
     conf, pax_id, nights = p["confirmation_number"], p["passenger_id"], p["num_nights"]
-    _passenger(_reservation(db, conf), pax_id)
+    _reservation(db, conf)
     if nights > _MAX_HOTEL_NIGHTS:
         raise _Invalid(
             "exceeds_authority", f"Hotel vouchers cover at most {_MAX_HOTEL_NIGHTS} nights"
@@ -998,7 +997,7 @@ def issue_hotel_voucher(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
 def issue_meal_voucher(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
     """Issue a meal voucher worth $12-$25 depending on the reason."""
     conf, pax_id, reason = p["confirmation_number"], p["passenger_id"], p["voucher_reason"]
-    _passenger(_reservation(db, conf), pax_id)
+    _reservation(db, conf)
     amount = _MEAL_VOUCHER_USD[reason]
     code = f"MEAL-{conf}-{pax_id[:4]}"
     db.setdefault("meal_vouchers", {})[code] = {
@@ -1030,14 +1029,14 @@ def cancel_reservation(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
     """Cancel one booked journey; price the refund or travel credit it leaves."""
     conf, journey_id, reason = p["confirmation_number"], p["journey_id"], p["cancellation_reason"]
     reservation = _reservation(db, conf)
-    booking = _booking(reservation, journey_id, active=False)
+    booking = _booking(reservation, journey_id)
     if booking.get("status") == "cancelled":
         raise _Invalid("already_cancelled", f"Journey {journey_id} is already cancelled")
     fare = _booking_fare(booking)
     refundable = reason in _FEE_FREE_CANCELLATIONS or reservation.get("fare_type") == "refundable"
     fee = 0 if refundable else _NON_REFUNDABLE_CANCEL_FEE_USD
-    refund = _money(max(0, fare - fee)) if refundable else 0
-    credit = 0 if refundable else _money(max(0, fare - fee))
+    refund = max(0, fare - fee) if refundable else 0
+    credit = 0 if refundable else max(0, fare - fee)
     booking["status"] = "cancelled"
     _adjust_seats(
         db.get("journeys", {}).get(journey_id), booking.get("fare_class", "main_cabin"), +1
@@ -1088,16 +1087,14 @@ def process_refund(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
     }
 
 
-@_tool(_CONF_OPT, _text("transfer_reason"), _text("issue_summary"))
+@_tool(_CONF, _text("transfer_reason"), _text("issue_summary"))
 def transfer_to_agent(p: JSON, db: dict[str, Any], call_index: int) -> JSON:
     """Hand the call to a human agent (no DB change; id ``TRF-<conf>-<call_index:03>``)."""
     conf = p["confirmation_number"]
-    if conf:
-        _reservation(db, conf)
-    transfer_id = f"TRF-{conf}-{call_index:03d}" if conf else f"TRF-{call_index:03d}"
+    _reservation(db, conf)
     return {
         "status": "success",
-        "transfer_id": transfer_id,
+        "transfer_id": f"TRF-{conf}-{call_index:03d}",
         "confirmation_number": conf,
         "transfer_reason": p["transfer_reason"],
         "issue_summary": p["issue_summary"],
