@@ -11,7 +11,7 @@ import pytest
 
 from hydralab.cli import _parser, main
 from hydralab.records import DEFAULT_DATA_DIR, load_record, record_meta
-from hydralab.scoring import EXPECTED_DB_FILE, SCORES_FILE
+from hydralab.scoring import EVA_CODE_METRICS, EXPECTED_DB_FILE, SCORES_FILE, score_run
 from hydralab.tools import ToolExecutor
 
 
@@ -96,8 +96,6 @@ def test_eva_dir_alias(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_rescoring_keeps_the_measured_user_wer(tmp_path: Path) -> None:
-    from hydralab.scoring import score_run
-
     src = Path(__file__).parent / "fixtures" / "run_HL-AIR-002"
     dst = tmp_path / "rec"
     shutil.copytree(src, dst)
@@ -108,3 +106,49 @@ def test_rescoring_keeps_the_measured_user_wer(tmp_path: Path) -> None:
     assert scores["user_wer"] == 0.25
     assert scores["user_wer_detail"]["provider"] == "local"
     assert json.loads((dst / "scores.json").read_text())["user_wer"] == 0.25
+
+
+def _real_run(tmp_path: Path) -> Path:
+    """A copy of a real run's record directory (HL-AIR-002, with a barge-in in turn 2)."""
+    dst = tmp_path / "run" / "records" / "HL-AIR-002"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "run_HL-AIR-002", dst)
+    return dst
+
+
+def test_score_writes_evas_code_metrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    record = _real_run(tmp_path)
+    assert main(["score", str(tmp_path / "run")]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[:7] == [
+        "HL-AIR-002", "3", "4", "2", "1.0", "1", "1.00"
+    ]  # fmt: skip
+    scores = json.loads((record / SCORES_FILE).read_text())
+    assert list(scores["metrics"]) == list(EVA_CODE_METRICS)
+    assert scores["conversation_valid_end"] == 1.0  # the caller said goodbye
+    assert scores["conversation_correctly_finished"] == 1.0
+    assert scores["conversation_completed_on_time"] == 1.0
+    auth = scores["metrics"]["authentication_success"]["sub_metrics"]
+    assert set(auth) == {"auth_first_try_success", "num_auth_calls", "authentication_success_rate"}
+    # The caller cut in on turn 2 and the agent answered over the caller's words; with no
+    # assistant_speech lines in this run's events, the caller's last line stays in turn 2 (as in
+    # EVA's processor: nothing shows the agent spoke between the two user sessions).
+    tt = scores["metrics"]["turn_taking"]["details"]
+    assert tt["per_turn_reason"] == {"1": "latency", "2": "dual_interrupt"}
+    assert tt["per_turn_evidence"]["2"]["overlap_ms"] == pytest.approx(2585.511, abs=0.01)
+    assert tt["per_turn_evidence"]["2"]["yield_ms"] == pytest.approx(229.598, abs=0.01)
+    assert scores["turn_taking"] == 0.5
+    assert scores["response_speed"] == 1.567  # turn 2's answer began before the caller ended
+
+
+def test_assistant_speech_lines_close_the_agents_turn(tmp_path: Path) -> None:
+    record = _real_run(tmp_path)
+    events = record / "user_simulator_events.jsonl"
+    rows = [json.loads(line) for line in events.read_text().splitlines()]
+    heard = {"type": "assistant_speech", "data": {"text": "Flight twelve oh seven is delayed."}}
+    at = next(i for i, r in enumerate(rows) if r.get("timestamp") == 1795636931762)  # agent ends
+    rows.insert(at + 1, {"timestamp": 1795636931762, **heard})
+    events.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tt = score_run(record, write=False)["metrics"]["turn_taking"]
+    # the caller's "that's all I needed" now opens turn 3, answered 1.17 s later
+    assert tt["details"]["per_turn_reason"] == {1: "latency", 2: "dual_interrupt", 3: "latency"}
+    assert tt["details"]["per_turn_evidence"][3]["latency_ms"] == pytest.approx(1174.118, abs=0.01)
+    assert tt["score"] == round((1.0 + 0.0 + 1.0) / 3, 4)
