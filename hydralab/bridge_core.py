@@ -255,6 +255,11 @@ class BridgeCore:
         self.silent_responses = 0  # completed speaking responses that carried no audio at all
         self.no_audio_warning: str | None = None
         self.caller_media_frames = 0
+        self.caller_dialect: Literal["twilio", "eva"] | None = None
+        """``eva``: EVA's simulator (``connected`` with ``protocol: voice-bench-v1``, ``start``
+        without ``streamSid``); it takes ``media`` only, so it gets no ``mark``/``clear``."""
+        self.caller_stamps_ignored: list[dict[str, Any]] = []
+        self.stamp_tolerance_ms = 60_000
         # model → caller
         self._down8: StreamResampler | None = None
         self._to48: StreamResampler | None = None
@@ -446,21 +451,59 @@ class BridgeCore:
         if not isinstance(ev, tw.Media):
             self._emit(Log("twilio", "in", ev.raw, t_ns))
         match ev:
-            case tw.Start() | tw.Connected():
+            case tw.Connected():
                 if ev.stream_sid:
                     self.stream_sid = ev.stream_sid
+                if ev.protocol == "voice-bench-v1":
+                    self.caller_dialect = "eva"
+            case tw.Start():
+                if ev.stream_sid:
+                    self.stream_sid = ev.stream_sid
+                    self.caller_dialect = self.caller_dialect or "twilio"
+                else:
+                    self.caller_dialect = "eva"
             case tw.Media():
                 self.caller_media_frames += 1
                 self._send_audio(self.uplink.caller_audio(ev.payload, t_ns))
             case tw.UserSpeechStart():
-                self._start_utterance(t_ns, ev.timestamp_ms)
+                self._start_utterance(t_ns, self._caller_stamp(ev, t_ns))
             case tw.UserSpeechStop():
-                self._stop_utterance(t_ns, ev.timestamp_ms)
+                self._stop_utterance(t_ns, self._caller_stamp(ev, t_ns))
             case tw.Stop():
                 self._caller_gone(t_ns, "goodbye")
             case _:
                 pass
         return self._flush(t_ns)
+
+    def _caller_stamp(self, ev: tw.UserSpeechStart | tw.UserSpeechStop, t_ns: int) -> int | None:
+        """The caller's ``timestamp_ms`` when it is plausible epoch ms on our clock, else
+        ``None`` (hydralab's own anchor is used) with the reason recorded. EVA's simulator
+        stamps ``user_speech_stop`` with its monotonic loop clock, not epoch ms."""
+        raw = ev.raw.get("timestamp_ms")
+        if raw is None:
+            return None
+        ours = self.clock.epoch_ms(t_ns)
+        why: str | None = None
+        try:
+            ms = int(float(raw))
+        except (TypeError, ValueError, OverflowError):
+            ms, why = None, "not a number"
+        if ms is not None and ev.timestamp_ms is None:
+            why = "not epoch ms (a monotonic clock?)"
+        elif ms is not None and abs(ms - ours) > self.stamp_tolerance_ms:
+            why = f"{(ms - ours) / 1000:+.1f} s from the bridge clock"
+        if why is None:
+            return ms
+        if len(self.caller_stamps_ignored) < 100:
+            self.caller_stamps_ignored.append(
+                {"event": ev.raw.get("event"), "value": str(raw)[:40], "why": why}
+            )
+        self._log(
+            "caller_stamp_ignored",
+            {"event": ev.raw.get("event"), "value": str(raw)[:40], "why": why, "used_ms": ours},
+            t_ns,
+        )
+        return None
 
     def caller_closed(self, t_ns: int) -> list[Effect]:
         """The caller's socket ended (or a send to it failed)."""
@@ -733,8 +776,9 @@ class BridgeCore:
             if isinstance(item, _Mark):
                 self._queue.popleft()
                 self._turn_actions(self.tracker.turn_played(item.turn_index, t_ns), t_ns)
-                self._emit(ToCaller(tw.mark_frame(self.stream_sid, item.name), "mark"))
-                self._emit(Log("twilio", "out", {"event": "mark", "name": item.name}, t_ns))
+                if self.caller_dialect != "eva":
+                    self._emit(ToCaller(tw.mark_frame(self.stream_sid, item.name), "mark"))
+                    self._emit(Log("twilio", "out", {"event": "mark", "name": item.name}, t_ns))
                 continue
             if t_ns < self._next_frame_ns:
                 return
@@ -785,8 +829,10 @@ class BridgeCore:
         self._queue = deque(x for x in self._queue if isinstance(x, _Mark))
         self._buf8 = np.zeros(0, dtype=np.int16)
         self._buf48 = np.zeros(0, dtype=np.int16)
-        self._erase_unheard(t_ns)
         self._log("barge_in", {"turn": index, "dropped_frames": dropped, "why": why}, t_ns)
+        if self.caller_dialect == "eva":
+            return  # no clear: what it has buffered still plays, and stays on the recording
+        self._erase_unheard(t_ns)
         self._emit(ToCaller(tw.clear_frame(self.stream_sid), "clear"))
         self._emit(Log("twilio", "out", {"event": "clear"}, t_ns))
 
@@ -959,6 +1005,9 @@ class BridgeCore:
             "dropped_deltas_after_barge_in": self.dropped_deltas,
             "rejected_model_frames": self.rejected_model_frames,
             "dropped_input_ms": self.uplink.dropped_ms,
+            "caller_dialect": self.caller_dialect,
+            "caller_stamps_ignored": self.caller_stamps_ignored,
+            "caller_silence_ahead_dropped_ms": self.uplink.ahead_silence_ms,
             "silent_responses": self.silent_responses,
             "no_audio_warning": self.no_audio_warning,
             "duration_s": ((self.ended_ns or self.started_ns) - self.started_ns) / 1e9,

@@ -21,6 +21,8 @@ __all__ = ["Uplink"]
 
 _F8 = 160  # 20 ms at 8 kHz
 _F16 = 320  # 20 ms at 16 kHz
+_FRAME_NS = 20_000_000
+_SILENT_PEAK = 64  # |sample| at or below this (about -54 dBFS) is silence
 
 
 class Uplink:
@@ -32,6 +34,11 @@ class Uplink:
         preroll_ms: 16 kHz audio kept before ``user_speech_start`` for the utterance's STT.
         silence_fill_after_ms: Caller silence after which the stream is filled with silence.
         start_ns: Clock time the silence fill counts from.
+        max_lead_ms: How far the caller's audio may run ahead of the clock. Some callers send
+            silence faster than real time while they wait (EVA's simulator: 18 frames per
+            250 ms); silent frames beyond this lead are dropped (counted in
+            :attr:`ahead_silence_ms`), so the recording and the model's stream keep to real
+            time. Speech is never dropped.
     """
 
     def __init__(
@@ -42,6 +49,7 @@ class Uplink:
         preroll_ms: float = 200.0,
         silence_fill_after_ms: float = 60.0,
         start_ns: int = 0,
+        max_lead_ms: float = 60.0,
     ) -> None:
         self.timeline = timeline
         self.wire = wire
@@ -51,8 +59,11 @@ class Uplink:
         self._preroll: deque[npt.NDArray[np.int16]] = deque(maxlen=max(1, int(preroll_ms // 20)))
         self._utt: list[npt.NDArray[np.int16]] | None = None
         self._gap_ns = int(silence_fill_after_ms * 1e6)
-        self.last_forward_ns = start_ns
+        self.last_arrival_ns = start_ns  # the caller's last frame (the fill counts from it)
         self.dropped_ms = 0.0
+        self.ahead_silence_ms = 0.0
+        self._max_lead_ns = int(max_lead_ms * 1e6)
+        self._stream_end_ns: int | None = None  # where the audio sent so far ends, in time
 
     # ------------------------------------------------------------------ audio
     def caller_audio(self, ulaw: bytes, t_ns: int) -> list[npt.NDArray[np.int16]]:
@@ -60,6 +71,15 @@ class Uplink:
         pcm8 = ulaw_decode(ulaw)
         if pcm8.size == 0:
             return []
+        dur_ns = pcm8.size * 1_000_000_000 // 8000
+        end = self._stream_end_ns
+        if end is None or end + dur_ns < t_ns:  # first frame, or the caller paused: real time
+            end = t_ns - dur_ns
+        if end + dur_ns > t_ns + self._max_lead_ns and int(np.abs(pcm8).max()) <= _SILENT_PEAK:
+            self.ahead_silence_ms += dur_ns / 1e6
+            return []
+        self._stream_end_ns = end + dur_ns
+        self.last_arrival_ns = t_ns
         # The 48 kHz copy lags the wire by the resampler's delay: place it where the wire has it.
         shift_ns = round(self._up48.delay_ms * 1e6)
         self.timeline.append_user(self._up48.process(pcm8), t_ns=t_ns - shift_ns)
@@ -67,7 +87,6 @@ class Uplink:
         return self._forward(self._up16.process(pcm8), t_ns)
 
     def _forward(self, pcm16: npt.NDArray[np.int16], t_ns: int) -> list[npt.NDArray[np.int16]]:
-        self.last_forward_ns = t_ns
         self._preroll.append(pcm16)
         if self._utt is not None:
             self._utt.append(pcm16)
@@ -78,17 +97,19 @@ class Uplink:
         return frames
 
     def next_silence_ns(self) -> int:
-        """When the stream needs silence if the caller stays quiet."""
-        return self.last_forward_ns + self._gap_ns
+        """When the stream needs silence if the caller stays quiet: once the caller has been
+        quiet for the fill threshold and the audio sent so far has run out."""
+        at = self.last_arrival_ns + self._gap_ns
+        return at if self._stream_end_ns is None else max(at, self._stream_end_ns)
 
     def silence_due(self, t_ns: int) -> list[npt.NDArray[np.int16]]:
-        """20 ms of silence if the caller has been quiet for the fill threshold, else nothing."""
+        """20 ms of silence if the stream needs it (:meth:`next_silence_ns`), else nothing."""
         if t_ns < self.next_silence_ns():
             return []
         pcm16 = self._up16.process(np.zeros(_F8, dtype=np.int16))
         frames = self._forward(pcm16, t_ns)
         # one frame per 20 ms from here on, not one per call
-        self.last_forward_ns = t_ns - self._gap_ns + 20_000_000
+        self._stream_end_ns = max(self._stream_end_ns or t_ns, t_ns) + _FRAME_NS
         return frames
 
     def dropped(self, frames: list[npt.NDArray[np.int16]]) -> None:

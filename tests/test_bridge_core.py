@@ -247,3 +247,53 @@ def test_two_silent_responses_raise_the_no_audio_warning() -> None:
         core.model_event(ResponseDone(response={"id": rid, "status": "completed"}), k * MS)
     assert core.silent_responses == 2
     assert core.no_audio_warning is not None and "100 bytes" in core.no_audio_warning
+
+
+def _eva_hello(core: BridgeCore) -> None:
+    core.caller_frame(
+        json.dumps({"event": "connected", "protocol": "voice-bench-v1", "conversation_id": "c"}),
+        0,
+    )
+    core.caller_frame(json.dumps({"event": "start", "conversation_id": "c"}), 0)
+
+
+def test_evas_simulator_gets_media_only_no_mark_no_clear() -> None:
+    core, clock = _core()
+    _eva_hello(core)
+    assert core.caller_dialect == "eva"
+    out = _speak(core, "r1", 200, 0, text="Hi.") + _run_until(core, clock, 100 * MS)
+    out += core.model_event(SpeechStarted(), clock.now_ns())
+    out += _run_until(core, clock, 1_000 * MS)
+    assert {e.kind for e in _of(out, ToCaller)} == {"media"}
+    assert _logs(out, "barge_in")  # the cut still happens: nothing more of the turn is sent
+
+
+def test_canonical_twilio_callers_get_marks_and_clears() -> None:
+    core, _ = _core()
+    core.caller_frame(tw.connected_frame(), 0)
+    core.caller_frame(tw.start_frame("MZ1"), 0)
+    assert core.caller_dialect == "twilio" and core.stream_sid == "MZ1"
+    out = _speak(core, "r1", 200, 0) + core.model_event(SpeechStarted(), 1 * MS)
+    assert [e.kind for e in _of(out, ToCaller)] == ["media", "clear", "mark"]
+    assert json.loads(_of(out, ToCaller)[1].frame)["streamSid"] == "MZ1"
+
+
+def test_a_monotonic_user_speech_stop_stamp_falls_back_to_the_bridge_clock() -> None:
+    core, _ = _core()
+    _eva_hello(core)
+    t_start = 1_000 * MS
+    start_ms = core.clock.epoch_ms(t_start)
+    core.caller_frame(tw.user_speech_frame("c", started=True, timestamp_ms=start_ms), t_start)
+    stop = json.dumps(
+        {"event": "user_speech_stop", "conversation_id": "c", "timestamp_ms": "438211"}
+    )
+    out = core.caller_frame(stop, 2_000 * MS)
+    (u,) = core.tracker.users
+    assert u.start_epoch_ms == start_ms  # a plausible epoch stamp is kept
+    assert u.stop_epoch_ms == core.clock.epoch_ms(2_000 * MS)  # ours, not 438211
+    (why,) = core.caller_stamps_ignored
+    assert why["event"] == "user_speech_stop" and "monotonic" in why["why"]
+    assert _logs(out, "caller_stamp_ignored")
+    skewed = json.dumps({"event": "user_speech_start", "timestamp_ms": str(start_ms + 3_600_000)})
+    core.caller_frame(skewed, 3_000 * MS)
+    assert "from the bridge clock" in core.caller_stamps_ignored[-1]["why"]

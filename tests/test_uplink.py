@@ -51,3 +51,32 @@ def test_an_utterance_keeps_its_preroll() -> None:
     pcm = up.stop_utterance()
     assert pcm.size == (2 + 3) * 320 and not up.in_utterance
     assert up.stop_utterance().size == 0
+
+
+def test_silence_sent_faster_than_real_time_keeps_to_the_clock() -> None:
+    """EVA's simulator waits for the assistant streaming 18 silent frames per 250 ms tick
+    (1.44x real time), then speaks in real time: the silence beyond a 60 ms lead is dropped,
+    so the stream to the model keeps to real time and the speech lands where it was sent."""
+    up = _uplink()
+    silence = ulaw_encode(np.zeros(160, dtype=np.int16))
+    forwarded = 0
+    for ms in range(0, 2000, 10):  # 2 s of waiting: a burst every 250 ms, fill checked in between
+        if ms % 250 == 0:
+            for _ in range(18):
+                forwarded += len(up.caller_audio(silence, (ms + 1) * MS))
+        forwarded += len(up.silence_due((ms + 1) * MS))
+    assert 96 <= forwarded <= 104  # ~2 s of audio for 2 s of time (not 2.88 s)
+    assert up.ahead_silence_ms >= 800
+    tone = (3000 * np.sin(np.arange(160) * 0.3)).astype(np.int16)
+    for k in range(25):  # then 0.5 s of speech, paced from 2.02 s on
+        assert len(up.caller_audio(ulaw_encode(tone), (2020 + 20 * k) * MS)) == 1
+    wire = up.wire.track("user")
+    onset = int(np.flatnonzero(np.abs(wire) > 1000)[0])
+    assert abs(onset - 2000 * 8) <= 8 * 60  # within the 60 ms lead of its real time
+
+
+def test_speech_is_never_dropped_even_ahead_of_the_clock() -> None:
+    up = _uplink()
+    tone = ulaw_encode((3000 * np.sin(np.arange(160) * 0.3)).astype(np.int16))
+    assert sum(len(up.caller_audio(tone, 10 * MS)) for _ in range(50)) == 50
+    assert up.ahead_silence_ms == 0
