@@ -923,6 +923,11 @@ class CallerCore:
         rx = self._rx
         if rx.last_audible_end_ns is not None:
             self._log.audio("audio_end", "assistant", now_ns, rx.last_audible_end_ns)
+        if rx.first_audible_ns is not None:
+            # EVA's simulator logs what it heard once the turn is over; a scripted caller does
+            # not transcribe, so the text is filled in from the bridge's record of what was
+            # played (:func:`hydralab.evalog.fill_assistant_speech`).
+            self._log.data("assistant_speech", {"text": "", "source": "assistant"}, now_ns)
         self._rx_turns.append(
             ReceivedTurn(
                 index=rx.index,

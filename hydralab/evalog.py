@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["EvaLog"]
+__all__ = ["EvaLog", "fill_assistant_speech"]
 
 _AUDIT_KINDS: dict[str, tuple[str, bool, str]] = {
     "user": ("User", False, "text"),
@@ -88,3 +88,39 @@ class EvaLog:
                 },
             }
         )
+
+
+def fill_assistant_speech(
+    events: list[dict[str, Any]], turns: list[dict[str, Any]], *, lead_ms: int = 500
+) -> list[dict[str, Any]]:
+    """The caller's ``user_simulator_events`` with each ``assistant_speech`` text filled in.
+
+    A scripted caller does not transcribe what it hears; the bridge knows what was played
+    (``turns``: ``run.json`` turn rows, with ``first_played_epoch_ms`` and the text actually
+    heard — cut at a barge-in). Each played bridge turn goes to the caller's heard turn whose
+    ``audio_start`` is the last one at or before the turn's first played sample plus
+    ``lead_ms`` (the caller hears a little after the bridge sends); a heard turn that several
+    bridge turns fell into gets their texts joined. Events are returned as new dicts; the
+    input is not changed.
+    """
+    out = [dict(e) for e in events]
+    starts: list[tuple[int, int]] = []  # (audio_start epoch ms, index of its assistant_speech)
+    pending: int | None = None
+    for i, e in enumerate(out):
+        if e.get("event_type") == "audio_start" and e.get("user") == "assistant":
+            pending = round(float(e.get("audio_timestamp", 0.0)) * 1000)
+        elif e.get("type") == "assistant_speech" and pending is not None:
+            starts.append((pending, i))
+            pending = None
+    texts: dict[int, list[str]] = {}
+    for row in turns:
+        at = row.get("first_played_epoch_ms")
+        text = str(row.get("text") or "").strip()
+        if at is None or not text:
+            continue
+        heard = [i for start, i in starts if start <= int(at) + lead_ms]
+        if heard:
+            texts.setdefault(heard[-1], []).append(text)
+    for i, parts in texts.items():
+        out[i]["data"] = {**out[i]["data"], "text": " ".join(parts)}
+    return out

@@ -39,3 +39,29 @@ def test_audit_messages_framework_and_metrics_in_evas_shapes() -> None:
             "value": {"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14},
         },
     ]
+
+
+
+def test_assistant_speech_gets_the_text_the_bridge_played() -> None:
+    from hydralab.evalog import fill_assistant_speech
+
+    events = [
+        {"event_type": "audio_start", "user": "assistant", "audio_timestamp": 1000.100},
+        {"event_type": "audio_end", "user": "assistant", "audio_timestamp": 1002.0},
+        {"type": "assistant_speech", "data": {"text": "", "source": "assistant"}},
+        {"type": "user_speech", "data": {"text": "hi", "source": "simulated_user"}},
+        {"event_type": "audio_start", "user": "assistant", "audio_timestamp": 1005.300},
+        {"type": "assistant_speech", "data": {"text": "", "source": "assistant"}},
+        {"event_type": "audio_start", "user": "assistant", "audio_timestamp": 1009.0},
+        {"type": "assistant_speech", "data": {"text": "", "source": "assistant"}},
+    ]
+    turns = [
+        {"first_played_epoch_ms": 1_000_020, "text": "Hello, how can I help?"},
+        {"first_played_epoch_ms": 1_005_250, "text": "Let me check."},
+        {"first_played_epoch_ms": 1_007_000, "text": "Your flight is on time."},  # same heard turn
+        {"first_played_epoch_ms": None, "text": "never played"},
+    ]
+    out = fill_assistant_speech(events, turns)
+    said = [e["data"]["text"] for e in out if e.get("type") == "assistant_speech"]
+    assert said == ["Hello, how can I help?", "Let me check. Your flight is on time.", ""]
+    assert events[2]["data"]["text"] == ""  # the input is untouched
