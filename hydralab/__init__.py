@@ -44,6 +44,7 @@ from hydralab.runner import RunResult, latency_summary, run_record, run_record_s
 from hydralab.scoring import db_hash, dbs_equal, score_run, task_completion
 from hydralab.script import Script, script_from_record
 from hydralab.secrets import Secret, redact
+from hydralab.sim import SimConfig, Simulation, simulate_record
 from hydralab.speech.stt import SttConfig, make_transcriber
 from hydralab.toolpolicy import ToolPolicy
 from hydralab.tools import ToolExecutor
@@ -87,6 +88,8 @@ __all__ = [
     "RunTables",
     "Script",
     "Secret",
+    "SimConfig",
+    "Simulation",
     "StreamResampler",
     "SttConfig",
     "Timeline",
@@ -113,6 +116,7 @@ __all__ = [
     "run_record_sync",
     "score_run",
     "script_from_record",
+    "simulate_record",
     "task_completion",
     "ulaw_decode",
     "ulaw_encode",

@@ -118,7 +118,8 @@ def model_summary(core: BridgeCore, client: RealtimeModelSession, url: str) -> d
         warnings=client.stats.warnings,
         frames_in=client.stats.frames_in,
         frames_out=client.stats.frames_out,
-        rejected_model_frames=core.rejected_model_frames + client.stats.rejected_in,
+        # the session counts every frame it could not use (the core's malformed ones too)
+        rejected_model_frames=client.stats.rejected_in,
     )
     return out
 

@@ -68,7 +68,15 @@ __all__ = [
     "HydraServerFullError",
     "HydraTokenError",
     "HydraVoiceError",
+    "ReceivedFrame",
+    "SentEventIds",
     "check_voice",
+    "elide_frame",
+    "encode_client_event",
+    "handshake_closed_error",
+    "handshake_error",
+    "parse_server_frame",
+    "rate_note",
 ]
 
 HYDRA_URL = "wss://api.smallest.ai/waves/v1/s2s"
@@ -232,7 +240,7 @@ class HydraConfig:
         return f"{self.url}?model={self.model}&api_key=***"
 
 
-def _elide(d: dict[str, Any]) -> dict[str, Any]:
+def elide_frame(d: dict[str, Any]) -> dict[str, Any]:
     """Frame dict for logging: audio payloads replaced by their decoded byte count."""
     out = dict(d)
     keys = ["audio"]
@@ -243,6 +251,127 @@ def _elide(d: dict[str, Any]) -> dict[str, Any]:
         if isinstance(v, str):
             out[k] = f"<{len(v) * 3 // 4} bytes>"
     return out
+
+
+# ---------------------------------------------------------------------- pure protocol helpers
+# Shared by HydraClient and the virtual-time simulator (hydralab.sim), which drives the same
+# handshake and framing without a socket.
+
+
+@dataclass(frozen=True)
+class ReceivedFrame:
+    """One server frame as the client takes it in (:func:`parse_server_frame`).
+
+    Attributes:
+        event: The parsed event; ``None`` for a frame that is not a JSON object with a string
+            ``type`` (skipped).
+        logged: What the frame log records (audio elided; the error for an unparseable frame).
+        rejected: Counts in ``stats.rejected_in`` (unparseable, or a known type with a field of
+            an unusable type: ``UnknownEvent.malformed``).
+    """
+
+    event: HydraEvent | None
+    logged: dict[str, Any]
+    rejected: bool
+
+
+def parse_server_frame(frame: str | bytes) -> ReceivedFrame:
+    """Parse one received frame the way :class:`HydraClient` does (never raises)."""
+    bad: str | None = None
+    try:
+        raw: Any = json.loads(frame)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raw, bad = None, f"frame is not JSON: {exc}"
+    try:
+        if bad is not None:
+            raise ProtocolError(bad)
+        ev = parse_event(raw)
+    except ProtocolError as exc:
+        return ReceivedFrame(None, {"type": "<unparseable>", "error": str(exc)}, True)
+    # the frame as received, unknown keys included
+    malformed = isinstance(ev, UnknownEvent) and ev.malformed is not None
+    return ReceivedFrame(ev, elide_frame(raw), malformed)
+
+
+def encode_client_event(event: HydraEvent) -> tuple[str, dict[str, Any]]:
+    """The text frame of a (stamped) client event and its dict (for the frame log)."""
+    d = event.to_dict()
+    return json.dumps(d, ensure_ascii=False, separators=(",", ":")), d
+
+
+class SentEventIds:
+    """Client ``event_id``s: stamps each client event and remembers the recent ones' types, so
+    that a server ``error`` naming one (``error.event_id``) can be matched to its frame.
+
+    Args:
+        prefix: 6 hex digits of this client (:func:`~hydralab.protocol.hydra.client_event_id`).
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.n_sent = 0
+        self._types: dict[str, str] = {}
+
+    def stamp(self, event: HydraEvent) -> Any:
+        """``event`` with a client ``event_id`` (kept when set), remembered."""
+        if event.event_id is None:
+            self.n_sent += 1
+            eid = client_event_id(self.prefix, self.n_sent)
+            event = dataclasses.replace(event, event_id=eid)
+        assert event.event_id is not None
+        self._types[event.event_id] = event.type
+        while len(self._types) > _SENT_IDS_KEPT:
+            self._types.pop(next(iter(self._types)))
+        return event
+
+    def sent_type(self, event_id: str | None) -> str | None:
+        """The type of the recent client frame with this ``event_id`` (``None`` if unknown)."""
+        return self._types.get(event_id) if event_id else None
+
+
+def handshake_closed_error(code: int | None, reason: str | None) -> HydraHandshakeError:
+    """The error for a socket that ended during the handshake (close 1013: at capacity)."""
+    shown = redact(reason or "")
+    if code == 1013:
+        return HydraServerFullError(
+            f"Hydra is at capacity (close 1013 {shown!r} during the handshake); back off and retry",
+            close_code=code,
+        )
+    return HydraHandshakeError(
+        f"Hydra closed the socket during the handshake (close {code} {shown!r})"
+    )
+
+
+def handshake_error(
+    ev: ErrorEvent, config: HydraConfig, *, close_code: int | None
+) -> HydraHandshakeError:
+    """The error for an ``error`` event during the handshake: ``server_full`` (retryable; read
+    the close that follows first and pass its ``close_code``), a rejected voice, or another."""
+    if ev.code == "server_full":
+        return HydraServerFullError(
+            f"Hydra is at capacity (error server_full: {redact(ev.message)}; "
+            f"close {close_code}); back off and retry",
+            close_code=close_code,
+        )
+    if (ev.param or "").endswith("voice"):
+        voice = config.session_payload().get("voice")
+        return HydraVoiceError(
+            f"Hydra rejected voice {voice!r} on {config.model} ({ev.code}: "
+            f"{redact(ev.message)}); valid voices for {config.model}: "
+            f"{', '.join(VOICES.get(config.model, ()))}"
+        )
+    return HydraHandshakeError(f"Hydra error during handshake: {ev.code}: {redact(ev.message)}")
+
+
+def rate_note(ev: SessionConfigured) -> str | None:
+    """The note to record when ``session.configured`` announced no usable output rate."""
+    if ev.announced_rate_hz is not None:
+        return None
+    raw = ev.session.get("output_audio_sample_rate")
+    return (
+        "session.configured announced no usable output_audio_sample_rate "
+        f"({raw!r}); assuming the documented {DEFAULT_OUTPUT_RATE_HZ} Hz"
+    )
 
 
 @dataclass
@@ -282,9 +411,7 @@ class HydraClient:
         self.configure_bytes: int = 0
         self.stats = _Stats()
         self.notes: list[str] = []
-        self._n_sent = 0
-        self._id_prefix = uuid.uuid4().hex[:6]
-        self._sent_types: dict[str, str] = {}
+        self._ids = SentEventIds(uuid.uuid4().hex[:6])
 
     def __repr__(self) -> str:
         return f"HydraClient({self.config.redacted_url()!r})"
@@ -428,57 +555,31 @@ class HydraClient:
         while True:
             ev = await self._recv()
             if ev is None:
-                code, reason = self.close_code, redact(self.close_reason or "")
-                if code == 1013:
-                    raise HydraServerFullError(
-                        f"Hydra is at capacity (close 1013 {reason!r} during the handshake); "
-                        "back off and retry",
-                        close_code=code,
-                    )
-                raise HydraHandshakeError(
-                    f"Hydra closed the socket during the handshake (close {code} {reason!r})"
-                )
+                raise handshake_closed_error(self.close_code, self.close_reason)
             match ev:
                 case WarningEvent():
                     self.stats.warnings.append(ev.to_dict())
-                case ErrorEvent() if ev.code == "server_full":
-                    await self._wait_closed(timeout_s=1.0)  # the documented close 1013 follows
-                    raise HydraServerFullError(
-                        f"Hydra is at capacity (error server_full: {redact(ev.message)}; "
-                        f"close {self.close_code}); back off and retry",
-                        close_code=self.close_code,
-                    )
-                case ErrorEvent() if (ev.param or "").endswith("voice"):
-                    voice = self.config.session_payload().get("voice")
-                    raise HydraVoiceError(
-                        f"Hydra rejected voice {voice!r} on {self.config.model} ({ev.code}: "
-                        f"{redact(ev.message)}); valid voices for {self.config.model}: "
-                        f"{', '.join(VOICES.get(self.config.model, ()))}"
-                    )
                 case ErrorEvent():
-                    raise HydraHandshakeError(
-                        f"Hydra error during handshake: {ev.code}: {redact(ev.message)}"
-                    )
+                    if ev.code == "server_full":
+                        await self._wait_closed(timeout_s=1.0)  # the documented close 1013 follows
+                    raise handshake_error(ev, self.config, close_code=self.close_code)
                 case SessionCreated():
                     self.session_id = ev.session_id
                     if not sent:
                         configure = self._stamp(configure)
-                        text = configure.dumps()
+                        text, logged = encode_client_event(configure)
                         self.configure_bytes = len(text.encode("utf-8"))
                         sent = True
                         # Closed meanwhile (e.g. server_full right after session.created): the
                         # frames still buffered and the close code tell why; read on.
                         with contextlib.suppress(HydraConnectionError):
-                            await self._send_text(text, configure.to_dict())
+                            await self._send_text(text, logged)
                 case SessionConfigured():
                     self.configured = ev
                     self.output_rate_hz = ev.output_rate_hz
-                    if ev.announced_rate_hz is None:
-                        raw = ev.session.get("output_audio_sample_rate")
-                        self.notes.append(
-                            "session.configured announced no usable output_audio_sample_rate "
-                            f"({raw!r}); assuming the documented {DEFAULT_OUTPUT_RATE_HZ} Hz"
-                        )
+                    note = rate_note(ev)
+                    if note is not None:
+                        self.notes.append(note)
                     self._configured.set()
                     return ev
                 case _:
@@ -494,32 +595,24 @@ class HydraClient:
             raise HydraConnectionError(f"Hydra socket closed: {exc.rcvd or exc}") from None
         self.stats.frames_out += 1
         if self._log is not None:
-            self._log("out", _elide(logged), self._now_ns())
+            self._log("out", elide_frame(logged), self._now_ns())
 
     def _stamp(self, event: HydraEvent) -> Any:
         """``event`` with a client ``event_id`` (kept when set), remembered so that a server
         ``error`` naming it (``error.event_id``) can be matched to the frame that caused it."""
-        if event.event_id is None:
-            self._n_sent += 1
-            eid = client_event_id(self._id_prefix, self._n_sent)
-            event = dataclasses.replace(event, event_id=eid)
-        assert event.event_id is not None
-        self._sent_types[event.event_id] = event.type
-        while len(self._sent_types) > _SENT_IDS_KEPT:
-            self._sent_types.pop(next(iter(self._sent_types)))
-        return event
+        return self._ids.stamp(event)
 
     def sent_type(self, event_id: str | None) -> str | None:
         """The type of the recent client frame with this ``event_id`` (``None`` if unknown)."""
-        return self._sent_types.get(event_id) if event_id else None
+        return self._ids.sent_type(event_id)
 
     async def send(self, event: HydraEvent) -> None:
         """Send one client event (audio only after ``session.configured``), with an
         ``event_id``."""
         if isinstance(event, InputAudioBufferAppend) and not self._configured.is_set():
             raise HydraError("audio before session.configured would be dropped by Hydra")
-        d = self._stamp(event).to_dict()
-        await self._send_text(json.dumps(d, ensure_ascii=False, separators=(",", ":")), d)
+        text, d = encode_client_event(self._stamp(event))
+        await self._send_text(text, d)
 
     async def send_audio(self, pcm16k: npt.NDArray[np.int16]) -> None:
         """PCM16 mono 16 kHz → ``input_audio_buffer.append``."""
@@ -536,25 +629,14 @@ class HydraClient:
                 return None
             self.stats.frames_in += 1
             t = self._now_ns()
-            bad: str | None = None
-            try:
-                raw: Any = json.loads(frame)
-            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-                raw, bad = None, f"frame is not JSON: {exc}"
-            try:
-                if bad is not None:
-                    raise ProtocolError(bad)
-                ev = parse_event(raw)
-            except ProtocolError as exc:
+            rx = parse_server_frame(frame)
+            if rx.rejected:
                 self.stats.rejected_in += 1
-                if self._log is not None:
-                    self._log("in", {"type": "<unparseable>", "error": str(exc)}, t)
+            if self._log is not None:
+                self._log("in", rx.logged, t)
+            if rx.event is None:
                 continue
-            if self._log is not None:  # the frame as received, unknown keys included
-                self._log("in", _elide(raw), t)
-            if isinstance(ev, UnknownEvent) and ev.malformed is not None:
-                self.stats.rejected_in += 1
-            return ev
+            return rx.event
 
     async def events(self) -> AsyncIterator[HydraEvent]:
         """Events after the handshake (anything buffered during it first) until the socket ends."""

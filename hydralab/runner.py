@@ -14,10 +14,10 @@ import datetime as dt
 import os
 import platform
 import secrets as _secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -26,11 +26,12 @@ from hydralab.aio import run_sync
 from hydralab.bridge import Bridge, BridgeConfig, BridgeSession
 from hydralab.caller import Caller, CallerConfig, CallerResult
 from hydralab.client import DEFAULT_VOICES, HYDRA_URL, HydraConfig
-from hydralab.clock import Clock
-from hydralab.emulator import Emulator, EmulatorConfig
+from hydralab.clock import Clock, ClockLike
+from hydralab.emulator import Emulator, EmulatorConfig, EmulatorSession
 from hydralab.latency import latency_stats
 from hydralab.protocol.budget import (
     CONFIGURE_CEILING_BYTES,
+    BudgetResult,
     ConfigureMode,
     greeting_steer,
     plan_configure,
@@ -50,11 +51,16 @@ from hydralab.speech.stt import (
 )
 from hydralab.tools import ToolExecutor, declarations
 
+if TYPE_CHECKING:
+    from hydralab.sim import Simulation
+
 __all__ = [
     "HYDRA_URL_ENV",
+    "BridgeRun",
     "RunResult",
     "check_hydra_url",
     "latency_summary",
+    "open_run_writer",
     "resolve_hydra_url",
     "run_record",
     "run_record_sync",
@@ -64,6 +70,34 @@ HYDRA_URL_ENV = "HYDRA_URL"
 """Environment variable naming the Hydra endpoint for ``model="hydra"`` (below the argument)."""
 
 ModelName = Literal["emulator", "hydra"]
+
+
+class BridgeRun(Protocol):
+    """What the run directory's results are made from: one finished bridge session — the real
+    :class:`~hydralab.bridge.BridgeSession` or the virtual-time
+    :class:`~hydralab.sim.Simulation`."""
+
+    @property
+    def tools(self) -> ToolExecutor: ...
+
+    @property
+    def transcriber(self) -> object:
+        """Its ``name``, ``model`` and ``wire_language`` (if any) go to ``run.json["stt"]``."""
+        ...
+
+    @property
+    def ended_reason(self) -> str | None: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+    @property
+    def tool_outputs_lost(self) -> list[dict[str, Any]]: ...
+
+    def summary(self) -> dict[str, Any]:
+        """``run.json["hydra"]``-style summary (:func:`hydralab.bridge.model_summary` plus
+        ``connect_attempts``)."""
+        ...
 
 
 @dataclass
@@ -85,6 +119,8 @@ class RunResult:
     session: BridgeSession | None = field(default=None, repr=False)
     hydra_url: str | None = None
     """``model="hydra"``: the endpoint used, redacted (``?model=…&api_key=***``)."""
+    simulation: Simulation | None = field(default=None, repr=False)
+    """:func:`hydralab.sim.simulate_record`: the simulation (cores, emulator sessions, effects)."""
 
     @property
     def model_response_ms(self) -> list[float]:
@@ -153,7 +189,7 @@ def _make_stt(
 
 
 def _stt_report(
-    session: BridgeSession, caller: CallerResult | None, summary: dict[str, Any]
+    session: BridgeRun, caller: CallerResult | None, summary: dict[str, Any]
 ) -> dict[str, Any]:
     """``run.json["stt"]``: provider, outcome counts with reasons, and the user-turn WER
     against the caller's intended lines (matched by ``user_speech_start`` time)."""
@@ -325,21 +361,13 @@ async def run_record(
     run_dir = Path(out_dir) / (run_id or _run_id()) / "records" / rec.id  # EVA's layout
     key = get_api_key(api_key)
     stt = _make_stt(transcriber, rec, key)  # a bad language or missing key fails before any I/O
-    hydra = HydraConfig(
-        model=hydra_model,
-        instructions=build_instructions(rec),
-        voice=_voice_for(hydra_model, voice),
-        tools=tuple(declarations(rec.agent)),
-        generate_initial_response=True,
-    )
-    fields = hydra.session_payload()
-    budget = plan_configure(  # refuses before connecting; sent verbatim below
-        fields.pop("instructions"),
-        fields.pop("tools", []),
-        greeting_steer=greeting_steer(rec.greeting),
-        mode=configure_mode,
-        ceiling_bytes=configure_ceiling_bytes,
-        other_fields=fields,
+    # refuses before connecting; the session is sent verbatim below
+    hydra, budget = _plan_hydra(
+        rec,
+        hydra_model=hydra_model,
+        voice=voice,
+        configure_mode=configure_mode,
+        configure_ceiling_bytes=configure_ceiling_bytes,
     )
     tools = ToolExecutor(rec.initial_db, domain=rec.domain, current_date_time=rec.current_date_time)
     # The offline decoder process starts now, in parallel with the call's set-up.
@@ -359,15 +387,11 @@ async def run_record(
     else:
         raise ValueError(f"unknown model {model!r}: use 'emulator' or 'hydra'")
     hydra = HydraConfig(**{**hydra.__dict__, "url": url, "session": budget.session})
-    bcfg = bridge_config or BridgeConfig()
-    bcfg = BridgeConfig(**{**bcfg.__dict__, "hydra": hydra})
+    bcfg = _with_hydra(bridge_config, hydra)
     started = dt.datetime.now()
 
     def writer_factory(clock: Clock) -> RunWriter:
-        w = RunWriter(run_dir, epoch_ms=clock.epoch_ms, t0_ns=clock.t0_ns)
-        row = {"type": "hydra_endpoint", "model": model, "url": hydra.redacted_url()}
-        w.log("bridge", "-", row, clock.now_ns())
-        return w
+        return open_run_writer(run_dir, clock, model=model, hydra=hydra)
 
     # One clock for the whole call: the emulator, the bridge and the caller stamp everything
     # from it (taken now, after the set-up, so the recordings start with the call).
@@ -419,19 +443,73 @@ async def run_record(
     )
 
 
+def _plan_hydra(
+    rec: Record,
+    *,
+    hydra_model: str,
+    voice: str | None,
+    configure_mode: ConfigureMode,
+    configure_ceiling_bytes: int,
+) -> tuple[HydraConfig, BudgetResult]:
+    """The model configuration for ``rec`` (no URL yet) and its configure budget; raises
+    :class:`~hydralab.protocol.budget.ConfigureTooLargeError` before anything connects."""
+    hydra = HydraConfig(
+        model=hydra_model,
+        instructions=build_instructions(rec),
+        voice=_voice_for(hydra_model, voice),
+        tools=tuple(declarations(rec.agent)),
+        generate_initial_response=True,
+    )
+    fields = hydra.session_payload()
+    budget = plan_configure(
+        fields.pop("instructions"),
+        fields.pop("tools", []),
+        greeting_steer=greeting_steer(rec.greeting),
+        mode=configure_mode,
+        ceiling_bytes=configure_ceiling_bytes,
+        other_fields=fields,
+    )
+    return hydra, budget
+
+
+def _with_hydra(bridge_config: BridgeConfig | None, hydra: HydraConfig) -> BridgeConfig:
+    bcfg = bridge_config or BridgeConfig()
+    return BridgeConfig(**{**bcfg.__dict__, "hydra": hydra})
+
+
+def open_run_writer(
+    run_dir: Path, clock: ClockLike, *, model: str, hydra: HydraConfig
+) -> RunWriter:
+    """The run directory's writer on the session clock; its first row names the endpoint."""
+    w = RunWriter(run_dir, epoch_ms=clock.epoch_ms, t0_ns=clock.t0_ns)
+    row = {"type": "hydra_endpoint", "model": model, "url": hydra.redacted_url()}
+    w.log("bridge", "-", row, clock.now_ns())
+    return w
+
+
 def _write_results(
     rec: Record,
     script: Script,
     run_dir: Path,
     model: str,
-    session: BridgeSession,
+    session: BridgeRun,
     caller: CallerResult | None,
     started: dt.datetime,
     ended: dt.datetime,
     emulator: Emulator | None,
     *,
     configure_budget: dict[str, Any] | None = None,
+    emulator_config: EmulatorConfig | None = None,
+    emulator_sessions: Sequence[EmulatorSession] = (),
+    extra_meta: Mapping[str, Any] | None = None,
 ) -> RunResult:
+    """Write ``result.json``, ``run.json``, ``scores.json``... for a finished session.
+
+    ``emulator``: the real emulator server (its config and sessions are reported); without
+    one, ``emulator_config`` / ``emulator_sessions`` (the simulator's). ``extra_meta``: more
+    top-level ``run.json`` keys."""
+    if emulator is not None:
+        emulator_config, emulator_sessions = emulator.config, emulator.sessions
     summary = session.summary()
     stt_report = _stt_report(session, caller, summary)
     turns = summary["turns"]
@@ -559,19 +637,15 @@ def _write_results(
             "numpy": np.__version__,
         },
         "emulator": (
-            {k: v for k, v in emulator.config.__dict__.items() if k != "expected_api_key"}
-            if emulator is not None
+            {k: v for k, v in emulator_config.__dict__.items() if k != "expected_api_key"}
+            if emulator_config is not None
             else None
         ),
-        "emulator_flags": (
-            [
-                {"session": i, "kind": f.kind, "detail": f.detail}
-                for i, sess in enumerate(emulator.sessions)
-                for f in sess.flags
-            ]
-            if emulator is not None
-            else []
-        ),
+        "emulator_flags": [
+            {"session": i, "kind": f.kind, "detail": f.detail}
+            for i, sess in enumerate(emulator_sessions)
+            for f in sess.flags
+        ],
         "latency": latency,
         "timeline": {"t0_epoch_ms": summary["timeline_t0_epoch_ms"], "sample_rate_hz": 48000},
         "turns": turns,
@@ -594,6 +668,8 @@ def _write_results(
             "assistant_turns": len(script.assistant_turns),
         },
     }
+    if extra_meta:
+        run_meta.update(extra_meta)
     write_json(run_dir / "run.json", run_meta)
     scores = score_run(run_dir)  # from the files just written, as `hydralab score` does
     return RunResult(
@@ -608,7 +684,7 @@ def _write_results(
         latency=latency,
         scores=scores,
         caller=caller,
-        session=session,
+        session=session if isinstance(session, BridgeSession) else None,
         emulator=emulator,
         hydra_url=summary["url"] if model == "hydra" else None,
     )

@@ -21,6 +21,7 @@ ENV_VAR = "SMALLEST_API_KEY"
 
 _QUERY_KEY = re.compile(r"(?i)((?:api_key|apikey|access_token|token|key)=)[^&\s\"']+")
 _BEARER = re.compile(r"(?i)(bearer\s+|token\s+)[A-Za-z0-9._\-]{8,}")
+_BEARER_HINT = re.compile(r"(?i)bearer|token")  # a cheap first look: most text has neither
 _known: set[str] = set()
 
 
@@ -61,8 +62,9 @@ def get_api_key(explicit: str | Secret | None = None, *, env_var: str = ENV_VAR)
 
 def redact(text: str) -> str:
     """Masks ``api_key=…`` style query values, bearer tokens and every key seen by ``Secret``."""
-    out = _QUERY_KEY.sub(r"\1***", text)
-    out = _BEARER.sub(r"\1***", out)
+    out = _QUERY_KEY.sub(r"\1***", text) if "=" in text else text
+    if _BEARER_HINT.search(out):
+        out = _BEARER.sub(r"\1***", out)
     for k in _known:
         if len(k) >= 4:
             out = out.replace(k, "***")

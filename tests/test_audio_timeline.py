@@ -363,3 +363,16 @@ def test_sender_that_slips_later_keeps_its_real_gap() -> None:
     np.testing.assert_array_equal(track[len(track) - len(tail):], tail)
     gap = zero_runs(track)
     assert len(gap) == 1 and abs(gap[0][1] - 30 * RATE // 1000) <= 2 * RATE // 1000  # (start, n)
+
+
+def test_a_first_chunk_that_began_before_zero_is_cut_not_shifted() -> None:
+    """A caller whose first 20 ms frame arrives 5 ms after the clock's zero: its audio began
+    15 ms before zero. The part before zero is cut; the rest, and every later frame, stays
+    where it was sent (not 15 ms late)."""
+    tl = Timeline(t0_ns=0, sample_rate_hz=8000)
+    for k in range(5):
+        frame = np.full(160, k + 1, dtype=np.int16)
+        tl.append_user(frame, t_ns=(5 + 20 * k) * 1_000_000)
+    user = tl.track("user")
+    assert user[0] == 1 and user[39] == 1 and user[40] == 2  # frame 1 ends at 5 ms = sample 40
+    assert user.size == 40 + 4 * 160

@@ -174,6 +174,14 @@ class Timeline:
         if seg is None or late[-1][0] > tolerance:
             # first chunk, or the sender fell silent: a gap beyond tolerance stays silence
             floor = tr.length  # the previous segment's end: real silence is never collapsed
+            if seg is None and nominal < 0:
+                # The first chunk started before the timeline's zero: what came before zero is
+                # cut, the rest keeps its place (clamping it to 0 would put the whole track
+                # late by up to a chunk, and every later chunk with it).
+                pcm = pcm[-nominal:]
+                nominal = 0
+                if pcm.shape[0] == 0:
+                    return 0
             seg = self._segments[track] = _Segment(max(nominal, floor))
             self._floors[track] = floor
             late.clear()
