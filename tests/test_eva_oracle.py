@@ -2,9 +2,10 @@
 
 Oracle runs: the emulator follows the record's reference trace and the bridge executes its tool
 calls with hydralab's tools, so the final DB must equal ``expected_scenario_db``:
-task_completion = 1. Each conversation runs in real time (~40-60 s); two records are enough
-here (a rebooking with four writes and reads, and a read-only transfer). Skipped when
-``../shared/eva`` is absent.
+task_completion = 1. The conversations are simulated in virtual time
+(:func:`hydralab.sim.simulate_record`: the same cores and run directory as a socket run, the
+caller's intended lines as transcripts), so every shared airline record runs (~1 s each).
+Skipped when ``../shared/eva`` is absent.
 
 EVA's metric code: the record directories of ``tests/test_scoring.py``'s conversations (clean,
 barge-ins, agent silent on the last turn, dropped call) and of a real run go through EVA's
@@ -34,21 +35,23 @@ from needs import needs_speech
 from test_scoring import CONVERSATIONS, conversation_dir
 
 from hydralab.cli import main
-from hydralab.records import build_instructions, load_record
-from hydralab.runner import RunResult, run_record
+from hydralab.records import build_instructions, list_records, load_record
+from hydralab.runner import RunResult
 from hydralab.scoring import EVA_CODE_METRICS, score_run
+from hydralab.sim import simulate_record
 
 EVA_DIR = Path(__file__).parents[1].parent / "shared" / "eva"
 EVA_SRC = Path(os.environ.get("HYDRALAB_EVA_SRC") or EVA_DIR / "src")
-RECORDS = ("1.1.2", "7.2.8")
+RECORDS = (
+    tuple(list_records(EVA_DIR, domain="airline")) if (EVA_DIR / "data").is_dir() else ("1.1.2",)
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def real_calls(test: F) -> F:
-    """Marks of the tests that hold real-time conversations with the shared EVA records."""
+    """Marks of the tests that hold (simulated) conversations with the shared EVA records."""
     for mark in (
-        pytest.mark.e2e,
         needs_speech,
         pytest.mark.skipif(not (EVA_DIR / "data").is_dir(), reason="shared EVA data not present"),
     ):
@@ -59,14 +62,10 @@ def real_calls(test: F) -> F:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RunResult]:
     out = tmp_path_factory.mktemp("oracle")
-
-    async def both() -> list[RunResult]:
-        # Side by side: the calls are I/O-bound real-time conversations (halves the wall time).
-        return await asyncio.gather(
-            *(run_record(rid, data_dir=EVA_DIR, out_dir=out, run_id="oracle") for rid in RECORDS)
-        )
-
-    return dict(zip(RECORDS, asyncio.run(both()), strict=True))
+    return {
+        rid: simulate_record(rid, data_dir=EVA_DIR, out_dir=out, run_id="oracle")
+        for rid in RECORDS
+    }
 
 
 def _json(path: Path) -> Any:

@@ -2,9 +2,11 @@
 
 Each case comes from a source outside hydralab — Smallest's doc pages ("Tool calling",
 "Managing sessions", "Errors & reconnection", the Hydra model card) or frames replayed exactly as
-the docs allow — and runs either against the emulator's ``live`` profile or against a
-:class:`~hydralab.replay.ReplayServer` through ``hydralab``'s public entry points. Each test
-fails without the fix it pins (see the issue's item numbers in the test names' docstrings).
+the docs allow — and runs either against the emulator's ``live`` profile (in virtual time,
+:func:`hydralab.sim.simulate_record`: the same cores and run directory as a socket run) or
+against a :class:`~hydralab.replay.ReplayServer` over real sockets through ``hydralab``'s public
+entry points. Each test fails without the fix it pins (see the issue's item numbers in the test
+names' docstrings).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from hydralab.emulator import Emulator, EmulatorConfig, EmulatorFaults
 from hydralab.protocol.context import CONTEXT_HEADING
 from hydralab.reconnect import retryable
 from hydralab.replay import Close, Expect, ReplayServer, Send, SendAudio, Sleep, WaitSpeechEnd
-from hydralab.runner import RunResult, run_record, run_record_sync
+from hydralab.runner import RunResult, run_record
 from hydralab.script import (
     CallTools,
     Script,
@@ -38,8 +40,9 @@ from hydralab.script import (
     ToolCall,
     script_from_lines,
 )
+from hydralab.sim import simulate_record
 
-pytestmark = [pytest.mark.e2e, needs_speech]
+pytestmark = [needs_speech]
 
 GREETING = "Hello! Thanks for calling SkyWay. How can I help you today?"
 RES = {"confirmation_number": "HT4KWB", "last_name": "brooks"}
@@ -51,8 +54,9 @@ def _script(users: list[str], answers: list[tuple[Any, ...]]) -> Script:
 
 
 def _run(tmp: Path, script: Script, *, ok: bool = True, **kw: Any) -> RunResult:
+    """One call against the ``live`` emulator, simulated in virtual time."""
     kw.setdefault("emulator_config", EmulatorConfig.live())
-    res = run_record_sync(None, out_dir=tmp, run_id="t", script=script, transcriber=None, **kw)
+    res = simulate_record(None, out_dir=tmp, run_id="t", script=script, transcriber=None, **kw)
     if ok:
         assert res.error is None, res.error
         assert res.ended_reason == "goodbye"
@@ -231,9 +235,10 @@ def test_reconnect_rebuilds_the_conversation_for_a_session_without_resume(
         emulator_config=EmulatorConfig.live(faults=EmulatorFaults(internal_error_after_turns=2)),
         bridge_config=BridgeConfig(reconnect_context=context),
     )
-    assert res.session is not None and res.session.reconnects == 1
-    assert res.emulator is not None and len(res.emulator.sessions) == 2
-    second = res.emulator.sessions[1]
+    sim = res.simulation
+    assert sim is not None and sim.core.reconnects == 1
+    assert len(sim.emulator_sessions) == 2
+    second = sim.emulator_sessions[1]
     log = _json(res, "run.json")["bridge"]["reconnect_log"]
     audit = _json(res, "audit_log.json")["transcript"]
     bot = [e["value"] for e in audit if e["message_type"] == "assistant"]
