@@ -456,6 +456,11 @@ class BridgeSession:
             )
         self._apply(self.core.transcript(e.role, e.index, tr, self.clock.now_ns()))
 
+    def shutdown(self, reason: str = "server_shutdown") -> None:
+        """End the call from outside (the server is stopping): intake stops, pending tools and
+        transcriptions finish, both sockets close, the outputs are written."""
+        self._apply(self.core.stop(reason, self.clock.now_ns()))
+
     # ------------------------------------------------------------------ outputs
     def summary(self) -> dict[str, Any]:
         out = model_summary(self.core, self.client, self.config.hydra.redacted_url())
@@ -499,6 +504,11 @@ class Bridge:
             s = self.sessions[0]
             await s.done.wait()
             return s
+
+    async def stop_listening(self) -> None:
+        """Take no new callers; the calls in flight go on."""
+        if self._server is not None:
+            self._server.close(close_connections=False)
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -1,6 +1,7 @@
-"""``hydralab`` command line: ``run`` one record, ``batch`` records x trials, serve the
-``emulator`` or ``replay`` a recorded Hydra session, list ``records``, ``score`` run directories
-again, ``probe`` the real Hydra (key holders) to record fixtures."""
+"""``hydralab`` command line: ``run`` one record, ``batch`` records x trials, ``serve`` the bridge
+to outside callers (EVA's simulators), serve the ``emulator`` or ``replay`` a recorded Hydra
+session, list ``records``, ``score`` run directories again, ``probe`` the real Hydra (key
+holders) to record fixtures."""
 
 from __future__ import annotations
 
@@ -86,6 +87,26 @@ def _parser() -> argparse.ArgumentParser:
         "--one-process", action="store_true", help="all conversations in one event loop"
     )
 
+    srv = sub.add_parser(
+        "serve",
+        help="wait for Twilio Media Streams callers (EVA's simulators included) on 127.0.0.1; "
+        "each call gets its own run directory",
+    )
+    srv.add_argument("--port", type=int, default=10000, help="port on 127.0.0.1 (EVA: 10000)")
+    srv.add_argument("--record", default=None, help="record id (default: hydralab's default)")
+    srv.add_argument("--data-dir", "--eva-dir", dest="data_dir", default=None)
+    srv.add_argument("--out", default="runs", help="parent folder of the run directories")
+    srv.add_argument("--run-id", default=None, help="prefix of the run ids (RUN_ID-NNN)")
+    srv.add_argument("--model", choices=("emulator", "hydra"), default="emulator")
+    srv.add_argument("--hydra-model", default="hydra-v1.1", help="Hydra ?model= tag")
+    srv.add_argument("--hydra-url", default=None, help="Hydra endpoint for --model hydra")
+    srv.add_argument("--voice", default=None, help="Hydra voice (as for run)")
+    srv.add_argument("--seed", type=int, default=0, help="emulator latency seed")
+    _add_profile(srv)
+    srv.add_argument(
+        "--stt", choices=("local", "smallest", "openai", "deepgram", "none"), default="local"
+    )
+
     rep = sub.add_parser(
         "replay", help="serve a recorded Hydra session (a frames fixture) on 127.0.0.1"
     )
@@ -168,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             return _batch(args)
         if args.command == "emulator":
             return _emulator(args)
+        if args.command == "serve":
+            return asyncio.run(_serve(args))
         if args.command == "replay":
             from hydralab.replay import serve_fixture
 
@@ -208,6 +231,47 @@ def _run(args: argparse.Namespace) -> int:
     )
     print(result.summary())
     return 0 if result.error is None and result.ended_reason == "goodbye" else 1
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    import signal
+
+    from hydralab.emulator import EmulatorConfig
+    from hydralab.serve import BridgeServer
+
+    server = BridgeServer(
+        args.record,
+        model=args.model,
+        out_dir=args.out,
+        run_id=args.run_id,
+        port=args.port,
+        data_dir=args.data_dir,
+        hydra_model=args.hydra_model,
+        hydra_url=args.hydra_url,
+        voice=args.voice,
+        transcriber=None if args.stt == "none" else args.stt,
+        emulator_config=EmulatorConfig.for_profile(args.profile, seed=args.seed),
+    )
+    url = await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(
+        f"hydralab serve: record {server.record.id} ({args.model}) waiting for callers on {url}; "
+        f"runs go to {Path(args.out) / (server.run_id + '-NNN')}; Ctrl-C to stop",
+        flush=True,
+    )
+    try:
+        await stop.wait()
+    finally:
+        results = await server.stop()
+    for res in results:
+        print(f"{res.ended_reason:<16} {res.run_dir}")
+    for failure in server.failures:
+        print(f"not written: {failure}", file=sys.stderr)
+    print(f"{len(results)} call(s) served", flush=True)
+    return 0 if not server.failures else 1
 
 
 def _batch(args: argparse.Namespace) -> int:

@@ -628,6 +628,10 @@ def _write_results(
                 "reconnects",
                 "reconnect_log",
                 "connect_attempts",
+                "dropped_input_ms",
+                "caller_dialect",
+                "caller_stamps_ignored",
+                "caller_silence_ahead_dropped_ms",
             )
         },
         "versions": {

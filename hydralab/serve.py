@@ -1,0 +1,239 @@
+"""``hydralab serve``: the bridge waiting for any Twilio Media Streams caller.
+
+EVA's own user simulators (``voice-bench-v1`` frames, ``ws://localhost:PORT/ws``) and canonical
+Twilio clients can call a record's agent — the emulator or the real Hydra — through hydralab.
+Each connection is one conversation with its own run directory (EVA's layout,
+``OUT/RUN_ID-NNN/records/RECORD_ID/``, with its own ``config.json``); the caller side is the
+caller's own, so ``user_simulator_events.jsonl`` is left to it. Stopping the server (SIGINT /
+SIGTERM on the command line) ends the calls in flight as ``server_shutdown`` — never reported as
+completed — and writes their complete outputs.
+
+Usage::
+
+    async with serve_bridge("HL-AIR-001", out_dir="runs") as server:
+        print(server.url)          # ws://127.0.0.1:PORT/ws
+        ...                        # callers call
+    server.results                 # one RunResult per conversation
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Literal
+
+from hydralab.bridge import Bridge, BridgeConfig, BridgeSession
+from hydralab.client import HYDRA_URL
+from hydralab.clock import Clock
+from hydralab.emulator import Emulator, EmulatorConfig
+from hydralab.protocol.budget import CONFIGURE_CEILING_BYTES, ConfigureMode
+from hydralab.records import Record, load_record
+from hydralab.runner import (
+    RunResult,
+    _make_stt,
+    _plan_hydra,
+    _run_id,
+    _with_hydra,
+    _write_results,
+    open_run_writer,
+    resolve_hydra_url,
+)
+from hydralab.script import Script, script_from_record
+from hydralab.secrets import ENV_VAR, Secret, get_api_key
+from hydralab.speech.stt import SttConfig, Transcriber
+from hydralab.tools import ToolExecutor
+
+__all__ = ["BridgeServer", "serve_bridge"]
+
+
+class BridgeServer:
+    """The bridge for one record, waiting for callers on 127.0.0.1.
+
+    Args:
+        record: Record id (default: hydralab's default record) or a loaded :class:`Record`.
+        model: ``"emulator"`` (offline, started with the server) or ``"hydra"`` (needs
+            ``SMALLEST_API_KEY``).
+        out_dir: Parent of the run directories.
+        run_id: Prefix of the run ids (default: a new timestamped id); connection ``n`` gets
+            ``RUN_ID-NNN``.
+        port: Port on 127.0.0.1 (0 = any free one).
+        transcriber: User-turn STT, as :func:`hydralab.runner.run_record` takes it.
+        script: What the emulator says (default: the record's reference conversation).
+        Others: as :func:`hydralab.runner.run_record`.
+    """
+
+    def __init__(
+        self,
+        record: str | Record | None = None,
+        *,
+        model: Literal["emulator", "hydra"] = "emulator",
+        out_dir: Path | str = "runs",
+        run_id: str | None = None,
+        port: int = 0,
+        data_dir: Path | str | None = None,
+        hydra_model: str = "hydra-v1.1",
+        voice: str | None = None,
+        hydra_url: str | None = None,
+        api_key: str | Secret | None = None,
+        transcriber: Transcriber | SttConfig | str | None = "local",
+        emulator_config: EmulatorConfig | None = None,
+        bridge_config: BridgeConfig | None = None,
+        configure_mode: ConfigureMode = "standard",
+        configure_ceiling_bytes: int = CONFIGURE_CEILING_BYTES,
+        script: Script | None = None,
+    ) -> None:
+        if model not in ("emulator", "hydra"):
+            raise ValueError(f"unknown model {model!r}: use 'emulator' or 'hydra'")
+        if model != "hydra" and hydra_url is not None:
+            raise ValueError("hydra_url applies to model 'hydra' only")
+        self.record = (
+            record
+            if isinstance(record, Record)
+            else load_record(record, data_dir=Path(data_dir) if data_dir is not None else None)
+        )
+        self.model = model
+        self.out_dir = Path(out_dir)
+        self.run_id = run_id or _run_id()
+        self.port = port
+        self._endpoint = resolve_hydra_url(hydra_url) if model == "hydra" else HYDRA_URL
+        self._key = get_api_key(api_key)
+        if model == "hydra" and not self._key:
+            raise ValueError(f"model 'hydra' needs an API key: set {ENV_VAR} in the environment")
+        self._hydra, self._budget = _plan_hydra(  # refuses an oversized configure up front
+            self.record,
+            hydra_model=hydra_model,
+            voice=voice,
+            configure_mode=configure_mode,
+            configure_ceiling_bytes=configure_ceiling_bytes,
+        )
+        self._stt = _make_stt(transcriber, self.record, self._key)
+        self._emulator_config = emulator_config
+        self._bridge_config = bridge_config
+        self.script = script or script_from_record(self.record)
+        self.emulator: Emulator | None = None
+        self._bridge: Bridge | None = None
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._active: list[BridgeSession] = []
+        self.results: list[RunResult] = []
+        self.failures: list[str] = []
+        self.url = ""
+        self._n = 0
+
+    async def start(self) -> str:
+        """Start the emulator (if chosen) and the bridge; the callers' ``ws://…/ws`` URL."""
+        if self.model == "emulator":
+            self.emulator = Emulator(
+                self.script, config=self._emulator_config or EmulatorConfig.live()
+            )
+            url = await self.emulator.start()
+        else:
+            url = self._endpoint
+        self._hydra = dataclasses.replace(self._hydra, url=url, session=self._budget.session)
+        self._bridge = Bridge(self._new_session)
+        self.url = await self._bridge.start(port=self.port)
+        self.port = self._bridge.port
+        return self.url
+
+    def _new_session(self) -> BridgeSession:
+        """One connection: its own run directory, scenario DB, clock and writer."""
+        self._n += 1
+        n = self._n
+        run_dir = self.out_dir / f"{self.run_id}-{n:03d}" / "records" / self.record.id
+        rec = self.record
+        tools = ToolExecutor(
+            rec.initial_db, domain=rec.domain, current_date_time=rec.current_date_time
+        )
+        hydra = self._hydra
+        session = BridgeSession(
+            _with_hydra(self._bridge_config, hydra),
+            tools=tools,
+            writer_factory=lambda clock: open_run_writer(
+                run_dir, clock, model=self.model, hydra=hydra
+            ),
+            transcriber=self._stt,
+            api_key=self._key,
+            clock=Clock(),
+        )
+        self._active.append(session)
+        task = asyncio.get_running_loop().create_task(self._finish(session, run_dir, n))
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+        return session
+
+    async def _finish(self, session: BridgeSession, run_dir: Path, n: int) -> None:
+        started = dt.datetime.now()
+        await session.done.wait()
+        self._active.remove(session)
+        try:
+            result = _write_results(
+                self.record,
+                self.script,
+                run_dir,
+                self.model,
+                session,
+                None,  # the caller is not ours: its own events are its own
+                started,
+                dt.datetime.now(),
+                self.emulator,
+                configure_budget=self._budget.to_dict(),
+                extra_meta={"serve": {"connection": n, "url": self.url}},
+            )
+        except Exception as exc:  # one conversation's outputs never cost the others
+            self.failures.append(f"{run_dir}: {type(exc).__name__}: {exc}")
+            return
+        self.results.append(result)
+
+    @property
+    def active(self) -> int:
+        """Conversations in flight."""
+        return len(self._active)
+
+    async def wait_calls(self, n: int, *, timeout_s: float | None = None) -> list[RunResult]:
+        """Wait until ``n`` conversations have ended and their outputs are written."""
+        async with asyncio.timeout(timeout_s):
+            while len(self.results) + len(self.failures) < n:
+                await asyncio.sleep(0.05)
+        return self.results
+
+    async def stop(self, *, reason: str = "server_shutdown") -> list[RunResult]:
+        """Stop taking calls, end the calls in flight (``reason``), write every output."""
+        if self._bridge is not None:
+            await self._bridge.stop_listening()
+        for session in list(self._active):
+            session.shutdown(reason)
+        if self._watchers:
+            await asyncio.gather(*list(self._watchers), return_exceptions=True)
+        if self._bridge is not None:
+            await self._bridge.stop()
+            self._bridge = None
+        if self.emulator is not None:
+            await self.emulator.stop()
+        if self._stt is not None:
+            with contextlib.suppress(Exception):
+                await self._stt.aclose()
+        return self.results
+
+    async def __aenter__(self) -> BridgeServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+@contextlib.asynccontextmanager
+async def serve_bridge(
+    record: str | Record | None = None, **kwargs: Any
+) -> AsyncIterator[BridgeServer]:
+    """``async with serve_bridge(...) as server:`` — :class:`BridgeServer` started, and stopped
+    (calls in flight ended, outputs written) on exit."""
+    server = BridgeServer(record, **kwargs)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
