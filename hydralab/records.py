@@ -43,6 +43,7 @@ from hydralab.protocol.budget import greeting_steer
 __all__ = [
     "DEFAULT_DATA_DIR",
     "DEFAULT_RECORD_ID",
+    "KEY_PLACEHOLDER",
     "AgentConfig",
     "Record",
     "RecordError",
@@ -639,21 +640,53 @@ def record_meta(record: Record) -> dict[str, Any]:
     }
 
 
-def eva_run_config(record: Record, *, model: str) -> dict[str, Any]:
-    """The run-level ``config.json`` EVA's metrics runner reads (docs/hydra-facts.md, "EVA
-    formats and scoring rules").
+KEY_PLACEHOLDER = "***"
+"""What ``config.json`` has where EVA's ``RunConfig`` wants an ``api_key``: never the key (EVA
+itself writes ``***`` for the keys of its ``model_list``)."""
 
-    ``model.s2s`` selects EVA's speech-to-speech pipeline type; ``hydralab.model`` says whether
-    the emulator or the real Hydra answered.
+
+def eva_run_config(
+    record: Record,
+    *,
+    model: str,
+    model_tag: str = "hydra-v1.1",
+    voice: str | None = None,
+    endpoint: str | None = None,
+) -> dict[str, Any]:
+    """The run-level ``config.json`` EVA's ``RunConfig`` validates and its metrics runner
+    reads (docs/hydra-facts.md, "EVA formats and scoring rules").
+
+    ``model.s2s`` selects EVA's speech-to-speech pipeline type and says truthfully what
+    answered: ``hydra`` (the real service) or ``hydra-emulator`` (hydralab's offline
+    emulator). EVA requires ``model_list`` (its judges' deployments; here the model under test)
+    and ``s2s_params`` with ``api_key`` and ``model``: the key is always
+    :data:`KEY_PLACEHOLDER`. ``endpoint``: the redacted URL of a real run.
     """
+    s2s = "hydra" if model == "hydra" else "hydra-emulator"
+    params: dict[str, Any] = {
+        "api_key": KEY_PLACEHOLDER,
+        "model": model_tag,
+        "voice": voice,
+        "framework": "hydralab",
+        "endpoint": endpoint if model == "hydra" else "hydralab emulator (offline)",
+    }
     return {
         "domain": record.domain,
         "language": record.language,
         "agent_config_path": agent_config_path(record),
-        "model": {"s2s": "hydra"},
+        "model_list": [
+            {
+                "model_name": model_tag,
+                "litellm_params": {"model": f"{s2s}/{model_tag}", "api_key": KEY_PLACEHOLDER},
+            }
+        ],
+        "model": {"s2s": s2s, "s2s_params": params},
         "hydralab": {
             "model": model,
             "data_dir": str(record.data_dir.resolve()) if record.data_dir else None,
+            "api_key_placeholder": (
+                f"{KEY_PLACEHOLDER!r} stands where EVA wants an api_key; the key is never written"
+            ),
         },
     }
 

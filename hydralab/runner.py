@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import json
 import os
 import platform
 import secrets as _secrets
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,7 @@ from hydralab.caller import Caller, CallerConfig, CallerResult
 from hydralab.client import DEFAULT_VOICES, HYDRA_URL, HydraConfig
 from hydralab.clock import Clock, ClockLike
 from hydralab.emulator import Emulator, EmulatorConfig, EmulatorSession
+from hydralab.evalog import fill_assistant_speech
 from hydralab.latency import latency_stats
 from hydralab.protocol.budget import (
     CONFIGURE_CEILING_BYTES,
@@ -414,9 +417,7 @@ async def run_record(
     session: BridgeSession | None = None
     try:
         await bridge.start(port=port)
-        caller = Caller(
-            script, url=bridge.url, config=caller_config or CallerConfig(), clock=clock
-        )
+        caller = Caller(script, url=bridge.url, config=caller_config or CallerConfig(), clock=clock)
         caller_result = await caller.run()
         session = await bridge.wait_session(timeout_s=session_timeout_s)
     finally:
@@ -538,7 +539,13 @@ def _write_results(
     final_db = session.tools.db
     # what re-scoring needs without the original data, and EVA's run-level config
     write_json(run_dir / EXPECTED_DB_FILE, rec.expected_db, sort_keys=True)
-    run_config = eva_run_config(rec, model=model)
+    run_config = eva_run_config(
+        rec,
+        model=model,
+        model_tag=summary["model"],
+        voice=summary["voice_echoed"] or summary["voice_requested"],
+        endpoint=summary["url"],  # redacted: no key
+    )
     run_config["hydralab"].update(
         model_tag=summary["model"],
         voice_requested=summary["voice_requested"],
@@ -548,12 +555,15 @@ def _write_results(
     if model == "hydra":  # the endpoint actually used (redacted: no key)
         run_config["hydralab"]["hydra_url"] = summary["url"]
     write_json(run_dir.parent.parent / "config.json", run_config)
-    if caller is not None:
-        write_jsonl(run_dir / "user_simulator_events.jsonl", caller.events)
+    if caller is not None:  # with what was heard: EVA's S2S turns come from assistant_speech
+        events = fill_assistant_speech(caller.events, turns)
+        write_jsonl(run_dir / "user_simulator_events.jsonl", events)
+    _clean_user_track(run_dir)
+    _write_conversation_log(run_dir)
     lat = latency["model_response"]
     files = {
         "audio_assistant_path": "audio_assistant.wav",
-        "audio_user_path": "audio_user.wav",
+        "audio_user_path": "audio_user_clean.wav",
         "audio_mixed_path": "audio_mixed.wav",
         "transcript_path": "transcript.jsonl",
         "audit_log_path": "audit_log.json",
@@ -584,11 +594,12 @@ def _write_results(
         "duration_seconds": (ended - started).total_seconds(),
         "output_dir": str(run_dir),
         **{k: str(run_dir / v) for k, v in files.items()},
-        "conversation_log_path": None,
+        "conversation_log_path": str(run_dir / "logs.log"),
         "elevenlabs_logs_path": None,
-        "num_turns": len(turns),
+        # as EVA counts: the user entries of the audit log; tools in first-call order
+        "num_turns": _audit_user_entries(run_dir),
         "num_tool_calls": len(tools_called),
-        "tools_called": sorted(set(tools_called)),
+        "tools_called": list(dict.fromkeys(tools_called)),
         "conversation_ended_reason": session.ended_reason,
         "initial_scenario_db_hash": db_hash(session.tools.initial_db),
         "final_scenario_db_hash": db_hash(final_db),
@@ -692,6 +703,50 @@ def _write_results(
         emulator=emulator,
         hydra_url=summary["url"] if model == "hydra" else None,
     )
+
+
+def _audit_user_entries(run_dir: Path) -> int:
+    audit = json.loads((run_dir / "audit_log.json").read_text(encoding="utf-8"))
+    return sum(1 for e in audit.get("transcript", []) if e.get("message_type") == "user")
+
+
+def _clean_user_track(run_dir: Path) -> None:
+    """``audio_user_clean.wav``, where EVA's ``audio_user_path`` points: the caller's track as
+    it sent it (hydralab's caller adds only its configured line noise), beside
+    ``audio_user.wav`` (same samples; a hard link when the file system allows)."""
+    src, dst = run_dir / "audio_user.wav", run_dir / "audio_user_clean.wav"
+    if not src.is_file():
+        return
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def _write_conversation_log(run_dir: Path) -> None:
+    """``logs.log`` (EVA's ``conversation_log_path``): the bridge's own events as log lines."""
+    path = run_dir / "events.jsonl"
+    if not path.is_file():
+        return
+    lines = []
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(raw)
+        except ValueError:
+            continue
+        if row.get("src") != "bridge" or not isinstance(row.get("frame"), dict):
+            continue
+        frame = dict(row["frame"])
+        kind = str(frame.pop("type", "event"))
+        t = dt.datetime.fromtimestamp(int(row.get("t_ms", 0)) / 1000, tz=dt.UTC)
+        level = "ERROR" if "error" in kind or "failed" in kind or "lost" in kind else "INFO"
+        detail = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+        lines.append(
+            f"{t:%Y-%m-%d %H:%M:%S},{t.microsecond // 1000:03d} | {level} | "
+            f"hydralab.bridge | {kind} {detail}"
+        )
+    (run_dir / "logs.log").write_text("\n".join(lines) + ("\n" if lines else ""), "utf-8")
 
 
 def _pkg_version(name: str) -> str:

@@ -105,7 +105,10 @@ def test_run_directory_is_what_eva_reads(runs: dict[str, RunResult], record_id: 
     run_root = result.run_dir.parent.parent
     assert result.run_dir == run_root / "records" / record_id  # EVA's <run_dir>/records/<id>/
     config = _json(run_root / "config.json")
-    assert config["model"] == {"s2s": "hydra"}
+    assert config["model"]["s2s"] == "hydra-emulator"  # truthful: the emulator answered
+    assert config["model"]["s2s_params"]["api_key"] == "***"  # EVA wants one; never the key
+    assert config["model"]["s2s_params"]["model"] == "hydra-v1.1"
+    assert config["model_list"] and config["model_list"][0]["model_name"] == "hydra-v1.1"
     assert config["agent_config_path"] == "configs/agents/airline_agent.yaml"
     assert (EVA_DIR / config["agent_config_path"]).is_file()
     assert (config["domain"], config["language"]) == ("airline", "en")
@@ -116,7 +119,18 @@ def test_run_directory_is_what_eva_reads(runs: dict[str, RunResult], record_id: 
     assert res["output_dir"] == str(result.run_dir)
     assert res["llm_latency"] is None and res["model_response_latency"]["total_calls"] >= 1
     assert res["conversation_ended_reason"] == "goodbye"
+    audit = _json(result.run_dir / "audit_log.json")["transcript"]
+    assert res["num_turns"] == sum(e["message_type"] == "user" for e in audit)
+    called = [e["value"]["tool"] for e in audit if e["message_type"] == "tool_call"]
+    assert res["tools_called"] == list(dict.fromkeys(called))  # first-call order
+    assert res["audio_user_path"].endswith("audio_user_clean.wav")
+    for key in ("audio_user_path", "audio_assistant_path", "conversation_log_path"):
+        assert Path(res[key]).is_file(), key
     events = _jsonl(result.run_dir / "user_simulator_events.jsonl")
+    # S2S: EVA takes the assistant's turns from assistant_speech, with what was heard
+    said = [e["data"]["text"] for e in events if e.get("type") == "assistant_speech"]
+    bot = [e["value"] for e in audit if e["message_type"] == "assistant"]
+    assert said and said == bot[: len(said)], (said, bot)
     marks = {(e.get("event_type"), e.get("user")) for e in events}
     assert {("audio_start", "simulated_user"), ("audio_end", "simulated_user")} <= marks
     assert {("audio_start", "assistant"), ("audio_end", "assistant")} <= marks

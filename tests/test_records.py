@@ -412,14 +412,32 @@ def test_run_config_and_record_meta(tmp_path: Path) -> None:
     root = _fake_eva(tmp_path, jsonl=False)
     rec = load_record("HL-AIR-002", data_dir=root)
     assert agent_config_path(rec) == "configs/agents/airline_agent.yaml"  # EVA runs from root
-    config = eva_run_config(rec, model="emulator")
-    assert config == {
+    config = eva_run_config(rec, model="emulator", voice="zoe")
+    assert {k: config[k] for k in ("domain", "language", "agent_config_path")} == {
         "domain": "airline",
         "language": "en",
         "agent_config_path": "configs/agents/airline_agent.yaml",
-        "model": {"s2s": "hydra"},
-        "hydralab": {"model": "emulator", "data_dir": str(root.resolve())},
     }
+    # what EVA's RunConfig requires, truthful about what answered, never a key
+    assert config["model"] == {
+        "s2s": "hydra-emulator",
+        "s2s_params": {
+            "api_key": "***",
+            "model": "hydra-v1.1",
+            "voice": "zoe",
+            "framework": "hydralab",
+            "endpoint": "hydralab emulator (offline)",
+        },
+    }
+    (deployment,) = config["model_list"]
+    assert deployment["model_name"] == "hydra-v1.1"
+    assert deployment["litellm_params"]["api_key"] == "***"
+    assert config["hydralab"]["model"] == "emulator"
+    assert config["hydralab"]["data_dir"] == str(root.resolve())
+    real = eva_run_config(rec, model="hydra", endpoint="wss://h/x?model=hydra-v1.1&api_key=***")
+    assert real["model"]["s2s"] == "hydra" and real["model"]["s2s_params"]["endpoint"].startswith(
+        "wss://h/x"
+    )
     meta = record_meta(rec)
     assert meta["id"] == "HL-AIR-002" and meta["auth_tools"] == ["get_reservation"]
     assert meta["data_dir"] == str(root.resolve()) and meta["language"] == "en"
