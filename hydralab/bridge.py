@@ -32,6 +32,7 @@ from websockets.exceptions import ConnectionClosed
 from hydralab.bridge_core import (
     BridgeCore,
     BridgeCoreConfig,
+    CoreOutcome,
     Effect,
     End,
     Log,
@@ -138,7 +139,7 @@ def write_outputs(core: BridgeCore, writer: RunWriter, tools: ToolExecutor) -> N
         writer.close()
 
 
-class BridgeSession:
+class BridgeSession(CoreOutcome):
     """One caller ↔ model conversation. ``run(ws)`` returns when the call has ended."""
 
     def __init__(
@@ -201,18 +202,6 @@ class BridgeSession:
     @property
     def timeline(self) -> Any:
         return self.core.timeline
-
-    @property
-    def ended_reason(self) -> str | None:
-        return self.core.ended_reason
-
-    @property
-    def error(self) -> str | None:
-        return self.core.error
-
-    @property
-    def tool_outputs_lost(self) -> list[dict[str, Any]]:
-        return self.core.tool_outputs_lost
 
     @property
     def reconnects(self) -> int:

@@ -73,6 +73,7 @@ from hydralab.uplink import Uplink
 __all__ = [
     "BridgeCore",
     "BridgeCoreConfig",
+    "CoreOutcome",
     "Effect",
     "End",
     "Log",
@@ -193,6 +194,25 @@ class BridgeCoreConfig:
     transcribe: bool = True
     """A transcriber is there: user utterances and audio-without-deltas turns get
     :class:`Transcribe` effects (else their entries say ``no_transcriber``)."""
+
+
+class CoreOutcome:
+    """How a call driven by a :class:`BridgeCore` ended — for the asyncio shell and the
+    simulator alike (what :func:`hydralab.runner` reads)."""
+
+    core: BridgeCore
+
+    @property
+    def ended_reason(self) -> str | None:
+        return self.core.ended_reason
+
+    @property
+    def error(self) -> str | None:
+        return self.core.error
+
+    @property
+    def tool_outputs_lost(self) -> list[dict[str, Any]]:
+        return self.core.tool_outputs_lost
 
 
 @dataclass

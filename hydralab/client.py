@@ -385,7 +385,30 @@ class _Stats:
     rejected_in: int = 0  # frames that were not JSON objects or had a field of the wrong type
 
 
-class HydraClient:
+class ConfiguredSession:
+    """What a model session knows from its configuration and its ``session.configured`` —
+    shared by :class:`HydraClient` and the simulator's session (:mod:`hydralab.sim`)."""
+
+    config: HydraConfig
+    configured: SessionConfigured | None
+
+    @property
+    def announced_rate_hz(self) -> int | None:
+        """The output rate ``session.configured`` announced (``None``: none; 48 kHz assumed)."""
+        return self.configured.announced_rate_hz if self.configured is not None else None
+
+    @property
+    def requested_voice(self) -> str | None:
+        voice = self.config.session_payload().get("voice")
+        return voice if isinstance(voice, str) else None
+
+    @property
+    def echoed_voice(self) -> str | None:
+        """The voice ``session.configured`` echoed."""
+        return self.configured.voice if self.configured is not None else None
+
+
+class HydraClient(ConfiguredSession):
     """One Hydra session. Use ``async with HydraClient(cfg) as c:`` then ``async for ev in c``."""
 
     def __init__(
@@ -415,21 +438,6 @@ class HydraClient:
 
     def __repr__(self) -> str:
         return f"HydraClient({self.config.redacted_url()!r})"
-
-    @property
-    def announced_rate_hz(self) -> int | None:
-        """The output rate ``session.configured`` announced (``None``: none; 48 kHz assumed)."""
-        return self.configured.announced_rate_hz if self.configured is not None else None
-
-    @property
-    def requested_voice(self) -> str | None:
-        voice = self.config.session_payload().get("voice")
-        return voice if isinstance(voice, str) else None
-
-    @property
-    def echoed_voice(self) -> str | None:
-        """The voice ``session.configured`` echoed."""
-        return self.configured.voice if self.configured is not None else None
 
     async def __aenter__(self) -> HydraClient:
         await self.connect()

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HYDRA_URL_ENV",
+    "RUN_FILES",
     "BridgeRun",
     "RunResult",
     "check_hydra_url",
@@ -70,6 +71,32 @@ __all__ = [
 ]
 
 HYDRA_URL_ENV = "HYDRA_URL"
+
+RUN_FILES: frozenset[str] = frozenset(
+    {
+        # EVA's files
+        "audit_log.json",
+        "transcript.jsonl",
+        "framework_logs.jsonl",
+        "pipecat_metrics.jsonl",
+        "initial_scenario_db.json",
+        "final_scenario_db.json",
+        "result.json",
+        "user_simulator_events.jsonl",
+        "audio_user.wav",
+        "audio_user_clean.wav",
+        "audio_assistant.wav",
+        "audio_mixed.wav",
+        "logs.log",
+        # hydralab's own
+        "scores.json",
+        "expected_scenario_db.json",
+        "events.jsonl",
+        "run.json",
+    }
+)
+"""The files of a record's run directory (``user_simulator_events.jsonl`` only when the caller
+is hydralab's own); the run-level ``config.json`` sits two levels up."""
 """Environment variable naming the Hydra endpoint for ``model="hydra"`` (below the argument)."""
 
 ModelName = Literal["emulator", "hydra"]

@@ -59,6 +59,7 @@ import numpy.typing as npt
 from hydralab.bridge import BridgeConfig, model_summary, write_outputs
 from hydralab.bridge_core import (
     BridgeCore,
+    CoreOutcome,
     Effect,
     End,
     Log,
@@ -73,6 +74,7 @@ from hydralab.bridge_core import (
 from hydralab.caller import CallerConfig, CallerResult, PreparedAudio
 from hydralab.caller_core import CallerCore, Hangup, SendFrame, prepare_audio
 from hydralab.client import (
+    ConfiguredSession,
     FrameLogger,
     HydraConfig,
     HydraConnectionError,
@@ -353,7 +355,7 @@ class _Link:
 _State = Literal["connecting", "handshake", "failing", "open", "closed"]
 
 
-class SimModelSession:
+class SimModelSession(ConfiguredSession):
     """The bridge's side of one simulated model connection: what
     :class:`hydralab.client.HydraClient` would hold.
 
@@ -407,19 +409,6 @@ class SimModelSession:
         return f"SimModelSession(attempt={self.attempt}, state={self.state!r})"
 
     # ------------------------------------------------------------------ RealtimeModelSession
-    @property
-    def announced_rate_hz(self) -> int | None:
-        return self.configured.announced_rate_hz if self.configured is not None else None
-
-    @property
-    def requested_voice(self) -> str | None:
-        voice = self.config.session_payload().get("voice")
-        return voice if isinstance(voice, str) else None
-
-    @property
-    def echoed_voice(self) -> str | None:
-        return self.configured.voice if self.configured is not None else None
-
     def sent_type(self, event_id: str | None) -> str | None:
         """The type of the recent client frame with this ``event_id``."""
         return self._ids.sent_type(event_id)
@@ -498,7 +487,7 @@ class _Timer:
         self.cancelled = False
 
 
-class Simulation:
+class Simulation(CoreOutcome):
     """One call in virtual time: caller, bridge and emulator cores, no sockets, no asyncio.
 
     Drive it with :meth:`run` (or :meth:`step` for one event at a time) and read the cores,
@@ -676,18 +665,6 @@ class Simulation:
         self._at(self._link_bc.arrival(t0), self._caller_start)  # the upgrade's answer
 
     # ------------------------------------------------------------------ what runner reads
-    @property
-    def ended_reason(self) -> str | None:
-        return self.core.ended_reason
-
-    @property
-    def error(self) -> str | None:
-        return self.core.error
-
-    @property
-    def tool_outputs_lost(self) -> list[dict[str, Any]]:
-        return self.core.tool_outputs_lost
-
     @property
     def caller_finished(self) -> bool:
         return self.caller_result is not None

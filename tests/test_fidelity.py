@@ -16,17 +16,22 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fidelity_cases import (
+    barge_script,
+    check_barge_in_drops_unplayed_audio_and_clears_the_caller,
+    check_one_response_create_after_several_calls,
+    check_tool_error_result_still_returns,
+    check_tool_turn_waterfall_is_ordered,
+    tool_script,
+)
 from needs import needs_speech
 
-from hydralab.audio import read_wav
 from hydralab.caller import CallerConfig
 from hydralab.emulator import EmulatorConfig
 from hydralab.runner import RunResult, run_record_sync
 from hydralab.script import (
-    CallTools,
     Script,
     Speak,
-    ToolCall,
     script_from_lines,
 )
 
@@ -64,84 +69,20 @@ def _rms_dbfs(x: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def tool_run(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
-    script = _script(
-        ["My confirmation number is HT4KWB, last name Brooks.", "No, that is all. Goodbye."],
-        [
-            (
-                Speak("One moment while I look that up."),
-                CallTools(
-                    (
-                        ToolCall("get_reservation", RES),
-                        ToolCall("no_such_tool", {"x": 1}),
-                        ToolCall(
-                            "get_flight_status", {"flight_number": "SK418", "date": "2026-05-08"}
-                        ),
-                    )
-                ),
-                Speak("Thanks, I found your booking."),
-            ),
-            (Speak("Have a great day."),),
-        ],
-    )
+    script = tool_script()
     return _run(tmp_path_factory.mktemp("tools"), script)
 
 
 def test_several_tool_calls_one_response_create_without_a_fixed_wait(tool_run: RunResult) -> None:
-    res = tool_run
-    turn = res.turns[1]
-    assert turn["kind"] == "tool" and turn["status"] == "completed"
-    assert turn["tools"] == ["get_reservation", "no_such_tool", "get_flight_status"]
-    out = [e for e in _events(res) if e["src"] == "hydra" and e["dir"] == "out"]
-    outputs = [e for e in out if e["frame"]["type"] == "conversation.item.create"]
-    creates = [e for e in out if e["frame"]["type"] == "response.create"]
-    assert len(outputs) == 3 and len(creates) == 1
-    # No response.done yet (the live service sends it late, or never): response.create went
-    # out after the short settle, not a fixed 200 ms debounce inside every tool turn
-    gap_ms = creates[0]["rel_ms"] - max(e["rel_ms"] for e in outputs)
-    assert 0 <= gap_ms < 200, gap_ms
-    assert turn["tool_request_reason"] == "settled"
-    assert turn["tool_wait_ms"] is not None and turn["tool_wait_ms"] < 200
-    # the bridge's own share and the model's alone, side by side
-    assert turn["bridge_ms"] is not None and turn["bridge_ms"] >= turn["tool_wait_ms"]
-    # the model spoke ("One moment ...") before the tools: the bridge's share is not inside
-    # this turn's model_response
-    assert turn["model_only_ms"] == turn["model_response_ms"]
-    # only documented fields on the item, and the emulator flagged nothing
-    for e in outputs:
-        assert set(e["frame"]["item"]) == {"type", "call_id", "output"}
-    meta = json.loads((res.run_dir / "run.json").read_text())
-    assert meta["emulator_flags"] == []
+    check_one_response_create_after_several_calls(tool_run)
 
 
 def test_tool_error_result_still_returns(tool_run: RunResult) -> None:
-    audit = json.loads((tool_run.run_dir / "audit_log.json").read_text())["transcript"]
-    responses = {
-        e["value"]["tool"]: e["value"]["response"]
-        for e in audit
-        if e["message_type"] == "tool_response"
-    }
-    assert responses["no_such_tool"]["status"] == "error"
-    assert responses["no_such_tool"]["error_type"] == "tool_not_found"
-    assert responses["get_reservation"]["status"] == "success"
-    # the narration after the failed call still played
-    assert any(
-        e["message_type"] == "assistant" and "found your booking" in e["value"] for e in audit
-    )
+    check_tool_error_result_still_returns(tool_run)
 
 
 def test_tool_turn_waterfall_is_ordered(tool_run: RunResult) -> None:
-    st = tool_run.turns[1]["stages_ms"]
-    order = [
-        "first_args_delta",
-        "args_done",
-        "tool_executed",
-        "output_sent",
-        "response_create_sent",
-        "first_audio_after_tools",
-    ]
-    assert all(k in st for k in order), st
-    vals = [st[k] for k in order]
-    assert vals == sorted(vals) and vals[0] > 0
+    check_tool_turn_waterfall_is_ordered(tool_run)
 
 
 def test_latency_matches_emulator_ground_truth(tool_run: RunResult) -> None:
@@ -172,15 +113,7 @@ def _check_ground_truth(res: RunResult) -> None:
 
 @pytest.fixture(scope="module")
 def barge_run(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
-    long = (
-        "Let me walk you through everything about your trip in detail. "
-        "Your flight leaves Denver in the morning and arrives in Seattle before noon. "
-        "You have one checked bag, a window seat, and a meal request on file."
-    )
-    script = _script(
-        ["Can you tell me about my flight?", "Sorry, stop. I only need the gate.", "Thanks, bye."],
-        [(Speak(long),), (Speak("Your gate is B four."),), (Speak("Goodbye."),)],
-    )
+    script = barge_script()
     return _run(
         tmp_path_factory.mktemp("barge"),
         script,
@@ -189,31 +122,7 @@ def barge_run(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
 
 
 def test_barge_in_drops_unplayed_audio_and_clears_the_caller(barge_run: RunResult) -> None:
-    res = barge_run
-    turn = res.turns[1]
-    assert turn["status"] == "interrupted"
-    ev = _events(res)
-    assert any(e["src"] == "twilio" and e["frame"].get("event") == "clear" for e in ev)
-    dropped = [e["frame"] for e in ev if e["src"] == "bridge" and e["frame"]["type"] == "barge_in"]
-    assert dropped and dropped[0]["dropped_frames"] > 10
-    # only the text actually heard is logged, marked interrupted
-    audit = json.loads((res.run_dir / "audit_log.json").read_text())["transcript"]
-    bot = [e["value"] for e in audit if e["message_type"] == "assistant"]
-    assert bot[1].endswith("[interrupted]")
-    heard = bot[1].removesuffix("[interrupted]").strip()
-    assert heard and "meal request" not in heard and "Let me walk you" in heard
-    # the model's track is silent from shortly after the caller cut in until the next answer
-    meta = json.loads((res.run_dir / "run.json").read_text())
-    t0 = meta["timeline"]["t0_epoch_ms"]
-    pcm, _rate = read_wav(res.run_dir / "audio_assistant.wav")
-    u = res.user_utterances[1]
-    nxt = res.turns[2]["first_played_epoch_ms"]
-    seg = pcm[int((u["start_epoch_ms"] + 400 - t0) * 48) : int((nxt - 100 - t0) * 48)]
-    assert seg.size > 0 and _rms_dbfs(seg) < -60.0
-    # the caller stopped hearing it too
-    assert res.caller is not None
-    assert res.caller.assistant_turns[1].ended_by == "clear"
-    assert res.turns[2]["model_response_ms"] is not None
+    check_barge_in_drops_unplayed_audio_and_clears_the_caller(barge_run)
 
 
 # ---------------------------------------------------------------- 24 kHz and keep-alive

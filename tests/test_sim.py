@@ -27,7 +27,7 @@ from hydralab.protocol.hydra import (
     UnknownEvent,
 )
 from hydralab.records import load_record
-from hydralab.runner import RunResult
+from hydralab.runner import RUN_FILES, RunResult
 from hydralab.script import CallTools, Script, Speak, ToolCall, script_from_lines
 from hydralab.sim import (
     SimConfig,
@@ -42,24 +42,6 @@ from hydralab.tools import ToolExecutor
 pytestmark = needs_speech
 
 EPOCH_MS = 1_767_225_600_000
-# What run_record writes for a record (tests/test_e2e.py), plus the run-level config.json above.
-RUN_FILES = {
-    "audit_log.json",
-    "transcript.jsonl",
-    "framework_logs.jsonl",
-    "pipecat_metrics.jsonl",
-    "initial_scenario_db.json",
-    "final_scenario_db.json",
-    "result.json",
-    "scores.json",
-    "expected_scenario_db.json",
-    "audio_user.wav",
-    "audio_assistant.wav",
-    "audio_mixed.wav",
-    "events.jsonl",
-    "run.json",
-    "user_simulator_events.jsonl",
-}
 GREETING = "Hello! Thanks for calling SkyWay. How can I help you today?"
 RES = {"confirmation_number": "HT4KWB", "last_name": "brooks"}
 
@@ -130,7 +112,7 @@ def test_run_directory_has_every_file_run_record_writes(default_run: RunResult) 
     assert {p.name for p in res.run_dir.iterdir()} == RUN_FILES
     result = json.loads((res.run_dir / "result.json").read_text())
     assert result["completed"] is True and result["conversation_ended_reason"] == "goodbye"
-    assert result["num_turns"] == 5
+    assert result["num_turns"] == 4  # as EVA counts: the user entries of the audit log
     meta = json.loads((res.run_dir / "run.json").read_text())
     assert meta["model"] == "emulator" and meta["emulator"]["profile"] == "live"
     assert meta["hydra"]["output_rate_hz"] == 24000
