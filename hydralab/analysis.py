@@ -644,6 +644,8 @@ def _clip(
 def _player(pcm: npt.NDArray[np.int16], rate: int) -> Audio:
     from IPython.display import Audio
 
+    if pcm.size == 0:  # a call that recorded nothing (it failed before any audio): a silent player
+        pcm, rate = np.zeros(PLAYER_RATE_HZ // 50, dtype=np.int16), PLAYER_RATE_HZ
     if rate != PLAYER_RATE_HZ:
         pcm = resample(pcm, in_rate_hz=rate, out_rate_hz=PLAYER_RATE_HZ)
     return Audio(  # type: ignore[no-untyped-call]
@@ -1034,6 +1036,10 @@ def plot_spectrogram(
     ax = _axes(ax, (13, 3.8))
     hop = max(1, rate // 100)  # 10 ms
     n_fft = 1 << int(np.ceil(np.log2(rate * 0.032)))  # ≥ 32 ms
+    if y.size < n_fft:  # nothing recorded here (a call that failed before any audio)
+        ax.text(0.5, 0.5, "no audio", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(f"{track} track")
+        return ax
     try:
         librosa: Any = importlib.import_module("librosa")
         display: Any = importlib.import_module("librosa.display")

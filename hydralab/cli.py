@@ -45,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--port", type=int, default=0, help="bridge port on 127.0.0.1 (0 = any)")
     run.add_argument(
+        "--simulate",
+        action="store_true",
+        help="run the call in virtual time (emulator, bridge and caller cores, no sockets; "
+        "about a second per minute of call); user turns are transcribed by the oracle "
+        "(the caller's intended lines) unless --stt none",
+    )
+    run.add_argument(
         "--data-dir",
         "--eva-dir",
         dest="data_dir",
@@ -216,6 +223,24 @@ def _run(args: argparse.Namespace) -> int:
     from hydralab.emulator import EmulatorConfig
     from hydralab.runner import run_record_sync
 
+    if args.simulate:
+        from hydralab.sim import simulate_record
+
+        if args.model != "emulator" or args.hydra_url:
+            raise ValueError("--simulate runs against the emulator only")
+        result = simulate_record(
+            args.record or args.record_pos,
+            out_dir=args.out,
+            run_id=args.run_id,
+            hydra_model=args.hydra_model,
+            voice=args.voice,
+            data_dir=args.data_dir,
+            emulator_config=EmulatorConfig.for_profile(args.profile, seed=args.seed),
+            transcriber=None if args.stt == "none" else "oracle",
+        )
+        print(result.summary())
+        print("(simulated in virtual time)")
+        return 0 if result.error is None and result.ended_reason == "goodbye" else 1
     result = run_record_sync(
         args.record or args.record_pos,
         out_dir=args.out,

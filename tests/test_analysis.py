@@ -375,3 +375,18 @@ def test_import_is_lazy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_call_that_recorded_no_audio_still_plays_and_plots(tmp_path: Path) -> None:
+    """A call that failed before any audio (e.g. the caller could not connect) leaves empty
+    WAVs: players and plots show that, they do not raise (notebook 03 may pick such a run)."""
+    from hydralab.audio import write_wav
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(RUN, run_dir)
+    for name in ("audio_user.wav", "audio_assistant.wav", "audio_mixed.wav"):
+        write_wav(run_dir / name, np.zeros(0, dtype=np.int16), sample_rate_hz=48000)
+    assert listen(run_dir, "mixed") is not None
+    ax = plot_spectrogram(run_dir, track="mixed")
+    assert [t.get_text() for t in ax.texts] == ["no audio"]
+    assert turn_players(run_dir) is not None

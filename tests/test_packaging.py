@@ -168,10 +168,13 @@ def test_records_from_the_wheel(installed: Installed) -> None:
 
 
 def test_run_from_the_wheel(installed: Installed) -> None:
+    """A whole call from the installed wheel's records, tools and cores (in virtual time: the
+    sockets' shells are proven by the end-to-end tests)."""
     out = installed.cwd / "runs"
     installed.run(
         "run",
         RUN_RECORD,
+        "--simulate",
         "--model",
         "emulator",
         "--stt",
@@ -182,6 +185,7 @@ def test_run_from_the_wheel(installed: Installed) -> None:
         out,
     )
     (record_dir,) = out.glob(f"*/records/{RUN_RECORD}")
-    assert (record_dir / "result.json").is_file()
+    assert json.loads((record_dir / "result.json").read_text())["completed"] is True
     meta = json.loads((record_dir / "run.json").read_text())
     assert Path(meta["record"]["data_dir"]).is_relative_to(installed.venv)
+    assert meta["simulation"]["timed_out"] is False

@@ -599,6 +599,7 @@ def test_hydra_url_from_the_process_environment(monkeypatch: pytest.MonkeyPatch)
         ("wss://h/s2s?", "no query or fragment"),
         ("wss://h/s2s#frag", "no query or fragment"),
     ],
+    ids=["http", "no-scheme", "no-host", "bad-port", "credentials", "query", "empty-query", "frag"],
 )
 def test_bad_hydra_urls(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message) as info:
