@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -49,3 +51,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if missing:
             reason = f"needs {', '.join(missing)}: pip install 'hydralab[speech,notebooks]'"
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Notebooks on several workers (``make test``): start their kernels a few seconds apart.
+    Kernels started in the same instant can race for their ZMQ ports and die before replying
+    ("Kernel died before replying to kernel_info"); the first cell's setup starts the kernel."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and item.nodeid.endswith(".ipynb::Cell 0"):
+        time.sleep(4.0 * int(worker[2:] or 0))
