@@ -258,7 +258,9 @@ class BridgeSession(CoreOutcome):
             await self._drain()
             for t in tasks[:3]:
                 t.cancel()
-            await self._to_model.join()
+            with contextlib.suppress(TimeoutError):  # a stalled model socket cannot hang the end
+                async with asyncio.timeout(5.0):
+                    await self._to_model.join()
             tasks[4].cancel()
             await self.client.close()
             with contextlib.suppress(asyncio.TimeoutError):
