@@ -27,6 +27,14 @@ The rules follow EVA's behaviour (https://github.com/ServiceNow/eva; summarized 
 for the ending, ``pipecat_metrics.jsonl`` and ``user_simulator_events.jsonl``) and writes
 ``scores.json``, whose ``metrics`` holds every code metric in EVA's ``MetricScore`` shape, under
 EVA's names. The rules were read from EVA's metric code; this implementation is hydralab's own.
+
+A record directory left by a killed run (no ``run.json`` nor ``result.json``, but the
+``events.jsonl`` written as the call went) is scored with what can be rebuilt from it: the audit
+log from the logged wire events, the final DB by replaying the logged tool calls on the record's
+initial DB (checked against the logged tool outputs), the expected DB from the record named by
+the directory. ``scores.json`` then has a ``partial`` block naming the missing files, what was
+rebuilt, and the metrics that could not be computed (their ``metrics`` entry has ``score: None``
+and an ``error``; the top-level ``task_completion`` is then 0.0: the task was not shown done).
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from hydralab.latency import latency_stats
 
 __all__ = [
     "EVA_CODE_METRICS",
+    "EVENTS_FILE",
     "EXPECTED_DB_FILE",
     "FINISH_FAILURE_CAUSES",
     "ORDER_INDEPENDENT_LIST_FIELDS",
@@ -85,6 +94,8 @@ __all__ = [
 
 EXPECTED_DB_FILE = "expected_scenario_db.json"
 SCORES_FILE = "scores.json"
+EVENTS_FILE = "events.jsonl"
+"""The wire log a run appends line by line: all a killed run is sure to leave."""
 
 ORDER_INDEPENDENT_LIST_FIELDS: frozenset[str] = frozenset(
     {
@@ -1737,10 +1748,16 @@ def score_run(record_dir: Path | str, *, write: bool = True) -> dict[str, Any]:
     ``run.json``'s ``ended_reason``), ``pipecat_metrics.jsonl`` and
     ``user_simulator_events.jsonl`` (timing and ending metrics; optional).
 
+    A directory left by a killed run (``events.jsonl`` but neither ``run.json`` nor
+    ``result.json``) is scored from what can be rebuilt (:func:`_score_partial`); that never
+    raises for a missing file.
+
     Raises:
         ScoringError: A required file is missing or unreadable.
     """
     record_dir = Path(record_dir)
+    if _is_partial(record_dir):
+        return _score_partial(record_dir, write=write)
     meta_path = record_dir / "run.json"
     meta = _load_json(meta_path) if meta_path.is_file() else {}
     if not isinstance(meta, dict):
@@ -1789,13 +1806,363 @@ def score_run(record_dir: Path | str, *, write: bool = True) -> dict[str, Any]:
 def find_record_dirs(path: Path | str) -> list[Path]:
     """Record directories at or under ``path``.
 
-    ``path`` may be a record directory (holds ``audit_log.json``), a run directory in EVA's
-    layout (``records/<id>/``) or one with record directories directly inside.
+    ``path`` may be a record directory (holds ``audit_log.json``, or only the ``events.jsonl``
+    of a run killed mid-call), a run directory in EVA's layout (``records/<id>/``) or one with
+    record directories directly inside.
     """
     path = Path(path)
-    if (path / "audit_log.json").is_file():
+    if _is_record_dir(path):
         return [path]
     parent = path / "records" if (path / "records").is_dir() else path
     if not parent.is_dir():
         return []
-    return sorted(p for p in parent.iterdir() if (p / "audit_log.json").is_file())
+    return sorted(p for p in parent.iterdir() if _is_record_dir(p))
+
+
+def _is_record_dir(path: Path) -> bool:
+    return (path / "audit_log.json").is_file() or (path / EVENTS_FILE).is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# A killed run's directory: score what can be rebuilt from events.jsonl
+# ---------------------------------------------------------------------------------------------
+
+#: What a finished run writes beside ``events.jsonl`` (``scores.json`` aside): named in
+#: ``partial.missing_files`` when absent.
+_FINISHED_RUN_FILES: tuple[str, ...] = (
+    "run.json",
+    "result.json",
+    "audit_log.json",
+    "transcript.jsonl",
+    "initial_scenario_db.json",
+    "final_scenario_db.json",
+    EXPECTED_DB_FILE,
+    "pipecat_metrics.jsonl",
+    "framework_logs.jsonl",
+    SIMULATOR_EVENTS_FILE,
+    "audio_user.wav",
+    "audio_assistant.wav",
+    "audio_mixed.wav",
+)
+_RECORDINGS: tuple[str, ...] = ("audio_user.wav", "audio_assistant.wav", "audio_mixed.wav")
+
+
+def _is_partial(record_dir: Path) -> bool:
+    """A run killed before its end files: the events log but no ``run.json``/``result.json``."""
+    return (
+        (record_dir / EVENTS_FILE).is_file()
+        and not (record_dir / "run.json").is_file()
+        and not (record_dir / "result.json").is_file()
+    )
+
+
+def _optional_json(path: Path, problems: list[str]) -> Any:
+    """A JSON file's content, or None (a reason appended to ``problems``) if unusable."""
+    if not path.is_file():
+        return None
+    try:
+        return _load_json(path)
+    except ScoringError as exc:
+        problems.append(str(exc))
+        return None
+
+
+def _as_obj(value: Any) -> dict[str, Any]:
+    """A JSON object from a dict or a JSON string (else ``{}``)."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except (ValueError, RecursionError):
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+    return {}
+
+
+@dataclass
+class _Rebuilt:
+    """What ``events.jsonl`` tells: audit entries, executed tool calls, latencies."""
+
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # id, name, params
+    outputs: dict[str, Any] = field(default_factory=dict)  # call_id -> logged output (parsed)
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # pipecat-style latency rows
+    events: int = 0
+
+
+def _rebuild_from_events(rows: Iterable[Mapping[str, Any]]) -> _Rebuilt:
+    """EVA's audit entries as the bridge logs them, from its wire log: user lines from the
+    ``user_transcript`` rows (stamped at the caller's ``user_speech_start``), assistant lines
+    from each response's transcript deltas (all received, not only what was heard;
+    ``[interrupted]`` after a barge-in), tool calls and responses from the logged
+    ``function_call_arguments.done`` and ``function_call_output`` frames; a response that
+    follows its turn's tool calls joins that turn's line, as the bridge's tracker has it. Also
+    the ``model_response`` latencies (speech stopped to first audio delta, 50 ms to 30 s)."""
+    from hydralab.evalog import EvaLog
+    from hydralab.turns import (
+        LATENCY_MAX_MS,
+        LATENCY_MIN_MS,
+        TRANSCRIPTION_PLACEHOLDER,
+        join_deltas,
+    )
+
+    out = _Rebuilt()
+    log = EvaLog(model="hydra")
+    starts: list[int] = []  # caller speech starts (epoch ms)
+    deltas: dict[str, list[str]] = {}
+    first_ms: dict[str, int] = {}
+    entry_of: dict[str, int] = {}
+    cut: set[str] = set()
+    names: dict[str, str] = {}
+    seen_calls: set[str] = set()
+    anchor: float | None = None
+    current: str | None = None  # the last response created
+    group_of: dict[str, str] = {}  # response -> the first response of its assistant turn
+    turn: str | None = None  # the open assistant turn (its first response)
+    awaiting_tools = False  # the open turn's last response called tools: the next one joins it
+    for row in rows:
+        out.events += 1
+        frame = row.get("frame")
+        t_ms = row.get("t_ms")
+        rel = row.get("rel_ms")
+        if not isinstance(frame, Mapping) or not isinstance(t_ms, int | float):
+            continue
+        t = int(t_ms)
+        kind = frame.get("type") or frame.get("event")
+        src, direction = row.get("src"), row.get("dir")
+        if src == "twilio" and kind == "user_speech_start":
+            stamp = str(frame.get("timestamp_ms") or "")
+            starts.append(int(stamp) if stamp.isdigit() else t)
+        elif src == "bridge" and kind == "user_transcript" and not frame.get("skipped"):
+            k = frame.get("utterance")
+            at = starts[k] if isinstance(k, int) and 0 <= k < len(starts) else t
+            text = frame.get("text")
+            ok = bool(frame.get("ok")) and isinstance(text, str) and bool(text)
+            log.audit_entry(at, "user", text if ok else TRANSCRIPTION_PLACEHOLDER)
+        elif src == "bridge" and kind == "barge_in" and current is not None:
+            cut.add(group_of.get(current, current))
+        elif src == "hydra" and direction == "in":
+            rid = str(frame.get("response_id") or "")
+            rid = group_of.get(rid, rid)
+            if kind == "input_audio_buffer.speech_started":
+                turn, awaiting_tools = None, False  # the caller moved on: the turn is over
+            elif kind == "input_audio_buffer.speech_stopped" and isinstance(rel, int | float):
+                anchor = float(rel)
+            elif kind == "response.created":
+                resp = frame.get("response")
+                current = str(resp.get("id") or "") if isinstance(resp, Mapping) else ""
+                if turn is None or not awaiting_tools:
+                    turn = current
+                elif deltas.get(turn):  # the turn's next response: keep sentences apart
+                    deltas[turn].append(" ")
+                group_of[current] = turn
+                awaiting_tools = False
+            elif kind == "response.done" and not awaiting_tools:
+                turn = None
+            elif kind == "response.output_audio.delta" and isinstance(rel, int | float):
+                if anchor is not None and LATENCY_MIN_MS <= float(rel) - anchor < LATENCY_MAX_MS:
+                    log.model_response(t, float(rel) - anchor)
+                anchor = None
+            elif kind == "response.output_audio_transcript.delta":
+                if rid not in entry_of:
+                    first_ms[rid] = t
+                    entry_of[rid] = log.audit_entry(t, "assistant", "")
+                deltas.setdefault(rid, []).append(str(frame.get("delta") or ""))
+            elif kind == "response.function_call_arguments.done":
+                awaiting_tools = True
+                call_id = str(frame.get("call_id") or "")
+                if call_id and call_id in seen_calls:
+                    continue
+                seen_calls.add(call_id)
+                name = str(frame.get("name") or "")
+                names[call_id] = name
+                raw = frame.get("arguments")
+                raw_s = raw if isinstance(raw, str) else ""
+                try:  # as the bridge parses them: invalid JSON is answered, never executed
+                    params: Any = json.loads(raw_s) if raw_s.strip() else {}
+                except (ValueError, RecursionError):
+                    params = None
+                if not isinstance(params, dict):
+                    log.audit_entry(t, "tool_call", {"tool": name, "parameters": {"_raw": raw_s}})
+                    continue
+                log.audit_entry(t, "tool_call", {"tool": name, "parameters": params})
+                if name:
+                    out.calls.append((call_id, name, params))
+        elif src == "hydra" and direction == "out" and kind == "conversation.item.create":
+            item = frame.get("item")
+            if isinstance(item, Mapping) and item.get("type") == "function_call_output":
+                call_id = str(item.get("call_id") or "")
+                output = item.get("output")
+                try:
+                    result: Any = json.loads(output) if isinstance(output, str) else output
+                except (ValueError, RecursionError):
+                    result = output
+                out.outputs[call_id] = result
+                log.audit_entry(
+                    t, "tool_response", {"tool": names.get(call_id, ""), "response": result}
+                )
+    for rid, i in entry_of.items():
+        text = join_deltas(deltas.get(rid, []))
+        log.audit[i]["value"] = f"{text} [interrupted]".strip() if rid in cut else text
+    out.audit = sorted(log.audit, key=lambda e: int(e["timestamp"]))
+    out.metrics = log.metrics
+    return out
+
+
+def _not_computable(name: str, why: str) -> dict[str, Any]:
+    return _metric(name, None, error=f"not computable: {why}")
+
+
+def _score_partial(record_dir: Path, *, write: bool) -> dict[str, Any]:
+    """Score a killed run's directory from what it left; never raises for a missing file.
+
+    ``scores.json`` (unless ``write`` is false) gets the usual keys plus ``partial``:
+    ``missing_files``, ``rebuilt`` (what came from where), ``not_computable`` (metric names),
+    ``problems`` and ``recordings`` (the WAVs, their headers repaired with
+    :func:`hydralab.audio.recover_wav` when ``write``)."""
+    problems: list[str] = []
+    missing = [f for f in _FINISHED_RUN_FILES if not (record_dir / f).exists()]
+    rows = _load_jsonl(record_dir / EVENTS_FILE)
+    rebuilt = _rebuild_from_events(rows)
+    how: dict[str, str] = {}
+
+    audit = _optional_json(record_dir / "audit_log.json", problems)
+    if not isinstance(audit, dict):
+        audit = {"transcript": rebuilt.audit, "llm_prompts": [], "conversation_messages": []}
+        how["audit_log"] = f"{EVENTS_FILE} ({rebuilt.events} events)"
+
+    record: Any = None
+    try:
+        from hydralab.records import load_record
+
+        record = load_record(record_dir.name)
+    except Exception as exc:  # no such record here: the DB metrics are not computable
+        problems.append(f"record {record_dir.name!r} not loadable: {type(exc).__name__}: {exc}")
+
+    expected = _optional_json(record_dir / EXPECTED_DB_FILE, problems)
+    if not isinstance(expected, dict) and record is not None:
+        expected = record.expected_db
+        how["expected_db"] = f"record {record.id}"
+    final = _optional_json(record_dir / "final_scenario_db.json", problems)
+    final_ok = isinstance(final, dict)
+    if not final_ok and record is not None:
+        final, final_ok = _replay_tools(record, rebuilt, how, problems)
+
+    not_computable: dict[str, str] = {}
+    if not isinstance(expected, dict):
+        not_computable["task_completion"] = "no expected DB (no record to load it from)"
+    elif not final_ok:
+        not_computable["task_completion"] = "no final DB (tool calls could not be replayed)"
+    if "task_completion" in not_computable:
+        not_computable["authentication_success"] = not_computable["task_completion"]
+    events_path = _simulator_events_path(record_dir)
+    if events_path is None:
+        why = f"no {SIMULATOR_EVENTS_FILE} (written when the call ends)"
+        for name in (
+            "response_speed",
+            "turn_taking",
+            "conversation_valid_end",
+            "conversation_correctly_finished",
+        ):
+            not_computable[name] = why
+    not_computable["conversation_completed_on_time"] = (
+        "the conversation's end reason is unknown (no result.json)"
+    )
+
+    auth_tools: list[str] = []
+    domain = None
+    if record is not None:
+        from hydralab.records import record_meta
+
+        auth_tools = [str(t) for t in record_meta(record).get("auth_tools") or []]
+        domain = record.domain
+    events_text = events_path.read_text(encoding="utf-8") if events_path is not None else None
+    metrics_path = record_dir / "pipecat_metrics.jsonl"
+    pipecat = _load_jsonl(metrics_path) if metrics_path.is_file() else rebuilt.metrics
+    if not metrics_path.is_file():
+        how["pipecat_metrics"] = f"{EVENTS_FILE} (model_response latencies)"
+    scores = score_record(
+        expected_db=expected if isinstance(expected, dict) else {},
+        final_db=final if isinstance(final, dict) else {},
+        audit=audit,
+        auth_tools=auth_tools,
+        domain=domain,
+        record_id=record_dir.name,
+        pipecat_metrics=pipecat,
+        simulator_events=_jsonl_rows(events_text or ""),
+        simulator_events_text=events_text,
+        simulator_events_path=events_path or record_dir / SIMULATOR_EVENTS_FILE,
+        ended_reason=None,
+        record_dir=record_dir,
+    )
+    for name, why in not_computable.items():
+        scores["metrics"][name] = _not_computable(name, why)
+        scores[name] = 0.0 if name == "task_completion" else None
+    if "task_completion" in not_computable:
+        scores["db_match"], scores["db_diff"] = None, None
+    scores["partial"] = {
+        "reason": "the run did not finish (no run.json / result.json): scored from what it left",
+        "missing_files": missing,
+        "rebuilt": how,
+        "not_computable": list(not_computable),
+        "problems": problems,
+        "recordings": _recordings(record_dir, repair=write),
+    }
+    if write:
+        from hydralab.rundir import write_json
+
+        write_json(record_dir / SCORES_FILE, scores)
+    return scores
+
+
+def _replay_tools(
+    record: Any, rebuilt: _Rebuilt, how: dict[str, str], problems: list[str]
+) -> tuple[dict[str, Any], bool]:
+    """The final DB: the logged tool calls replayed, in order, on the record's initial DB (the
+    tools are deterministic). Usable only if every logged output is what the replay returns."""
+    from hydralab.tools import ToolExecutor
+    from hydralab.turns import dumps_result
+
+    tools = ToolExecutor.for_record(record)
+    differ = []
+    for call_id, name, params in rebuilt.calls:
+        result = tools.execute(name, params)
+        if (
+            call_id in rebuilt.outputs
+            and json.loads(dumps_result(result)) != rebuilt.outputs[call_id]
+        ):
+            differ.append(call_id)
+    if differ:
+        problems.append(
+            f"replayed tool outputs differ from the logged ones for {len(differ)} call(s): "
+            + ", ".join(differ[:5])
+        )
+        return tools.db, False
+    how["final_scenario_db"] = (
+        f"{len(rebuilt.calls)} logged tool call(s) replayed on record {record.id}'s initial DB"
+    )
+    return tools.db, True
+
+
+def _recordings(record_dir: Path, *, repair: bool) -> dict[str, Any]:
+    """The WAVs a killed run streamed: whole frames and seconds, and whether the header had to
+    be repaired (:func:`hydralab.audio.recover_wav`; only looked at unless ``repair``)."""
+    from hydralab.audio import recover_wav
+
+    out: dict[str, Any] = {}
+    for name in _RECORDINGS:
+        path = record_dir / name
+        if not path.is_file():
+            continue
+        try:
+            rec = recover_wav(path, dry_run=not repair)
+        except (OSError, ValueError) as exc:
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            continue
+        out[name] = {
+            "frames": rec.frames,
+            "seconds": round(rec.frames / rec.sample_rate_hz, 3),
+            "repaired" if repair else "needs_repair": rec.repaired,
+        }
+    return out

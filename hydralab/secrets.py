@@ -14,6 +14,7 @@ __all__ = [
     "get_api_key",
     "install_log_redaction",
     "redact",
+    "redact_known",
     "redact_obj",
 ]
 
@@ -69,6 +70,15 @@ def redact(text: str) -> str:
         if len(k) >= 4:
             out = out.replace(k, "***")
     return out
+
+
+def redact_known(text: str) -> str:
+    """Masks only the keys seen by ``Secret`` — for free text (a transcript) where the
+    ``key=``/``token …`` patterns of :func:`redact` would mask ordinary words."""
+    for k in _known:
+        if len(k) >= 4 and k in text:
+            text = text.replace(k, "***")
+    return text
 
 
 def redact_obj(obj: Any) -> Any:

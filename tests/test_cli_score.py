@@ -152,3 +152,111 @@ def test_assistant_speech_lines_close_the_agents_turn(tmp_path: Path) -> None:
     assert tt["details"]["per_turn_reason"] == {1: "latency", 2: "dual_interrupt", 3: "latency"}
     assert tt["details"]["per_turn_evidence"][3]["latency_ms"] == pytest.approx(1174.118, abs=0.01)
     assert tt["score"] == round((1.0 + 0.0 + 1.0) / 3, 4)
+
+
+# ---------------------------------------------------------------- a run killed mid-call
+
+_END_FILES = (
+    "run.json",
+    "result.json",
+    "scores.json",
+    "audit_log.json",
+    "transcript.jsonl",
+    "initial_scenario_db.json",
+    "final_scenario_db.json",
+    EXPECTED_DB_FILE,
+    "pipecat_metrics.jsonl",
+    "framework_logs.jsonl",
+    "user_simulator_events.jsonl",
+    "logs.log",
+    "audio_user_clean.wav",
+)
+
+
+def _kill_leftovers(record: Path) -> None:
+    """Leave ``record`` as a SIGKILL mid-call does: only ``events.jsonl`` (its last line torn)
+    and the streamed WAVs (one cut mid-sample, the headers behind their data)."""
+    for name in _END_FILES:
+        (record / name).unlink(missing_ok=True)
+    events = record / "events.jsonl"
+    events.write_bytes(events.read_bytes() + b'{"t_ms": 17956369, "src": "hyd')
+    for name in ("audio_user.wav", "audio_assistant.wav", "audio_mixed.wav"):
+        path = record / name
+        if path.is_file():
+            data = bytearray(path.read_bytes())
+            data[4:8] = data[40:44] = (0).to_bytes(4, "little")  # never committed
+            path.write_bytes(bytes(data[:-1]))  # killed in the middle of a sample
+
+
+def test_score_a_run_killed_mid_call(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A record directory holding only events.jsonl and the WAVs is found and scored with what
+    can be rebuilt; what cannot be is named in scores.json, and nothing raises."""
+    from hydralab.sim import simulate_record
+
+    done = simulate_record("HL-AIR-001", out_dir=tmp_path / "runs", run_id="r1")
+    full = json.loads((done.run_dir / SCORES_FILE).read_text())
+    _kill_leftovers(done.run_dir)
+    assert main(["score", str(tmp_path / "runs" / "r1")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    row = out[1].split()
+    assert row[0] == "HL-AIR-001" and row[-1] == str(done.run_dir)
+    scores = json.loads((done.run_dir / SCORES_FILE).read_text())
+    partial = scores["partial"]
+    assert "run.json" in partial["missing_files"] and "audit_log.json" in partial["missing_files"]
+    assert "audio_user.wav" not in partial["missing_files"]
+    assert set(partial["rebuilt"]) == {
+        "audit_log",
+        "expected_db",
+        "final_scenario_db",
+        "pipecat_metrics",
+    }
+    # the DB is rebuilt by replaying the logged tool calls: the task scores as it did
+    assert scores["task_completion"] == full["task_completion"] == 1.0
+    assert scores["authentication_success"] == full["authentication_success"]
+    assert scores["tool_call_validity"] == full["tool_call_validity"]
+    assert scores["turns"] == full["turns"]
+    assert scores["latency"]["model_response"]["n"] == full["latency"]["model_response"]["n"]
+    assert scores["latency"]["model_response"]["p50_ms"] == pytest.approx(
+        full["latency"]["model_response"]["p50_ms"], abs=0.01
+    )
+    # what needs the caller's events file or the ending is named, not guessed
+    assert set(partial["not_computable"]) == {
+        "response_speed",
+        "turn_taking",
+        "conversation_valid_end",
+        "conversation_correctly_finished",
+        "conversation_completed_on_time",
+    }
+    for name in partial["not_computable"]:
+        metric = scores["metrics"][name]
+        assert metric["score"] is None and metric["error"].startswith("not computable")
+        assert scores[name] is None
+    # the recordings were repaired: valid WAVs with every whole sample written
+    from hydralab.audio import read_wav
+
+    for name, info in partial["recordings"].items():
+        assert info["repaired"] is True and info["frames"] > 48000
+        assert read_wav(done.run_dir / name)[0].size == info["frames"]
+    # scoring again is stable (the WAVs need no more repair)
+    again = score_run(done.run_dir)
+    assert all(not r["repaired"] for r in again["partial"]["recordings"].values())
+    assert again["task_completion"] == 1.0
+
+
+def test_score_a_killed_run_of_an_unknown_record(tmp_path: Path) -> None:
+    """No record to load the databases from: the DB metrics are not computable (task 0.0),
+    the rest still scores."""
+    src = Path(__file__).parent / "fixtures" / "run_HL-AIR-002"
+    record = tmp_path / "call-0001"
+    shutil.copytree(src, record)
+    _kill_leftovers(record)
+    scores = score_run(record, write=False)
+    assert not (record / SCORES_FILE).exists()
+    partial = scores["partial"]
+    assert {"task_completion", "authentication_success"} <= set(partial["not_computable"])
+    assert scores["task_completion"] == 0.0 and scores["authentication_success"] is None
+    assert scores["db_match"] is None
+    assert any("not loadable" in p for p in partial["problems"])
+    assert scores["turns"]["tool_calls"] == 2 and scores["tool_call_validity"] == 1.0
+    user = partial["recordings"]["audio_user.wav"]
+    assert user["frames"] > 0 and user["needs_repair"] is True  # looked at, not repaired

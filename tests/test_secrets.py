@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from hydralab.rundir import RunWriter, write_json
-from hydralab.secrets import Secret, get_api_key, install_log_redaction, redact, redact_obj
+from hydralab.secrets import (
+    Secret,
+    get_api_key,
+    install_log_redaction,
+    redact,
+    redact_known,
+    redact_obj,
+)
 
 
 def test_secret_never_shows_itself() -> None:
@@ -40,6 +47,16 @@ def test_redact_urls_tokens_and_known_keys() -> None:
     assert "abc123XYZ" not in out and "eyJhbGci" not in out and "known-secret-value-42" not in out
     assert "model=hydra" in out and "api_key=***" in out
     assert redact_obj({"a": ["x?api_key=zz9"], "b": 1}) == {"a": ["x?api_key=***"], "b": 1}
+
+
+def test_redact_known_masks_only_the_keys_themselves() -> None:
+    """For free text (a transcript): the known keys go, ordinary words that look like
+    ``token …`` or ``key=…`` stay (``redact`` would mask them)."""
+    Secret("transcript-canary-9931")
+    said = "my token tomorrow is key=blue and transcript-canary-9931"
+    assert redact_known(said) == "my token tomorrow is key=blue and ***"
+    assert redact(said) != redact_known(said)  # why transcripts do not go through redact
+    assert redact_known("abc") == "abc"
 
 
 def test_websockets_debug_logs_are_redacted(caplog: pytest.LogCaptureFixture) -> None:

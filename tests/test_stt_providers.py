@@ -12,6 +12,7 @@ import asyncio
 import email.utils
 import io
 import json
+import logging
 import threading
 import time
 import wave
@@ -294,6 +295,73 @@ async def test_auth_error_is_not_retried_and_key_is_redacted(
     assert KEY not in t.error and "***" in t.error  # the provider's message, key masked
     assert ("API key" in t.error) or ("credentials" in t.error)
     assert KEY not in repr(tr) and KEY not in repr(tr.config)
+
+
+CANARY = "hl-canary-7Qx2Vb9LmZ4pK8sW"
+
+
+def _echoes(provider: str) -> list[Reply]:
+    """Replies that echo the canary key every way a provider could: in a JSON error message,
+    in a plain-text error body right where the kept detail is cut, in a retried 5xx, and in a
+    successful transcript."""
+    padded = "Unauthorized: " + "a" * 180 + f" {CANARY} was refused"  # the key straddles char 200
+    ok = json.loads(json.dumps(OK_BODY[provider]).replace("flight.", f"flight {CANARY}."))
+    return [
+        Reply(status=401, body=AUTH_ERROR[provider]),
+        Reply(status=403, body=padded),
+        Reply(status=500, body={"error": {"message": f"upstream rejected key={CANARY}"}}),
+        Reply(status=500, body=f"<html>key {CANARY}</html>"),
+        Reply(body=ok),
+    ]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_key_echoed_by_the_provider_is_redacted_in_memory(
+    provider: str, server: FakeProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The fake provider on 127.0.0.1 echoes the canary key in its responses: no Transcript
+    field, no exception message of a failed attempt and no log line keeps any of it."""
+    server.replies = _echoes(provider)
+    config = SttConfig(
+        provider=provider, api_key=CANARY, base_url=server.url, timeout_s=5.0, max_attempts=2
+    )
+    tr = CLASSES[provider](config, sleep=SleepLog())
+    wav = prov.wav_bytes(_speech(), sample_rate_hz=SR)
+    failures: list[BaseException] = []
+    with caplog.at_level(logging.DEBUG):
+        # every attempt's own exception (what a retry loop holds on to)
+        for _ in range(2):
+            with pytest.raises(prov._Failure) as info:
+                await tr._attempt(wav)
+            failures.append(info.value)
+        server.replies = _echoes(provider)
+        results = [await tr.transcribe(_speech(), sample_rate_hz=SR) for _ in range(4)]
+    await tr.aclose()
+    assert [r.reason for r in results] == ["http_401", "http_403", "http_500", None]
+    assert results[2].attempts == 2  # the 5xx was retried, its two echoes both masked
+    assert results[3].ok and results[3].text == "Hi, I need to change my flight ***."
+    kept = [repr(r) for r in results]
+    kept += [f"{f!r} {f} {f.detail} {f.args}" for f in failures]  # type: ignore[attr-defined]
+    kept += [caplog.text]
+    for text in kept:
+        assert CANARY not in text
+        assert CANARY[:10] not in text  # not even the start of a key cut off by a truncation
+    assert "***" in results[1].error  # type: ignore[operator]
+
+
+async def test_local_transcriber_errors_are_redacted_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The offline transcriber keeps no response, but its failures pass through the same
+    redaction (a key in an exception message from anywhere below it)."""
+    Secret(CANARY)
+    tr = LocalTranscriber("change my flight")
+
+    def broken(*_: Any) -> tuple[str, str | None]:
+        raise RuntimeError(f"decoder config mentions {CANARY}")
+
+    monkeypatch.setattr(tr, "_transcribe_sync", broken)
+    t = await tr.transcribe(_speech(), sample_rate_hz=SR)
+    await tr.aclose()
+    assert not t.ok and t.error == "RuntimeError: decoder config mentions ***"
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

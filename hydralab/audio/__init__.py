@@ -6,26 +6,44 @@ from hydralab.audio.mulaw import ULAW_SILENCE, ulaw_decode, ulaw_encode
 from hydralab.audio.resample import MAX_RATIO_TERM, StreamResampler, resample
 from hydralab.audio.timeline import (
     AUDIBLE_DBFS,
+    STREAM_FLUSH_EVERY_MS,
+    STREAM_MARGIN_MS,
     TRACK_NAMES,
+    WAV_NAMES,
     Timeline,
     first_onset,
     last_offset,
 )
-from hydralab.audio.wav import read_wav, wav_bytes, write_wav
+from hydralab.audio.wav import (
+    WavRecovery,
+    WavStreamWriter,
+    read_wav,
+    recover_wav,
+    wav_bytes,
+    wav_header,
+    write_wav,
+)
 
 __all__ = [
     "AUDIBLE_DBFS",
     "MAX_RATIO_TERM",
+    "STREAM_FLUSH_EVERY_MS",
+    "STREAM_MARGIN_MS",
     "TRACK_NAMES",
     "ULAW_SILENCE",
+    "WAV_NAMES",
     "StreamResampler",
     "Timeline",
+    "WavRecovery",
+    "WavStreamWriter",
     "first_onset",
     "last_offset",
     "read_wav",
+    "recover_wav",
     "resample",
     "ulaw_decode",
     "ulaw_encode",
     "wav_bytes",
+    "wav_header",
     "write_wav",
 ]

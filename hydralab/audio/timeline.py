@@ -6,12 +6,22 @@ written a track holds silence. Caller audio is appended contiguously while frame
 fell silent (real silence is never collapsed, cf. pipecat #4561). Assistant audio is written by
 the pacer at the moment each frame is played, so burst delivery and barge-in drops never
 distort it. The WAV files are views of this timeline.
+
+The WAV files are written at the end (:meth:`Timeline.save`) or, for crash safety, as the call
+goes: :meth:`Timeline.open_files` creates them, :meth:`Timeline.flush` (called periodically by
+the shell) streams into them the audio that can no longer change — everything older than a
+safety margin (:data:`STREAM_MARGIN_MS`) — and :meth:`Timeline.close` (or :meth:`save` on the
+same directory) writes the rest and fixes the headers. The files then hold exactly the bytes
+:meth:`save` writes. A process killed mid-call leaves valid WAVs up to the last flush
+(:func:`hydralab.audio.wav.recover_wav` repairs a flush torn by the kill).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -19,27 +29,56 @@ import numpy as np
 import numpy.typing as npt
 
 from hydralab.audio.pcm import check_pcm16
-from hydralab.audio.wav import write_wav
+from hydralab.audio.wav import WavStreamWriter, write_wav
 
-__all__ = ["TRACK_NAMES", "Timeline", "first_onset", "last_offset"]
+__all__ = [
+    "STREAM_FLUSH_EVERY_MS",
+    "STREAM_MARGIN_MS",
+    "TRACK_NAMES",
+    "WAV_NAMES",
+    "Timeline",
+    "first_onset",
+    "last_offset",
+]
 
 TRACK_NAMES: Final = ("user", "assistant")
+WAV_NAMES: Final = {name: f"audio_{name}.wav" for name in (*TRACK_NAMES, "mixed")}
+"""The recordings' file names, by track (``"mixed"``: both tracks summed)."""
 _NS_PER_S: Final = 1_000_000_000
 _SCAN_BLOCK: Final = 1 << 16  # windows examined per vectorised step of the onset scans
+_CLEAN: Final = 1 << 62  # a track's ``dirty`` when nothing was written since the last flush
+
+STREAM_MARGIN_MS: Final = 5000.0
+"""How old audio must be before :meth:`Timeline.flush` streams it to the files. What may still
+change near the present: the play-out placer records assistant audio up to its lead (tens of
+ms) ahead of the send clock and a Twilio ``clear`` erases that lead (at most the underrun
+tolerance plus a frame, ~100 ms); a caller chunk is placed up to its length plus its arrival
+jitter before the present; :meth:`Timeline.append` moves the last half second of a stream later
+when its sender slipped. 5 s is well above all of them. One change no margin covers:
+:meth:`Timeline.append` moves a *whole* segment earlier when a chunk reveals an earlier anchor
+(arrival jitter, or a sender clock faster than ours), and a caller that sends without pause is
+one segment from the start of the call. Such changes are still recorded exactly: rewritten in
+place at the next flush when within twice the margin of the streamed end, else by
+:meth:`Timeline.close` (until then a crash leaves those samples as they were when streamed)."""
+STREAM_FLUSH_EVERY_MS: Final = 1000.0
+""":meth:`Timeline.flush` writes when at least this much new audio can be streamed (a shell may
+call it on every tick)."""
 
 
 class _Track:
     """A growable int16 buffer with amortised doubling; unwritten samples are zero."""
 
-    __slots__ = ("_buf", "length")
+    __slots__ = ("_buf", "dirty", "length")
 
     def __init__(self, capacity: int) -> None:
         self._buf = np.zeros(max(capacity, 1), dtype=np.int16)
         self.length = 0
+        self.dirty = _CLEAN  # lowest sample changed since the last flush to the files
 
     def write(self, start: int, pcm: npt.NDArray[np.int16]) -> None:
         if pcm.shape[0] == 0:
             return  # an empty chunk neither writes nor extends the track
+        self.dirty = min(self.dirty, start)
         end = start + pcm.shape[0]
         if end > self._buf.shape[0]:
             grown = np.zeros(max(end, 2 * self._buf.shape[0]), dtype=np.int16)
@@ -55,6 +94,7 @@ class _Track:
         """Move the block ``[start, start + length)``, which ends the track, to ``new_start``
         (earlier or later); what it vacates becomes zeros."""
         block = self._buf[start : start + length].copy()
+        self.dirty = min(self.dirty, start, new_start)
         self._buf[min(start, new_start) : start + length] = 0
         self.length = min(start, new_start)
         self.write(new_start, block)
@@ -68,6 +108,19 @@ class _Segment:
     def __init__(self, start: int) -> None:
         self.start = start
         self.length = 0
+
+
+@dataclass
+class _Stream:
+    """The WAV files a timeline streams into (:meth:`Timeline.open_files`)."""
+
+    directory: Path
+    files: dict[str, WavStreamWriter]
+    margin: int  # samples
+    every: int  # samples
+    window: int  # samples: changes this far behind ``written`` are rewritten at once
+    written: int = 0  # samples streamed to every file
+    stale: int = _CLEAN  # older changes, rewritten by ``close``
 
 
 class Timeline:
@@ -90,6 +143,10 @@ class Timeline:
         self._floors: dict[str, int] = {}  # a segment never moves before the previous one's end
         self._lateness: dict[str, collections.deque[tuple[int, int]]] = {}
         self._slip_samples = round(_SLIP_MS * self.sample_rate_hz / 1000.0)
+        self._stream: _Stream | None = None
+        self.stream_error: str | None = None
+        """Why streaming to the files stopped mid-call (an ``OSError``), else None; the files
+        are then written whole by :meth:`save`, as without streaming."""
 
     def _get(self, track: str) -> _Track:
         try:
@@ -246,7 +303,9 @@ class Timeline:
     def save(self, directory: str | os.PathLike[str]) -> dict[str, Path]:
         """Write ``audio_user.wav``, ``audio_assistant.wav`` and ``audio_mixed.wav``.
 
-        All three are mono PCM16 at ``sample_rate_hz`` and have the same length.
+        All three are mono PCM16 at ``sample_rate_hz`` and have the same length. If the
+        files were opened for streaming in ``directory`` (:meth:`open_files`), this finishes
+        them (:meth:`close`); the bytes are the same either way.
 
         Args:
             directory: target directory (created if missing).
@@ -255,13 +314,170 @@ class Timeline:
             ``{"user": path, "assistant": path, "mixed": path}``.
         """
         out_dir = Path(directory)
+        st = self._stream
+        if st is not None and _same_dir(st.directory, out_dir):
+            return self.close()
         out_dir.mkdir(parents=True, exist_ok=True)
         rate = self.sample_rate_hz
-        paths = {name: out_dir / f"audio_{name}.wav" for name in (*TRACK_NAMES, "mixed")}
+        paths = {name: out_dir / file for name, file in WAV_NAMES.items()}
         for name in TRACK_NAMES:
             write_wav(paths[name], self.padded(name), sample_rate_hz=rate)
         write_wav(paths["mixed"], self.mixed(), sample_rate_hz=rate)
         return paths
+
+    # ------------------------------------------------------------------ streaming to files
+    @property
+    def streaming(self) -> bool:
+        """True between :meth:`open_files` and :meth:`close`."""
+        return self._stream is not None
+
+    @property
+    def streamed_samples(self) -> int:
+        """Samples already in the streamed files (0 when not streaming)."""
+        return 0 if self._stream is None else self._stream.written
+
+    def open_files(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        margin_ms: float = STREAM_MARGIN_MS,
+        flush_every_ms: float = STREAM_FLUSH_EVERY_MS,
+    ) -> dict[str, Path]:
+        """Create the three WAV files in ``directory`` (created if missing) and stream into them
+        from now on: :meth:`flush` as the call goes, :meth:`close` (or :meth:`save`) at the
+        end. The files are valid WAVs (empty at first) from this call on.
+
+        Args:
+            directory: where ``audio_user.wav``, ``audio_assistant.wav`` and
+                ``audio_mixed.wav`` go (existing files are replaced).
+            margin_ms: only audio older than this is streamed (:data:`STREAM_MARGIN_MS`).
+            flush_every_ms: :meth:`flush` writes once this much audio is due
+                (:data:`STREAM_FLUSH_EVERY_MS`).
+
+        Returns:
+            ``{"user": path, "assistant": path, "mixed": path}``.
+
+        Raises:
+            RuntimeError: the files are already open.
+        """
+        if self._stream is not None:
+            raise RuntimeError(f"the timeline already streams to {self._stream.directory}")
+        if margin_ms < 0 or flush_every_ms < 0:
+            raise ValueError("margin_ms and flush_every_ms must be >= 0")
+        out_dir = Path(directory)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        files: dict[str, WavStreamWriter] = {}
+        try:
+            for name, file in WAV_NAMES.items():
+                files[name] = WavStreamWriter(out_dir / file, sample_rate_hz=self.sample_rate_hz)
+        except BaseException:
+            for w in files.values():
+                w.close(fsync=False)
+            raise
+        rate = self.sample_rate_hz
+        margin = round(margin_ms * rate / 1000.0)
+        self._stream = _Stream(
+            directory=out_dir,
+            files=files,
+            margin=margin,
+            every=round(flush_every_ms * rate / 1000.0),
+            window=max(2 * margin, rate),
+        )
+        for tr in self._tracks.values():
+            tr.dirty = _CLEAN  # the files start empty: everything up to now is still due
+        return {name: w.path for name, w in files.items()}
+
+    def flush(self, now_ns: int, *, force: bool = False) -> int:
+        """Stream to the files what can no longer change: the audio older than ``now_ns``
+        less the margin. A no-op when the files are not open, and (unless ``force``) until at
+        least ``flush_every_ms`` of audio is due, so a shell may call it on every tick.
+
+        A change to audio already streamed (rare: a late write older than the margin, or a
+        stream's segment moved earlier) is rewritten in place at the next write if it lies
+        within twice the margin of the streamed end, else by :meth:`close`; so the finished
+        files always equal :meth:`save`'s.
+
+        Args:
+            now_ns: the clock's present (monotonic ns, the timeline's clock).
+            force: write whatever is due, however little.
+
+        Never raises for the files: if writing fails (``OSError``), streaming stops
+        (:attr:`stream_error` says why) and :meth:`save` writes the files whole at the end.
+
+        Returns:
+            Samples in the files after the call (0 when not streaming).
+        """
+        st = self._stream
+        if st is None:
+            return 0
+        frontier = min(self.index_of(now_ns) - st.margin, self.n_samples)
+        for tr in self._tracks.values():
+            if tr.dirty < st.written - st.window:  # far back (a long segment moved)
+                st.stale = min(st.stale, tr.dirty)  # rewritten by ``close``
+                tr.dirty = _CLEAN
+        dirty = min(tr.dirty for tr in self._tracks.values())
+        if dirty >= st.written and frontier - st.written < (1 if force else max(st.every, 1)):
+            return st.written
+        try:
+            self._stream_span(st, min(dirty, st.written), max(frontier, st.written))
+        except OSError as exc:  # a full disk must not end the call: save() writes them whole
+            self.stream_error = f"{type(exc).__name__}: {exc}"
+            self._stream = None
+            for w in st.files.values():
+                with contextlib.suppress(OSError):
+                    w.close(fsync=False)
+            return 0
+        return st.written
+
+    def close(self) -> dict[str, Path]:
+        """Stream everything left, give the files their final sizes and close them (fsynced).
+        The files then equal what :meth:`save` writes. A no-op returning ``{}`` when the files
+        are not open.
+
+        Returns:
+            ``{"user": path, "assistant": path, "mixed": path}``.
+        """
+        st = self._stream
+        if st is None:
+            return {}
+        try:
+            end = self.n_samples
+            dirty = min(tr.dirty for tr in self._tracks.values())
+            lo = max(0, min(st.written, dirty, st.stale))
+            self._stream_span(st, lo, end)
+            for w in st.files.values():
+                w.truncate(end)
+        finally:
+            self._stream = None
+            errors: list[BaseException] = []
+            for w in st.files.values():
+                try:
+                    w.close()
+                except OSError as exc:  # close them all, then report the first failure
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
+        return {name: w.path for name, w in st.files.items()}
+
+    def _stream_span(self, st: _Stream, lo: int, hi: int) -> None:
+        """Write samples ``[lo, hi)`` of every file (zeros past a track's end) and commit."""
+        lo = max(0, lo)
+        step = 30 * self.sample_rate_hz  # bounded temporaries for a long rewrite
+        for a in range(lo, hi, step):
+            b = min(hi, a + step)
+            acc = np.zeros(b - a, dtype=np.int32)
+            for name, tr in self._tracks.items():
+                part = np.zeros(b - a, dtype=np.int16)
+                view = tr.view()[a:b]
+                part[: view.shape[0]] = view
+                acc += part
+                st.files[name].write_at(a, part)
+            st.files["mixed"].write_at(a, np.clip(acc, -32768, 32767).astype(np.int16))
+        for tr in self._tracks.values():
+            tr.dirty = _CLEAN
+        st.written = max(st.written, hi)
+        for w in st.files.values():
+            w.commit()
 
     def first_onset(
         self,
@@ -300,6 +516,13 @@ class Timeline:
             rms_threshold_dbfs=rms_threshold_dbfs,
             window_ms=window_ms,
         )
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return a == b
 
 
 def _scan_params(

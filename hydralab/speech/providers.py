@@ -16,7 +16,11 @@ timeouts and network errors with full-jitter exponential backoff (a ``Retry-Afte
 replaces the computed delay), and shares a concurrency limit with every other transcriber of the
 same provider on the same event loop. The language (BCP-47 as EVA writes it, ``es-MX``) is
 mapped to what the provider accepts and validated at construction. Keys go on the wire only:
-errors and logs pass through :func:`hydralab.secrets.redact`.
+whatever is kept from a response is redacted as it is read, before anything is cut or stored —
+error details and the exceptions of failed attempts through :func:`hydralab.secrets.redact`,
+transcripts through :func:`hydralab.secrets.redact_known` (only the keys themselves: the
+patterns of ``redact`` could mask ordinary words) — so a key a provider echoes never reaches a
+:class:`Transcript`, an exception message or a log.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import httpx
 import numpy as np
 
 from hydralab.audio import wav_bytes
-from hydralab.secrets import Secret, redact
+from hydralab.secrets import Secret, redact, redact_known
 from hydralab.speech.transcript import (
     ERROR_CLOSED,
     ERROR_EMPTY,
@@ -212,11 +216,12 @@ def _retry_after_s(value: str | None, *, now: float | None = None) -> float | No
 
 
 class _Failure(Exception):
-    """One failed attempt: ``reason`` (short class), ``detail``, retryable or not."""
+    """One failed attempt: ``reason`` (short class), ``detail`` (redacted), retryable or not."""
 
     def __init__(
         self, reason: str, detail: str, *, retry: bool, retry_after_s: float | None = None
     ) -> None:
+        detail = redact(detail)
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
@@ -225,13 +230,18 @@ class _Failure(Exception):
         self.attempts = 1
 
 
+def _clip(text: str) -> str:
+    """Redacted first (a key cut in two by the clip would no longer match), then clipped."""
+    return " ".join(redact(text).split())[:_ERROR_DETAIL_CHARS]
+
+
 def _error_detail(resp: httpx.Response) -> str:
-    """The provider's error message from a JSON error body, else the body's start."""
+    """The provider's error message from a JSON error body, else the body's start; redacted."""
     text = resp.text
     try:
         body = json.loads(text)
     except ValueError:
-        return " ".join(text.split())[:_ERROR_DETAIL_CHARS]
+        return _clip(text)
     msg: Any = None
     if isinstance(body, dict):
         err = body.get("error")
@@ -240,7 +250,7 @@ def _error_detail(resp: httpx.Response) -> str:
         elif err:  # Smallest: {"error": "...", "request_id": ...}
             msg = err
         msg = msg or body.get("err_msg") or body.get("message") or body.get("err_code")
-    return " ".join(str(msg if msg else text).split())[:_ERROR_DETAIL_CHARS]
+    return _clip(str(msg if msg else text))
 
 
 class HttpTranscriber(abc.ABC):
@@ -351,7 +361,7 @@ class HttpTranscriber(abc.ABC):
             ) from None
         if not isinstance(text, str):
             raise _Failure("bad_response", "transcript is not a string", retry=False)
-        return text
+        return redact_known(text)
 
     async def _request_with_retries(self, wav: bytes) -> tuple[str, int]:
         attempts = 0
@@ -390,7 +400,7 @@ class HttpTranscriber(abc.ABC):
 
         def result(text: str, error: str | None) -> Transcript:
             return Transcript(
-                text=text,
+                text=redact_known(text),
                 ok=error is None,
                 error=None if error is None else redact(error),
                 provider=self.name,

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from hydralab.secrets import redact
 from hydralab.speech.providers import make_http_transcriber
 from hydralab.speech.text import (
     MONTHS,
@@ -958,7 +959,7 @@ class LocalTranscriber:
             return Transcript(
                 text=text,
                 ok=error is None,
-                error=error,
+                error=None if error is None else redact(error),  # as every transcriber's
                 provider=self.name,
                 duration_ms=1000.0 * (time.perf_counter() - t0),
                 audio_ms=audio_ms,
@@ -977,9 +978,7 @@ class LocalTranscriber:
                     self._worker_pool(), _worker_transcribe, np.asarray(pcm), sample_rate_hz
                 )
             else:
-                text, error = await asyncio.to_thread(
-                    self._transcribe_sync, pcm, sample_rate_hz
-                )
+                text, error = await asyncio.to_thread(self._transcribe_sync, pcm, sample_rate_hz)
             return result(text, error)
         except Exception as exc:
             return result("", f"{type(exc).__name__}: {exc}")
