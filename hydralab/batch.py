@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -37,15 +38,23 @@ from typing import Any
 from hydralab.aio import run_sync
 from hydralab.caller import CallerConfig
 from hydralab.emulator import EmulatorConfig
-from hydralab.records import DEFAULT_RECORD_ID, Record
-from hydralab.runner import ModelName, RunResult, resolve_hydra_url, run_record
+from hydralab.records import DEFAULT_RECORD_ID, Record, check_path_name
+from hydralab.runner import (
+    ModelName,
+    RunResult,
+    check_out_dir,
+    record_run_dir,
+    resolve_hydra_url,
+    run_record,
+)
 from hydralab.secrets import get_api_key, redact
 
 __all__ = ["MANIFEST", "BatchResult", "Conversation", "run_batch", "run_batch_sync"]
 
 MANIFEST = "batch.json"
-# ok: ended with goodbye, no error · failed: the call ran but ended otherwise (its run
-# directory holds what happened) · error: run_record raised (no usable run directory).
+# ok: the call completed (result.json "completed") · failed: the call ran but did not complete
+# (its run directory holds what happened, run.json "verdict" why) · error: run_record raised
+# (no usable run directory).
 FINISHED = ("ok", "failed")
 
 
@@ -63,6 +72,7 @@ class Conversation:
     wall_s: float | None = None
     attempts: int = 0
     overhead_max_ms: float | None = None  # emulator only: measured − ground truth, worst turn
+    not_completed: list[str] | None = None  # why a call that ran did not complete
 
     @property
     def key(self) -> str:
@@ -109,7 +119,8 @@ class BatchResult:
             )
         for c in self.conversations:
             if c.status != "ok":
-                lines.append(f"  {c.key}: {c.status} — {c.error or c.ended_reason}")
+                why = c.error or "; ".join(c.not_completed or []) or c.ended_reason
+                lines.append(f"  {c.key}: {c.status} — {why}")
         lines.append(f"manifest: {self.manifest}")
         return "\n".join(lines)
 
@@ -207,6 +218,9 @@ async def run_batch(
         [records] if records is None or isinstance(records, str) else list(records)
     )
     by_id: dict[str, str | Record | None] = {_record_id(r): r for r in recs}
+    if batch_id is not None:
+        check_path_name(batch_id, what="batch id")  # a folder of out_dir, never a path
+    check_out_dir(out_dir)  # an unwritable out_dir is reported now, before any conversation
     batch_dir = Path(out_dir) / (batch_id or _batch_id())
     batch_dir.mkdir(parents=True, exist_ok=True)
     done_before = _load_manifest(batch_dir)
@@ -259,12 +273,17 @@ async def run_batch(
 
     async def one(c: Conversation) -> None:
         async with sem:
-            if c.run_dir:  # a re-run: drop what the failed attempt left behind
-                old = (batch_dir / c.run_dir).resolve()
+            # a re-run: drop what an earlier attempt left behind (its record directory too, when
+            # it crashed before saying where), so the run id can be used again
+            olds = [batch_dir / c.run_dir] if c.run_dir else []
+            with contextlib.suppress(ValueError):
+                olds.append(record_run_dir(batch_dir, f"trial_{c.trial}", c.record_id))
+            for old in olds:
+                old = old.resolve()
                 if batch_dir.resolve() in old.parents:
                     shutil.rmtree(old, ignore_errors=True)
             c.status, c.error, c.ended_reason, c.run_dir = "running", None, None, None
-            c.overhead_max_ms = None
+            c.overhead_max_ms, c.not_completed = None, None
             c.started_at = dt.datetime.now().isoformat(timespec="seconds")
             c.attempts += 1
             t0 = time.monotonic()
@@ -292,7 +311,8 @@ async def run_batch(
                 c.ended_reason = out["ended_reason"]
                 c.error = redact(out["error"]) if out["error"] else None
                 c.overhead_max_ms = out["overhead_max_ms"]
-                c.status = "ok" if c.error is None and c.ended_reason == "goodbye" else "failed"
+                c.not_completed = [redact(w) for w in out["not_completed"]] or None
+                c.status = "ok" if out["completed"] else "failed"
             c.wall_s = round(time.monotonic() - t0, 3)
             save()
             if bar is not None:
@@ -317,6 +337,8 @@ def _outcome(r: RunResult) -> dict[str, Any]:
         "run_dir": str(r.run_dir),
         "ended_reason": r.ended_reason,
         "error": r.error,
+        "completed": r.completed,
+        "not_completed": list(r.not_completed),
         "overhead_max_ms": _overhead_max_ms(r),
     }
 

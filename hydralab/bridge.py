@@ -22,12 +22,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 
 from hydralab.bridge_core import (
     BridgeCore,
@@ -44,7 +47,7 @@ from hydralab.bridge_core import (
     ToModelAudio,
     Transcribe,
 )
-from hydralab.client import HydraClient, HydraConfig, HydraError
+from hydralab.client import MAX_MODEL_FRAME_BYTES, HydraClient, HydraConfig, HydraError
 from hydralab.clock import Clock
 from hydralab.model import ModelSessionFactory, RealtimeModelSession
 from hydralab.reconnect import ReconnectPolicy
@@ -53,7 +56,31 @@ from hydralab.secrets import Secret, redact
 from hydralab.speech.stt import ERROR_CANCELLED, Transcriber, Transcript
 from hydralab.tools import ToolExecutor
 
-__all__ = ["Bridge", "BridgeConfig", "BridgeSession", "model_summary", "write_outputs"]
+__all__ = [
+    "BUSY_CLOSE_CODE",
+    "CALLER_MAX_FRAME_BYTES",
+    "Bridge",
+    "BridgeConfig",
+    "BridgeSession",
+    "model_summary",
+    "write_outputs",
+]
+
+logger = logging.getLogger(__name__)
+
+CALLER_MAX_FRAME_BYTES = 64 * 1024
+"""Largest frame the bridge reads from a caller (its server's ``max_size``): 64 KiB.
+
+A Twilio Media Streams ``media`` frame of 20 ms of 8 kHz μ-law is ~300 bytes of JSON (160
+bytes of audio, base64) and the control frames (``connected``, ``start``, ``mark``, ``stop``,
+EVA's ``user_speech_*``) are smaller; 64 KiB still takes a caller that sends several seconds
+of audio per frame (~6 s of μ-law in base64), and bounds what one frame can make the bridge
+hold. A bigger frame closes the caller's socket with 1009 (message too big) and the call ends
+as an ``error`` that says so."""
+
+BUSY_CLOSE_CODE = 1013
+"""Close code of a connection the bridge refuses at once (``busy``: the run's one conversation
+is taken, or ``hydralab serve`` has ``max_calls`` in flight): try again later."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +133,19 @@ def model_info(client: RealtimeModelSession) -> ModelInfo:
     )
 
 
+def model_close_code(client: RealtimeModelSession) -> int | None:
+    """How the model's socket ended: its close code, except 1009 when this side closed it for
+    a frame over :data:`~hydralab.client.MAX_MODEL_FRAME_BYTES` — websockets then reports 1006
+    (the peer's echo of the close is never read), which would be taken for a dropped network
+    and reconnected. (Read from the websockets connection of a
+    :class:`~hydralab.client.HydraClient`; another model session's code is taken as it is.)"""
+    ws = getattr(client, "_ws", None)
+    sent = getattr(getattr(ws, "protocol", None), "close_sent", None)
+    if getattr(sent, "code", None) == CloseCode.MESSAGE_TOO_BIG:
+        return int(CloseCode.MESSAGE_TOO_BIG)
+    return client.close_code
+
+
 def model_summary(core: BridgeCore, client: RealtimeModelSession, url: str) -> dict[str, Any]:
     """``run.json["hydra"]``: the core's summary plus what the model session knows."""
     out = core.summary()
@@ -134,8 +174,16 @@ def write_outputs(core: BridgeCore, writer: RunWriter, tools: ToolExecutor) -> N
         writer.jsonl("framework_logs.jsonl", tracker.framework_logs)
         writer.jsonl("pipecat_metrics.jsonl", tracker.metrics)
         writer.scenario_dbs(tools.initial_db, tools.db)
-        core.timeline.save(writer.dir)
+        core.timeline.save(writer.dir)  # finishes the streamed WAVs (or writes them whole)
+        if core.timeline.stream_error:
+            writer.log(
+                "bridge",
+                "-",
+                {"type": "recording_stream_failed", "error": core.timeline.stream_error},
+                core.clock.now_ns(),
+            )
     finally:
+        core.timeline.close()  # a no-op after save(); finishes the WAVs if a write raised
         writer.close()
 
 
@@ -221,6 +269,15 @@ class BridgeSession(CoreOutcome):
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self, ws: ServerConnection) -> None:
+        try:  # crash safety: the recordings stream into the run directory as the call goes
+            self.core.timeline.open_files(self.writer.dir)
+        except OSError as exc:  # no streaming; write_outputs still writes them at the end
+            self.writer.log(
+                "bridge",
+                "-",
+                {"type": "recording_stream_failed", "error": str(exc)},
+                self.clock.now_ns(),
+            )
         try:
             await self._run(ws)
         except Exception as exc:  # reported in the run, never silent
@@ -362,8 +419,13 @@ class BridgeSession(CoreOutcome):
                 self._apply(self.core.caller_frame(msg, self.clock.now_ns()))
                 if self.core.stopped:
                     return
-        except ConnectionClosed:
-            pass
+        except ConnectionClosed as exc:
+            if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
+                why = (
+                    f"a caller frame over the {CALLER_MAX_FRAME_BYTES} byte limit: the caller's "
+                    "socket was closed with 1009 (message too big)"
+                )
+                self._apply(self.core.stop("error", self.clock.now_ns(), error=why))
         self._apply(self.core.caller_closed(self.clock.now_ns()))
 
     async def _model_reader(self) -> None:
@@ -375,7 +437,15 @@ class BridgeSession(CoreOutcome):
                 self._apply(self.core.model_event(ev, t, caused_by=by))
                 if self.core.stopped:
                     return
-            self._apply(self.core.model_closed(self.client.close_code, self.clock.now_ns()))
+            code = model_close_code(self.client)
+            self._apply(self.core.model_closed(code, self.clock.now_ns()))
+            if code == CloseCode.MESSAGE_TOO_BIG:  # no reconnect: say why the model went away
+                why = (
+                    "the model's socket was closed with 1009 (message too big): a frame over "
+                    f"the size limit (hydralab reads model frames up to {MAX_MODEL_FRAME_BYTES} "
+                    "bytes)"
+                )
+                self._apply(self.core.stop("model_disconnected", self.clock.now_ns(), error=why))
             todo, self._reconnect = self._reconnect, None
             if todo is None:
                 return
@@ -389,6 +459,7 @@ class BridgeSession(CoreOutcome):
 
     async def _ticker(self) -> None:
         while not self.core.stopped:
+            self.core.timeline.flush(self.clock.now_ns())  # settled audio to disk; never raises
             at = self.core.next_deadline_ns()
             self._wake.clear()
             delay = 0.1 if at is None else (at - self.clock.now_ns()) / 1e9
@@ -460,12 +531,43 @@ class BridgeSession(CoreOutcome):
 
 
 class Bridge:
-    """The Twilio-media-stream server. Each connection gets a session from ``session_factory``."""
+    """The Twilio-media-stream server. Each connection gets a session from ``session_factory``.
 
-    def __init__(self, session_factory: Callable[[], BridgeSession]) -> None:
+    Args:
+        session_factory: Builds one conversation's :class:`BridgeSession`.
+        max_sessions: Conversations this bridge ever takes (``run_record``: 1, one run
+            directory); ``None`` = no limit.
+        max_concurrent: Conversations at once (``hydralab serve``: ``max_calls``); ``None`` = no
+            limit.
+        on_refused: Called with each refused connection's log row (``type`` ``caller_refused``).
+
+    A connection over either limit, or after :meth:`refuse_new`, is refused at once: closed
+    with 1013 ``busy`` (:data:`BUSY_CLOSE_CODE`) before any model session is opened, and kept
+    in :attr:`refused`. A session factory that raises closes its connection with 1011 and is
+    kept in :attr:`failures`.
+    """
+
+    def __init__(
+        self,
+        session_factory: Callable[[], BridgeSession],
+        *,
+        max_sessions: int | None = None,
+        max_concurrent: int | None = None,
+        on_refused: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        for name, v in (("max_sessions", max_sessions), ("max_concurrent", max_concurrent)):
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {v}")
         self._factory = session_factory
         self._server: Server | None = None
         self.sessions: list[BridgeSession] = []
+        self.refused: list[dict[str, Any]] = []
+        self.failures: list[str] = []
+        self.max_sessions = max_sessions
+        self.max_concurrent = max_concurrent
+        self._on_refused = on_refused
+        self._accepting = True
+        self._active: set[BridgeSession] = set()
         self._new_session = asyncio.Event()
         self.port = 0
 
@@ -473,28 +575,109 @@ class Bridge:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
 
+    @property
+    def active(self) -> int:
+        """Conversations in flight."""
+        return len(self._active)
+
     async def start(self, *, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._server = await serve(self._handler, host, port, compression=None, max_size=None)
+        self._server = await serve(
+            self._handler, host, port, compression=None, max_size=CALLER_MAX_FRAME_BYTES
+        )
         self.port = int(next(iter(self._server.sockets)).getsockname()[1])
         return self.url
+
+    def refuse_new(self) -> None:
+        """Take no new conversation (the calls in flight go on); later connections are
+        refused with 1013."""
+        self._accepting = False
+
+    def _busy(self) -> str | None:
+        if not self._accepting:
+            return "the bridge takes no new calls"
+        if self.max_sessions is not None and len(self.sessions) >= self.max_sessions:
+            return (
+                "this run's conversation is taken: one caller per run directory"
+                if self.max_sessions == 1
+                else f"{self.max_sessions} conversations taken"
+            )
+        if self.max_concurrent is not None and len(self._active) >= self.max_concurrent:
+            return f"{self.max_concurrent} calls in flight (the limit)"
+        return None
 
     async def _handler(self, ws: ServerConnection) -> None:
         path = ws.request.path.split("?")[0] if ws.request is not None else "/"
         if path not in ("/", "/ws"):
             await ws.close(1008, f"unknown path {path}")
             return
-        session = self._factory()
+        why = self._busy()
+        if why is not None:
+            await self._refuse(ws, why)
+            return
+        try:
+            session = self._factory()
+        except Exception as exc:  # reported, never a silent hang of whoever waits
+            msg = redact(f"{type(exc).__name__}: {exc}")
+            self.failures.append(msg)
+            logger.error("bridge: could not start a conversation: %s", msg)
+            self._new_session.set()
+            with contextlib.suppress(Exception):
+                await ws.close(1011, "bridge error")
+            return
         self.sessions.append(session)
+        self._active.add(session)
         self._new_session.set()
-        await session.run(ws)
+        try:
+            await session.run(ws)
+        finally:
+            self._active.discard(session)
+
+    async def _refuse(self, ws: ServerConnection, why: str) -> None:
+        remote = ws.remote_address
+        entry: dict[str, Any] = {
+            "type": "caller_refused",
+            "close_code": BUSY_CLOSE_CODE,
+            "close_reason": "busy",
+            "why": why,
+            "remote": f"{remote[0]}:{remote[1]}" if isinstance(remote, tuple) else str(remote),
+            "t_epoch_ms": int(time.time() * 1000),
+        }
+        self.refused.append(entry)
+        logger.warning("bridge: refused a connection from %s: %s", entry["remote"], why)
+        if self._on_refused is not None:
+            with contextlib.suppress(Exception):
+                self._on_refused(dict(entry))
+        with contextlib.suppress(Exception):
+            await ws.close(BUSY_CLOSE_CODE, "busy")
+
+    async def wait_started(self, *, timeout_s: float | None = None) -> bool:
+        """Whether a conversation began (or failed to) within ``timeout_s``."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._new_session.wait()
+        return self._new_session.is_set()
 
     async def wait_session(self, *, timeout_s: float | None = None) -> BridgeSession:
-        """The first session, once it has ended."""
-        async with asyncio.timeout(timeout_s):
-            await self._new_session.wait()
-            s = self.sessions[0]
-            await s.done.wait()
-            return s
+        """The first session, once it has ended.
+
+        Raises:
+            RuntimeError: The bridge could not start the conversation (its session factory
+                raised; the message says why).
+            TimeoutError: No conversation began, or it did not end, within ``timeout_s``.
+        """
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._new_session.wait()
+                if not self.sessions:
+                    raise RuntimeError(
+                        f"the bridge could not start the conversation: {self.failures[0]}"
+                    )
+                s = self.sessions[0]
+                await s.done.wait()
+                return s
+        except TimeoutError:
+            what = "ended" if self.sessions else "began"
+            raise TimeoutError(f"no conversation {what} within {timeout_s:g} s") from None
 
     async def stop_listening(self) -> None:
         """Take no new callers; the calls in flight go on."""

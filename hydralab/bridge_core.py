@@ -20,13 +20,26 @@ It is made of pure pieces with their own modules and tests:
 
 The asyncio shell (:mod:`hydralab.bridge`) and the virtual-time simulator (:mod:`hydralab.sim`)
 drive the same core; both write the run directory with :func:`write_outputs`.
+
+Bad input never ends a call. A frame either side sends that cannot be used is rejected: counted
+by reason (``summary()["rejected"]``, ``rejected_caller_frames``, ``rejected_model_frames``) and
+logged (``caller_frame_rejected`` / ``model_frame_rejected``), and the call goes on. Caller audio
+is bounded (a frame of more than ``max_media_frame_ms``, speech more than
+``max_speech_lead_ms`` ahead of the clock), logged frames are capped, and a caller that sends
+nothing for ``caller_idle_timeout_s`` ends the call as ``caller_idle``. Behind that, every
+public method is a safety net: an exception while handling one input is caught, counted
+(``core_errors``, the first reasons in ``core_error_reasons``) and logged (``core_error``); only
+an unusable state (a model output rate that cannot be played, ``max_core_errors`` reached) ends
+the call, as ``bridge_error`` with the error text.
 """
 
 from __future__ import annotations
 
 import json
+import traceback
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any, Literal
 
 import numpy as np
@@ -90,6 +103,12 @@ _F8 = 160  # samples per 20 ms at 8 kHz
 _F48 = 960  # samples per 20 ms at 48 kHz
 _FRAME_NS = 20_000_000
 _RESTART_GRID_NS = 100_000_000
+_LOGGED_DEPTH = 32  # a logged frame nested deeper than this is logged in its truncated form
+_HEAD_CHARS = 256  # what a truncated frame keeps of its text
+_REASON_KEYS = 32  # distinct rejection reasons counted per side (the rest: "other")
+_LOG_EVERY = 100  # past the first 20 rejections of one reason, one log line per 100
+_FIRST_ERRORS = 5  # core errors whose reasons the summary keeps
+_MAX_BACKLOG_MS = 30_000.0  # caller audio held while the model connected, at most
 
 
 # ---------------------------------------------------------------------- effects
@@ -194,6 +213,19 @@ class BridgeCoreConfig:
     transcribe: bool = True
     """A transcriber is there: user utterances and audio-without-deltas turns get
     :class:`Transcribe` effects (else their entries say ``no_transcriber``)."""
+    caller_idle_timeout_s: float | None = 60.0
+    """No valid caller frame (and nothing played to the caller) for this long while the model
+    is up ends the call as ``caller_idle``; ``None`` or 0: never."""
+    max_media_frame_ms: float = 1000.0
+    """A caller ``media`` frame carrying more audio than this is rejected whole (counted)."""
+    max_speech_lead_ms: float = 1000.0
+    """How far caller speech may run ahead of the clock; frames beyond are rejected (counted;
+    silence beyond 60 ms is dropped by :class:`~hydralab.uplink.Uplink` already)."""
+    max_logged_frame_bytes: int = 4096
+    """A caller frame longer than this is logged in a truncated form (its size and head)."""
+    max_core_errors: int = 20
+    """Internal errors (caught, counted, logged) tolerated before the call ends as
+    ``bridge_error``."""
 
 
 class CoreOutcome:
@@ -280,6 +312,17 @@ class BridgeCore:
         without ``streamSid``); it takes ``media`` only, so it gets no ``mark``/``clear``."""
         self.caller_stamps_ignored: list[dict[str, Any]] = []
         self.stamp_tolerance_ms = 60_000
+        # bad input: counted per side and reason (``summary()["rejected"]``)
+        self.rejected_caller_frames = 0
+        self.rejected_reasons: dict[str, dict[str, int]] = {"caller": {}, "model": {}}
+        self.caller_unknown_events: dict[str, int] = {}
+        self.stray_responses_done = 0
+        self.duplicate_call_ids = 0
+        self.core_errors = 0
+        self.core_error_reasons: list[dict[str, Any]] = []
+        self._idle_from_ns = start_ns  # the last valid caller frame, or the model's connect
+        self._connected_once = False
+        self._last_played_ns = start_ns
         # model → caller
         self._down8: StreamResampler | None = None
         self._to48: StreamResampler | None = None
@@ -320,8 +363,76 @@ class BridgeCore:
             self._pace(t_ns)
             self._silence(t_ns)
             self._tool_tick(t_ns)
+            self._idle_check(t_ns)
         out, self._out = self._out, []
         return out
+
+    def _core_error(
+        self, what: str, exc: Exception, t_ns: int, *, fatal: bool = False, drain: bool = True
+    ) -> list[Effect]:
+        """The safety net of every public method: an exception while handling one input is
+        counted, logged and survived; the call ends as ``bridge_error`` (never blamed on the
+        caller or the model) when the state is unusable (``fatal``) or errors keep coming."""
+        self.core_errors += 1
+        text = f"{type(exc).__name__}: {exc}"[:300]
+        where = ""
+        tb = traceback.extract_tb(exc.__traceback__)
+        if tb:
+            where = f"{PurePath(tb[-1].filename).name}:{tb[-1].lineno} in {tb[-1].name}"
+        if len(self.core_error_reasons) < _FIRST_ERRORS:
+            self.core_error_reasons.append(
+                {
+                    "input": what,
+                    "error": text,
+                    "where": where,
+                    "t_epoch_ms": self.clock.epoch_ms(t_ns),
+                }
+            )
+        self._log(
+            "core_error",
+            {"input": what, "error": text, "where": where, "count": self.core_errors},
+            t_ns,
+        )
+        if fatal or self.core_errors >= self.config.max_core_errors:
+            if self.error is None:
+                self.error = f"bridge error in {what}: {text}"
+            self._end("bridge_error", t_ns)
+        if not drain:
+            return []
+        out, self._out = self._out, []
+        return out
+
+    def _reject(
+        self, side: Literal["caller", "model"], reason: str, t_ns: int, **data: Any
+    ) -> None:
+        """Count a rejected input by its reason (``reason`` up to its first ``": "``: the
+        detail after it varies) and log it: the first 20 of a reason, then one in 100."""
+        key = reason.split(": ")[0] if side == "caller" else reason
+        key = key[:80]
+        reasons = self.rejected_reasons[side]
+        if key not in reasons and len(reasons) >= _REASON_KEYS:
+            key = "other"
+        n = reasons[key] = reasons.get(key, 0) + 1
+        if side == "caller":
+            self.rejected_caller_frames += 1
+        else:
+            self.rejected_model_frames += 1
+        if n <= 20 or n % _LOG_EVERY == 0:
+            kind = "caller_frame_rejected" if side == "caller" else "model_frame_rejected"
+            self._log(kind, {"why": reason[:300], "count": n, **data}, t_ns)
+
+    def _loggable(self, raw: dict[str, Any], msg: str | bytes) -> dict[str, Any]:
+        """A caller frame as ``events.jsonl`` takes it: whole, or — longer than
+        ``max_logged_frame_bytes`` or nested deeper than 32 — its event, length and head."""
+        if len(msg) <= self.config.max_logged_frame_bytes and _depth(raw) <= _LOGGED_DEPTH:
+            return raw
+        ev = raw.get("event", raw.get("type"))
+        return {
+            "event": str(ev)[:64],
+            "truncated": True,
+            "frame_len": len(msg),
+            "head": _head(msg),
+        }
 
     def _end(self, reason: str, t_ns: int) -> None:
         if self._stopped:
@@ -338,10 +449,22 @@ class BridgeCore:
 
     # ------------------------------------------------------------------ connection
     def model_connected(self, info: ModelInfo, t_ns: int) -> list[Effect]:
-        """A model session is up (the first, or a reconnect's)."""
+        """A model session is up (the first, or a reconnect's). An output rate the bridge
+        cannot play ends the call (``bridge_error``)."""
+        try:
+            return self._model_connected(info, t_ns)
+        except Exception as exc:
+            return self._core_error("model_connected", exc, t_ns, fatal=True)
+
+    def _model_connected(self, info: ModelInfo, t_ns: int) -> list[Effect]:
         self.model = info
-        self.model_up = True
         self._set_rate(info.output_rate_hz)
+        if not self._connected_once:
+            # the shell reads the caller only from here: what it sent meanwhile comes at once
+            self._connected_once = True
+            self.uplink.allow_backlog(min(_MAX_BACKLOG_MS, (t_ns - self.started_ns) / 1e6))
+        self.model_up = True
+        self._idle_from_ns = max(self._idle_from_ns, t_ns)
         if self._reconnect_entry is not None:
             entry, self._reconnect_entry = self._reconnect_entry, None
             entry.update(ok=True, session_id=info.session_id, **self._context_info)
@@ -356,6 +479,12 @@ class BridgeCore:
 
     def model_connect_failed(self, error: str, t_ns: int) -> list[Effect]:
         """No model session could be opened (after the shell's retries)."""
+        try:
+            return self._model_connect_failed(error, t_ns)
+        except Exception as exc:
+            return self._core_error("model_connect_failed", exc, t_ns, fatal=True)
+
+    def _model_connect_failed(self, error: str, t_ns: int) -> list[Effect]:
         self.error = error
         if self._reconnect_entry is not None:
             entry, self._reconnect_entry = self._reconnect_entry, None
@@ -369,6 +498,12 @@ class BridgeCore:
 
     def model_closed(self, close_code: int | None, t_ns: int) -> list[Effect]:
         """The model's event stream ended (``close_code`` as the socket reported it)."""
+        try:
+            return self._model_closed(close_code, t_ns)
+        except Exception as exc:
+            return self._core_error("model_closed", exc, t_ns, fatal=True)
+
+    def _model_closed(self, close_code: int | None, t_ns: int) -> list[Effect]:
         self.model_up = False
         if self._stopped:
             return self._flush(t_ns)
@@ -444,6 +579,14 @@ class BridgeCore:
     ) -> list[Effect]:
         """A send to the model failed: audio is counted as dropped, a lost tool output makes
         the call not completed, a lost ``response.create`` is logged."""
+        try:
+            return self._model_send_failed(effect, error, t_ns)
+        except Exception as exc:
+            return self._core_error("model_send_failed", exc, t_ns)
+
+    def _model_send_failed(
+        self, effect: ToModel | ToModelAudio, error: str, t_ns: int
+    ) -> list[Effect]:
         match effect:
             case ToModelAudio(pcm16k=pcm):
                 self.model_up = False
@@ -460,16 +603,29 @@ class BridgeCore:
 
     # ------------------------------------------------------------------ caller side
     def caller_frame(self, msg: str | bytes, t_ns: int) -> list[Effect]:
-        """One frame from the caller's socket."""
+        """One frame from the caller's socket (text, or binary holding UTF-8 JSON).
+
+        A frame that cannot be used is rejected — counted by reason in ``summary()["rejected"]``
+        and logged, never raised: not JSON (or nested too deeply), not an object, no ``event``,
+        a ``media``/``start``/``mark`` that is not an object, a payload that is not a base64
+        string, a payload of more than ``max_media_frame_ms`` of audio, or speech more than
+        ``max_speech_lead_ms`` ahead of the clock. Unknown events are counted by name."""
+        try:
+            return self._caller_frame(msg, t_ns)
+        except Exception as exc:
+            return self._core_error("caller_frame", exc, t_ns)
+
+    def _caller_frame(self, msg: str | bytes, t_ns: int) -> list[Effect]:
         if self._stopped:
             return self._flush(t_ns)
         try:
             ev = tw.parse_twilio(msg)
         except tw.TwilioFrameError as exc:
-            self._emit(Log("twilio", "in", {"event": "<bad frame>", "error": str(exc)}, t_ns))
+            self._reject("caller", str(exc), t_ns, frame_len=len(msg), head=_head(msg, 120))
             return self._flush(t_ns)
+        self._idle_from_ns = max(self._idle_from_ns, t_ns)
         if not isinstance(ev, tw.Media):
-            self._emit(Log("twilio", "in", ev.raw, t_ns))
+            self._emit(Log("twilio", "in", self._loggable(ev.raw, msg), t_ns))
         match ev:
             case tw.Connected():
                 if ev.stream_sid:
@@ -483,14 +639,42 @@ class BridgeCore:
                 else:
                     self.caller_dialect = "eva"
             case tw.Media():
+                max_bytes = int(self.config.max_media_frame_ms * 8)  # 8 kHz μ-law: 8 B per ms
+                if len(ev.payload) > max_bytes:
+                    self._reject(
+                        "caller",
+                        f"media payload too long: {len(ev.payload)} bytes "
+                        f"({len(ev.payload) / 8:.0f} ms of audio, over "
+                        f"{self.config.max_media_frame_ms:g} ms)",
+                        t_ns,
+                    )
+                    return self._flush(t_ns)
                 self.caller_media_frames += 1
-                self._send_audio(self.uplink.caller_audio(ev.payload, t_ns))
+                ahead = self.uplink.ahead_speech_frames
+                frames = self.uplink.caller_audio(ev.payload, t_ns)
+                if self.uplink.ahead_speech_frames != ahead:
+                    self._reject(
+                        "caller",
+                        "speech ahead of the clock: sent faster than real time beyond "
+                        f"{self.config.max_speech_lead_ms:g} ms",
+                        t_ns,
+                        dropped_ms=round(self.uplink.ahead_speech_ms, 1),
+                    )
+                self._send_audio(frames)
             case tw.UserSpeechStart():
                 self._start_utterance(t_ns, self._caller_stamp(ev, t_ns))
             case tw.UserSpeechStop():
                 self._stop_utterance(t_ns, self._caller_stamp(ev, t_ns))
             case tw.Stop():
                 self._caller_gone(t_ns, "goodbye")
+            case tw.TwilioUnknown():
+                name = ev.event[:40]
+                if name in self.caller_unknown_events or len(self.caller_unknown_events) < 20:
+                    self.caller_unknown_events[name] = self.caller_unknown_events.get(name, 0) + 1
+                else:
+                    self.caller_unknown_events["<other>"] = (
+                        self.caller_unknown_events.get("<other>", 0) + 1
+                    )
             case _:
                 pass
         return self._flush(t_ns)
@@ -527,8 +711,31 @@ class BridgeCore:
 
     def caller_closed(self, t_ns: int) -> list[Effect]:
         """The caller's socket ended (or a send to it failed)."""
-        self._caller_gone(t_ns, "caller_disconnected")
-        return self._flush(t_ns)
+        try:
+            self._caller_gone(t_ns, "caller_disconnected")
+            return self._flush(t_ns)
+        except Exception as exc:
+            return self._core_error("caller_closed", exc, t_ns, fatal=True)
+
+    def _idle_deadline_ns(self) -> int | None:
+        """When the caller counts as idle: ``caller_idle_timeout_s`` after its last valid frame
+        (or what was last played to it, or the model's connect); only while the model is up."""
+        timeout = self.config.caller_idle_timeout_s
+        if not timeout or timeout <= 0 or not self.model_up:
+            return None
+        return max(self._idle_from_ns, self._last_played_ns) + round(timeout * 1e9)
+
+    def _idle_check(self, t_ns: int) -> None:
+        at = self._idle_deadline_ns()
+        if at is None or t_ns < at:
+            return
+        quiet_s = (t_ns - self._idle_from_ns) / 1e9
+        self._log(
+            "caller_idle",
+            {"timeout_s": self.config.caller_idle_timeout_s, "quiet_s": round(quiet_s, 3)},
+            t_ns,
+        )
+        self._caller_gone(t_ns, "caller_idle")
 
     def _caller_gone(self, t_ns: int, reason: str) -> None:
         if self._stopped:
@@ -572,6 +779,14 @@ class BridgeCore:
     ) -> list[Effect]:
         """The result of a :class:`Transcribe` (a failure or cancellation included: it leaves a
         placeholder, never a gap)."""
+        try:
+            return self._transcript(role, index, tr, t_ns)
+        except Exception as exc:
+            return self._core_error("transcript", exc, t_ns)
+
+    def _transcript(
+        self, role: Literal["user", "assistant"], index: int, tr: Transcript, t_ns: int
+    ) -> list[Effect]:
         if not tr.ok and not tr.skipped:
             self.stt_failures.append(
                 {
@@ -630,12 +845,25 @@ class BridgeCore:
         self, ev: HydraEvent, t_ns: int, *, caused_by: str | None = None
     ) -> list[Effect]:
         """One event from the model, received at ``t_ns``. ``caused_by``: for an ``error``
-        naming a client frame, that frame's type."""
+        naming a client frame, that frame's type.
+
+        An event that cannot be used is rejected — counted by reason and logged, never raised:
+        a field of the wrong type (``UnknownEvent.malformed``; a tool call among them still
+        gets an error output), audio that is not base64. A ``response.done`` of a response
+        never seen while another turn is open or playing touches no turn (counted as
+        ``stray_responses_done``); a repeated ``call_id`` runs its tool once."""
+        try:
+            return self._model_event(ev, t_ns, caused_by=caused_by)
+        except Exception as exc:
+            return self._core_error(f"model_event {ev.type or type(ev).__name__}", exc, t_ns)
+
+    def _model_event(self, ev: HydraEvent, t_ns: int, *, caused_by: str | None) -> list[Effect]:
         if self._stopped:
             return self._flush(t_ns)
         if isinstance(ev, UnknownEvent) and ev.malformed is not None:
-            self.rejected_model_frames += 1
-            self._log("model_frame_rejected", {"why": ev.malformed}, t_ns)
+            self._reject("model", ev.malformed, t_ns)
+            if ev.wire_type == FunctionCallArgumentsDone.type:
+                self._malformed_call(ev, t_ns)
             return self._flush(t_ns)
         if not self._screen(ev, t_ns):
             return self._flush(t_ns)
@@ -655,11 +883,24 @@ class BridgeCore:
                 self._audio_open = None
                 self.tracker.response_created(ev.response_id, t_ns)
             case ResponseOutputAudioDelta():
-                self.tracker.audio_delta(ev.response_id, t_ns)
                 rid = ev.response_id or ""
+                try:
+                    pcm, carry = decode_pcm16(
+                        ev.payload, carry=self._carry.get(rid, b""), validate=True
+                    )
+                except ValueError as exc:
+                    self._reject(
+                        "model",
+                        f"{ev.type}: audio is not base64",
+                        t_ns,
+                        response_id=ev.response_id,
+                        error=str(exc)[:200],
+                    )
+                    return self._flush(t_ns)
+                self._carry[rid] = carry
+                self.tracker.audio_delta(ev.response_id, t_ns)
                 self._audio_open = ev.response_id
                 self._audio_responses.add(rid)
-                pcm, self._carry[rid] = decode_pcm16(ev.payload, carry=self._carry.get(rid, b""))
                 self._enqueue_audio(ev.response_id, pcm, t_ns)
             case ResponseOutputAudioTranscriptDelta():
                 self.tracker.transcript_delta(ev.response_id, ev.delta, t_ns)
@@ -672,6 +913,19 @@ class BridgeCore:
             case FunctionCallArgumentsDone():
                 self.tracker.call_args_done(ev.response_id, t_ns)
                 self._call_done(ev, t_ns)
+            case ResponseDone() if self.tracker.stray_response(ev.response_id):
+                self.stray_responses_done += 1
+                self._log(
+                    "response_done_stray",
+                    {
+                        "response_id": ev.response_id,
+                        "status": ev.status,
+                        "why": "no event of this response came before; another turn is open "
+                        "or playing: no turn is closed",
+                    },
+                    t_ns,
+                )
+                actions = self.tracker.response_done(ev, t_ns)  # accounting only
             case ResponseDone():
                 actions = self.tracker.response_done(ev, t_ns)
                 if ev.response_id == self._audio_open:
@@ -804,6 +1058,7 @@ class BridgeCore:
                 return
             self._queue.popleft()
             self._emit(ToCaller(tw.media_frame(self.stream_sid, item.ulaw), "media"))
+            self._last_played_ns = t_ns
             lateness_ms = (t_ns - self._next_frame_ns) / 1e6
             self._record_played(item, t_ns, lateness_ms=lateness_ms, after_idle=self._idle)
             self._idle = False
@@ -871,9 +1126,43 @@ class BridgeCore:
             self.wire.write("assistant", np.zeros(n8, dtype=np.int16), t_ns=t_a)
 
     # ------------------------------------------------------------------ tools
+    def _duplicate_call(self, call_id: str, t_ns: int) -> bool:
+        """``call_id`` was answered (or is running) already: the tool runs once."""
+        if not call_id or call_id not in self._calls_seen:
+            return False
+        self.duplicate_call_ids += 1
+        self._log("duplicate_call_id", {"call_id": call_id}, t_ns)
+        return True
+
+    def _malformed_call(self, ev: UnknownEvent, t_ns: int) -> None:
+        """A ``function_call_arguments.done`` with a field of the wrong type: the call is not
+        run, but it is never silently dropped — it goes into the audit log and the model gets
+        an error output (when the frame has a usable ``call_id`` to answer)."""
+        raw = ev.raw
+        call_id = _text(raw.get("call_id"))
+        if not call_id:
+            self._log("tool_call_unanswerable", {"why": ev.malformed, "call_id": None}, t_ns)
+            return
+        if self._duplicate_call(call_id, t_ns):
+            return
+        rid = _text(raw.get("response_id"))
+        name = _text(raw.get("name")) or self.tracker.tool_call_name(call_id)
+        self.tracker.call_args_done(rid, t_ns)
+        self._calls_seen.add(call_id)
+        self.tool_policy.call_done(rid, call_id, t_ns)
+        self._call_names[call_id] = name
+        self.tracker.tool_called(
+            t_ns, name=name, params={"_raw": _short_json(raw.get("arguments"))}
+        )
+        result = {
+            "status": "error",
+            "error_type": "invalid_parameter",
+            "message": f"the function call could not be read: {ev.malformed}",
+        }
+        self._tool_output(call_id, name, {}, result, t_ns)
+
     def _call_done(self, ev: FunctionCallArgumentsDone, t_ns: int) -> None:
-        if ev.call_id and ev.call_id in self._calls_seen:
-            self._log("duplicate_call_id", {"call_id": ev.call_id}, t_ns)
+        if self._duplicate_call(ev.call_id, t_ns):
             return
         self._calls_seen.add(ev.call_id)
         self.tool_policy.call_done(ev.response_id, ev.call_id, t_ns)
@@ -908,8 +1197,11 @@ class BridgeCore:
         self, call_id: str, name: str, params: dict[str, Any], result: Any, t_ns: int
     ) -> list[Effect]:
         """The result of a :class:`RunTool` (an error result included)."""
-        self._tool_output(call_id, name, params, result, t_ns)
-        return self._flush(t_ns)
+        try:
+            self._tool_output(call_id, name, params, result, t_ns)
+            return self._flush(t_ns)
+        except Exception as exc:
+            return self._core_error("tool_result", exc, t_ns)
 
     def _tool_output(
         self, call_id: str, name: str, params: dict[str, Any], result: Any, t_ns: int
@@ -944,8 +1236,12 @@ class BridgeCore:
 
     # ------------------------------------------------------------------ time
     def advance(self, t_ns: int) -> list[Effect]:
-        """Time has reached ``t_ns``: play what is due, fill silence, request narrations."""
-        return self._flush(t_ns)
+        """Time has reached ``t_ns``: play what is due, fill silence, request narrations, end
+        a call whose caller has gone idle."""
+        try:
+            return self._flush(t_ns)
+        except Exception as exc:
+            return self._core_error("advance", exc, t_ns)
 
     def next_deadline_ns(self) -> int | None:
         """When :meth:`advance` next has something to do (``None``: only an input can
@@ -960,19 +1256,22 @@ class BridgeCore:
                 times.append(self._next_frame_ns)
         if self.model_up:
             times.append(self.uplink.next_silence_ns())
-        at = self.tool_policy.next_deadline_ns()
-        if at is not None:
-            times.append(at)
+        for at in (self.tool_policy.next_deadline_ns(), self._idle_deadline_ns()):
+            if at is not None:
+                times.append(at)
         return min(times) if times else None
 
     # ------------------------------------------------------------------ end
     def stop(self, reason: str, t_ns: int, *, error: str | None = None) -> list[Effect]:
         """End the call from outside (the shell failed, the run was cancelled)."""
-        if error is not None and self.error is None:
-            self.error = error
-        self._end(reason, t_ns)
-        out, self._out = self._out, []
-        return out
+        try:
+            if error is not None and self.error is None:
+                self.error = error
+            self._end(reason, t_ns)
+            out, self._out = self._out, []
+            return out
+        except Exception as exc:
+            return self._core_error("stop", exc, t_ns, fatal=True)
 
     def finish(self, t_ns: int) -> list[Effect]:
         """The call is over and drained: close the turns (nothing is lost) and compute v2v.
@@ -980,7 +1279,10 @@ class BridgeCore:
         self.ended_ns = t_ns
         self._stopped = True
         self.ended_reason = self.ended_reason or "error"
-        self._turn_actions(self.tracker.finish(t_ns), t_ns)
+        try:
+            self._turn_actions(self.tracker.finish(t_ns), t_ns)
+        except Exception as exc:  # the turns stay as they are; the outputs are still written
+            self._core_error("finish", exc, t_ns, drain=False)
         try:
             compute_v2v(self.wire, self.tracker.turns)
         except Exception as exc:  # a metric must never cost the recordings
@@ -1024,6 +1326,17 @@ class BridgeCore:
             "muted_responses": self.muted_responses,
             "dropped_deltas_after_barge_in": self.dropped_deltas,
             "rejected_model_frames": self.rejected_model_frames,
+            "rejected_caller_frames": self.rejected_caller_frames,
+            "rejected": {
+                "caller": dict(self.rejected_reasons["caller"]),
+                "model": dict(self.rejected_reasons["model"]),
+                "caller_unknown_events": dict(self.caller_unknown_events),
+                "caller_speech_ahead_dropped_ms": round(self.uplink.ahead_speech_ms, 3),
+                "stray_responses_done": self.stray_responses_done,
+                "duplicate_call_ids": self.duplicate_call_ids,
+            },
+            "core_errors": self.core_errors,
+            "core_error_reasons": self.core_error_reasons,
             "dropped_input_ms": self.uplink.dropped_ms,
             "caller_dialect": self.caller_dialect,
             "caller_stamps_ignored": self.caller_stamps_ignored,
@@ -1032,3 +1345,44 @@ class BridgeCore:
             "no_audio_warning": self.no_audio_warning,
             "duration_s": ((self.ended_ns or self.started_ns) - self.started_ns) / 1e9,
         }
+
+
+# ---------------------------------------------------------------------- helpers
+def _depth(value: Any, limit: int = _LOGGED_DEPTH) -> int:
+    """Nesting depth of a JSON value, counted without recursion and up to ``limit + 1``."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict | list):
+            d += 1
+            deepest = max(deepest, d)
+            if d > limit:
+                return d
+            stack.extend((c, d) for c in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
+def _head(msg: str | bytes, n: int = _HEAD_CHARS) -> str:
+    """The start of a frame as text (a binary frame's bytes as escapes where not UTF-8)."""
+    if isinstance(msg, str):
+        return msg[:n]
+    return bytes(msg[:n]).decode("utf-8", errors="backslashreplace")
+
+
+def _text(v: Any) -> str:
+    """An id field of a raw frame as text: strings and numbers; anything else ``""``."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return str(v)
+    return ""
+
+
+def _short_json(v: Any, n: int = 500) -> str:
+    """``v`` as (at most ``n`` characters of) JSON, for the audit log."""
+    try:
+        text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(v)
+    return text if len(text) <= n else f"{text[:n]}… [{len(text)} chars]"

@@ -58,7 +58,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="records folder: hydralab's layout or an EVA checkout (its root or data/)",
     )
-    run.add_argument("--run-id", default=None)
+    run.add_argument(
+        "--run-id",
+        default=None,
+        help="run directory name (default: a new timestamped id); one that already holds this "
+        "record's run is refused",
+    )
     run.add_argument("--seed", type=int, default=0, help="emulator latency seed")
     _add_profile(run)
     run.add_argument(
@@ -112,6 +117,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_profile(srv)
     srv.add_argument(
         "--stt", choices=("local", "smallest", "openai", "deepgram", "none"), default="local"
+    )
+    srv.add_argument(
+        "--max-calls",
+        type=int,
+        default=4,
+        help="calls at once; a caller over it is refused with close 1013 busy (default: 4)",
     )
 
     rep = sub.add_parser(
@@ -221,7 +232,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from hydralab.emulator import EmulatorConfig
-    from hydralab.runner import run_record_sync
 
     if args.simulate:
         from hydralab.sim import simulate_record
@@ -240,22 +250,70 @@ def _run(args: argparse.Namespace) -> int:
         )
         print(result.summary())
         print("(simulated in virtual time)")
-        return 0 if result.error is None and result.ended_reason == "goodbye" else 1
-    result = run_record_sync(
-        args.record or args.record_pos,
-        out_dir=args.out,
-        run_id=args.run_id,
-        model=args.model,
-        hydra_model=args.hydra_model,
-        hydra_url=args.hydra_url,
-        voice=args.voice,
-        port=args.port,
-        data_dir=args.data_dir,
-        emulator_config=EmulatorConfig.for_profile(args.profile, seed=args.seed),
-        transcriber=None if args.stt == "none" else args.stt,
-    )
+        return 0 if result.completed else 1
+    from hydralab.aio import run_sync
+
+    return run_sync(_run_call(args))
+
+
+async def _run_call(args: argparse.Namespace) -> int:
+    """One call over real sockets. SIGINT / SIGTERM end it (``interrupted``, never completed)
+    with every output written and every child process stopped; the exit code is then 130 /
+    143, else 0 when the call completed and 1 when it did not."""
+    import signal
+
+    from hydralab.emulator import EmulatorConfig
+    from hydralab.runner import CallInterrupted, run_record
+
+    loop = asyncio.get_running_loop()
+    interrupt = asyncio.Event()
+    received: list[int] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not received:
+            print(
+                f"hydralab: {sig.name}: ending the call and writing its outputs",
+                file=sys.stderr,
+                flush=True,
+            )
+        received.append(int(sig))
+        interrupt.set()
+
+    signals: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:  # only the main thread's loop can (main() called inside a running loop: no)
+            loop.add_signal_handler(sig, on_signal, sig)
+        except (ValueError, RuntimeError, NotImplementedError):
+            continue
+        signals.append(sig)
+    try:
+        result = await run_record(
+            args.record or args.record_pos,
+            out_dir=args.out,
+            run_id=args.run_id,
+            model=args.model,
+            hydra_model=args.hydra_model,
+            hydra_url=args.hydra_url,
+            voice=args.voice,
+            port=args.port,
+            data_dir=args.data_dir,
+            emulator_config=EmulatorConfig.for_profile(args.profile, seed=args.seed),
+            transcriber=None if args.stt == "none" else args.stt,
+            interrupt=interrupt,
+        )
+    except Exception as exc:
+        if not received:
+            raise
+        what = str(exc) if isinstance(exc, CallInterrupted) else f"error: {exc}"
+        print(f"hydralab: {redact(what)}", file=sys.stderr)
+        return 128 + received[0]
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
     print(result.summary())
-    return 0 if result.error is None and result.ended_reason == "goodbye" else 1
+    if received:
+        return 128 + received[0]
+    return 0 if result.completed else 1
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -276,6 +334,7 @@ async def _serve(args: argparse.Namespace) -> int:
         voice=args.voice,
         transcriber=None if args.stt == "none" else args.stt,
         emulator_config=EmulatorConfig.for_profile(args.profile, seed=args.seed),
+        max_calls=args.max_calls,
     )
     url = await server.start()
     stop = asyncio.Event()
@@ -295,6 +354,8 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"{res.ended_reason:<16} {res.run_dir}")
     for failure in server.failures:
         print(f"not written: {failure}", file=sys.stderr)
+    if server.refused:
+        print(f"{len(server.refused)} caller(s) refused (busy)", file=sys.stderr)
     print(f"{len(results)} call(s) served", flush=True)
     return 0 if not server.failures else 1
 

@@ -53,6 +53,7 @@ from hydralab.secrets import Secret, get_api_key, install_log_redaction, redact
 __all__ = [
     "DEFAULT_VOICES",
     "HYDRA_URL",
+    "MAX_MODEL_FRAME_BYTES",
     "MODELS",
     "SERVER_DEFAULT_VOICE",
     "TOKEN_TTL_RANGE_S",
@@ -80,6 +81,12 @@ __all__ = [
 ]
 
 HYDRA_URL = "wss://api.smallest.ai/waves/v1/s2s"
+MAX_MODEL_FRAME_BYTES = 4 * 1024 * 1024
+"""Largest frame read from the model's socket (its ``max_size``): 4 MiB. Hydra's frames are
+JSON events; the largest carry one audio delta (base64 PCM16: ~1 s of 48 kHz audio is ~128 KB),
+so 4 MiB is ~30 s of audio in one delta, far above any observed, while one frame can never
+make the bridge hold an unbounded message. A bigger frame closes the socket with 1009 (message
+too big); the bridge records it as the call's error."""
 TOKEN_URL = "https://api.smallest.ai/waves/v1/auth/token"
 """Short-lived token endpoint (docs/hydra-facts.md): ``POST`` with ``Authorization: Bearer
 <key>`` and ``{"ttl_seconds": n}`` -> ``{"access_token": ...}``, accepted as ``api_key``."""
@@ -213,8 +220,10 @@ class HydraConfig:
     def __post_init__(self) -> None:
         if self.check_voices:
             check_voice(self.model, self.voice)
-        if self.check_voices and self.session is not None and isinstance(
-            self.session.get("voice"), str
+        if (
+            self.check_voices
+            and self.session is not None
+            and isinstance(self.session.get("voice"), str)
         ):
             check_voice(self.model, self.session["voice"])
         lo, hi = TOKEN_TTL_RANGE_S
@@ -530,7 +539,7 @@ class HydraClient(ConfiguredSession):
             self._ws = await connect(
                 self._url(),
                 compression=None,
-                max_size=None,
+                max_size=MAX_MODEL_FRAME_BYTES,
                 open_timeout=self.config.open_timeout_s,
             )
         except InvalidStatus as exc:

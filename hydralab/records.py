@@ -52,6 +52,7 @@ __all__ = [
     "UnknownDomainError",
     "agent_config_path",
     "build_instructions",
+    "check_path_name",
     "eva_run_config",
     "greeting_steer",
     "list_records",
@@ -96,6 +97,40 @@ class RecordFormatError(RecordError, ValueError):
 
 class UnknownDomainError(RecordError, ValueError):
     """The requested domain has no data in the data directory."""
+
+
+MAX_NAME_BYTES = 200
+"""Longest record or run id (UTF-8 bytes): a file name (``<id>.json``) must stay under the
+usual 255-byte limit."""
+
+
+def check_path_name(value: object, *, what: str = "record id") -> str:
+    """``value`` if it is safe as one path component: a record id names its scenario file
+    (``<domain>_scenarios/<id>.json``) and its run directory (``records/<id>/``), a run id its
+    run's folder. A non-empty string of at most :data:`MAX_NAME_BYTES` bytes, not ``.`` or
+    ``..``, with no ``/`` or ``\\`` (so never an absolute path or a way out of its folder), no
+    NUL or other control character.
+
+    Raises:
+        ValueError: Why ``value`` is refused (``what`` names it in the message).
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, got {type(value).__name__}")
+    shown = repr(value[:80])
+    why = None
+    if not value:
+        why = "it is empty"
+    elif value in (".", ".."):
+        why = "it names a directory, not an entry"
+    elif "/" in value or "\\" in value:
+        why = "it contains a path separator"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in value):
+        why = "it contains a NUL or control character"
+    elif len(value.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        why = f"it is longer than {MAX_NAME_BYTES} bytes"
+    if why is not None:
+        raise ValueError(f"{what} {shown} is not allowed: {why} (it must be a plain file name)")
+    return value
 
 
 @dataclass(frozen=True)
@@ -384,9 +419,13 @@ def _dataset(files: _DomainFiles) -> list[dict[str, Any]]:
     if not isinstance(data, list):
         raise RecordFormatError(f"{files.dataset}: expected a JSON list of records")
     for index, item in enumerate(data):
+        where = f"record {index + 1}" if jsonl else f"element {index}"
         if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-            where = f"record {index + 1}" if jsonl else f"element {index}"
             raise RecordFormatError(f"{files.dataset}: {where} has no string 'id'")
+        try:  # an id names files and folders: never a path
+            check_path_name(item["id"])
+        except ValueError as exc:
+            raise RecordFormatError(f"{files.dataset}: {where}: {exc}") from None
     return data
 
 
@@ -548,12 +587,18 @@ def load_record(
         domain: Only look in this domain (default: every domain found).
 
     Raises:
-        RecordNotFoundError: No such id (the message lists the available ids).
-        RecordFormatError: The record, its scenario DB or agent config is malformed.
+        RecordNotFoundError: No such id (the message lists the available ids), or an id that
+            is not a plain file name (:func:`check_path_name`).
+        RecordFormatError: The record, its scenario DB or agent config is malformed (a
+            dataset whose ids are not all plain file names included).
         UnknownDomainError: ``domain`` has no dataset in ``data_dir``.
     """
     root = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
     wanted = record_id if record_id is not None else DEFAULT_RECORD_ID
+    try:  # no dataset can hold it (they are refused there too)
+        check_path_name(wanted)
+    except ValueError as exc:
+        raise RecordNotFoundError(str(exc)) from None
     available: list[str] = []
     for files in _pick_domains(root, domain):
         records = _dataset(files)

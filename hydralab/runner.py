@@ -39,7 +39,14 @@ from hydralab.protocol.budget import (
     greeting_steer,
     plan_configure,
 )
-from hydralab.records import Record, build_instructions, eva_run_config, load_record, record_meta
+from hydralab.records import (
+    Record,
+    build_instructions,
+    check_path_name,
+    eva_run_config,
+    load_record,
+    record_meta,
+)
 from hydralab.rundir import RunWriter, write_json, write_jsonl
 from hydralab.scoring import EXPECTED_DB_FILE, db_hash, score_run
 from hydralab.script import Script, script_from_record
@@ -61,10 +68,17 @@ __all__ = [
     "HYDRA_URL_ENV",
     "RUN_FILES",
     "BridgeRun",
+    "CallInterrupted",
+    "RunDirectoryError",
     "RunResult",
+    "call_verdict",
     "check_hydra_url",
+    "check_out_dir",
+    "claim_run_dir",
     "latency_summary",
     "open_run_writer",
+    "record_run_dir",
+    "release_run_dir",
     "resolve_hydra_url",
     "run_record",
     "run_record_sync",
@@ -151,6 +165,10 @@ class RunResult:
     """``model="hydra"``: the endpoint used, redacted (``?model=…&api_key=***``)."""
     simulation: Simulation | None = field(default=None, repr=False)
     """:func:`hydralab.sim.simulate_record`: the simulation (cores, emulator sessions, effects)."""
+    completed: bool = False
+    """``result.json["completed"]``: the whole conversation happened (:func:`call_verdict`)."""
+    not_completed: list[str] = field(default_factory=list)
+    """Why it did not (``result.json["error_details"]["not_completed"]``); empty if it did."""
 
     @property
     def model_response_ms(self) -> list[float]:
@@ -182,6 +200,10 @@ class RunResult:
             lines.append(
                 f"model_response: n={s['n']} p50={s['p50_ms']:.0f} ms max={s['max_ms']:.0f} ms"
             )
+        if self.completed:
+            lines.append("verdict: completed")
+        else:
+            lines.append("verdict: not completed — " + "; ".join(self.not_completed))
         tc = self.scores.get("task_completion")
         if tc is not None:
             lines.append(f"task_completion: {tc}")
@@ -327,6 +349,109 @@ def _run_id() -> str:
     return dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + _secrets.token_hex(2)
 
 
+class RunDirectoryError(ValueError):
+    """A run directory that cannot be used, refused before anything starts: its run or record
+    id is not a plain name, it would lie outside ``out_dir``, it already holds a run, or
+    ``out_dir`` cannot be written."""
+
+
+class CallInterrupted(RuntimeError):
+    """:func:`run_record` was interrupted before the conversation began: nothing was recorded
+    (its empty run directory is removed)."""
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def record_run_dir(out_dir: Path | str, run_id: str, record_id: str) -> Path:
+    """``out_dir/run_id/records/record_id`` (EVA's layout), checked to stay inside ``out_dir``.
+
+    Raises:
+        RunDirectoryError: ``run_id`` or ``record_id`` is not a plain file name (a path
+            separator, ``..``, empty, NUL...: :func:`hydralab.records.check_path_name`), or the
+            directory resolves outside ``out_dir`` (a symlink).
+    """
+    try:
+        check_path_name(run_id, what="run id")
+        check_path_name(record_id, what="record id")
+    except ValueError as exc:
+        raise RunDirectoryError(str(exc)) from None
+    root = Path(out_dir)
+    run_dir = root / run_id / "records" / record_id
+    resolved, base = run_dir.resolve(), root.resolve()
+    if not resolved.is_relative_to(base):
+        raise RunDirectoryError(f"run directory {run_dir} resolves to {resolved}, outside {base}")
+    return run_dir
+
+
+def check_out_dir(out_dir: Path | str) -> Path:
+    """Create ``out_dir`` if needed and check that a file can be written in it, at once.
+
+    Raises:
+        RunDirectoryError: It is not a folder or cannot be created or written (the message
+            says why).
+    """
+    root = Path(out_dir)
+    if root.exists() and not root.is_dir():
+        raise RunDirectoryError(f"output folder {root} is not a folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".hydralab-write-test-{os.getpid()}-{_secrets.token_hex(4)}"
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    except OSError as exc:
+        raise RunDirectoryError(
+            f"cannot write to the output folder {root}: {_os_reason(exc)}"
+        ) from None
+    return root
+
+
+def claim_run_dir(run_dir: Path) -> Path:
+    """Create ``run_dir`` for one run: it must not exist yet (an empty leftover is taken), so a
+    run never writes into or over another's files.
+
+    Raises:
+        RunDirectoryError: It already holds files (the run id was used for this record
+            before), or it cannot be created or written.
+    """
+    try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirectoryError(f"cannot create {run_dir.parent}: {_os_reason(exc)}") from None
+    try:
+        run_dir.mkdir()
+    except FileExistsError:
+        if not run_dir.is_dir() or any(run_dir.iterdir()):
+            run_id = run_dir.parent.parent.name
+            raise RunDirectoryError(
+                f"run directory {run_dir} already exists: run id {run_id!r} was used for record "
+                f"{run_dir.name!r} before; choose another run id (or remove that directory)"
+            ) from None
+    except OSError as exc:
+        raise RunDirectoryError(
+            f"cannot create the run directory {run_dir}: {_os_reason(exc)}"
+        ) from None
+    try:
+        probe = run_dir / f".hydralab-write-test-{_secrets.token_hex(4)}"
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    except OSError as exc:
+        release_run_dir(run_dir)
+        raise RunDirectoryError(f"cannot write to {run_dir}: {_os_reason(exc)}") from None
+    return run_dir
+
+
+def release_run_dir(run_dir: Path) -> None:
+    """Remove ``run_dir`` and its ``records`` and run folders if they are empty (a claimed
+    directory whose run never began); anything with files is left alone."""
+    for d in (run_dir, run_dir.parent, run_dir.parent.parent):
+        try:
+            d.rmdir()
+        except OSError:
+            return
+
+
 async def run_record(
     record: str | Record | None = None,
     *,
@@ -347,6 +472,7 @@ async def run_record(
     configure_mode: ConfigureMode = "standard",
     configure_ceiling_bytes: int = CONFIGURE_CEILING_BYTES,
     hydra_url: str | None = None,
+    interrupt: asyncio.Event | None = None,
 ) -> RunResult:
     """Run one record's conversation end to end and write its run directory.
 
@@ -377,7 +503,23 @@ async def run_record(
             :class:`~hydralab.replay.ReplayServer`): ``ws://`` or ``wss://``, no query. Default:
             ``$HYDRA_URL``, else the public endpoint. The key still comes from
             ``SMALLEST_API_KEY`` and is redacted wherever the URL is recorded.
+        interrupt: Set it (a signal handler does, ``hydralab run``) to end the call now: the
+            conversation ends as ``interrupted`` (never completed), pending tools and
+            transcriptions finish, and every output is written as for any other end.
+
+    Only the first connection to the run's bridge gets a conversation; any other is refused
+    at once (close 1013 ``busy``; logged in ``events.jsonl`` and ``run.json
+    ["refused_connections"]``), so nothing but this call writes into its run directory.
+
+    Raises:
+        RunDirectoryError: Before anything starts: ``out_dir`` cannot be written, the run
+            directory already holds a run (``run_id`` reused for this record), or an id is not
+            a plain name.
+        CallInterrupted: ``interrupt`` was set before the conversation began (nothing was
+            recorded; the empty run directory is removed).
     """
+    if model not in ("emulator", "hydra"):
+        raise ValueError(f"unknown model {model!r}: use 'emulator' or 'hydra'")
     if model != "hydra" and hydra_url is not None:
         raise ValueError("hydra_url applies to model 'hydra' only")
     # a bad endpoint fails before anything starts
@@ -388,8 +530,11 @@ async def run_record(
         else load_record(record, data_dir=Path(data_dir) if data_dir is not None else None)
     )
     script = script or script_from_record(rec)
-    run_dir = Path(out_dir) / (run_id or _run_id()) / "records" / rec.id  # EVA's layout
+    # EVA's layout, always inside out_dir (ids that are not plain names are refused)
+    run_dir = record_run_dir(out_dir, run_id or _run_id(), rec.id)
     key = get_api_key(api_key)
+    if model == "hydra" and not key:
+        raise ValueError(f"model 'hydra' needs an API key: set {ENV_VAR} in the environment")
     stt = _make_stt(transcriber, rec, key)  # a bad language or missing key fails before any I/O
     # refuses before connecting; the session is sent verbatim below
     hydra, budget = _plan_hydra(
@@ -399,64 +544,86 @@ async def run_record(
         configure_mode=configure_mode,
         configure_ceiling_bytes=configure_ceiling_bytes,
     )
-    tools = ToolExecutor(rec.initial_db, domain=rec.domain, current_date_time=rec.current_date_time)
-    # The offline decoder process starts now, in parallel with the call's set-up.
-    warm = (
-        asyncio.ensure_future(stt.start())
-        if isinstance(stt, LocalTranscriber) and stt.isolate
-        else None
-    )
-    emulator: Emulator | None = None
-    if model == "emulator":
-        emulator = Emulator(script, config=emulator_config or EmulatorConfig.live())
-        url = await emulator.start()
-    elif model == "hydra":
-        if not key:
-            raise ValueError(f"model 'hydra' needs an API key: set {ENV_VAR} in the environment")
-        url = endpoint
-    else:
-        raise ValueError(f"unknown model {model!r}: use 'emulator' or 'hydra'")
-    hydra = HydraConfig(**{**hydra.__dict__, "url": url, "session": budget.session})
-    bcfg = _with_hydra(bridge_config, hydra)
-    started = dt.datetime.now()
-
-    def writer_factory(clock: Clock) -> RunWriter:
-        return open_run_writer(run_dir, clock, model=model, hydra=hydra)
-
-    # One clock for the whole call: the emulator, the bridge and the caller stamp everything
-    # from it (taken now, after the set-up, so the recordings start with the call).
-    clock = Clock()
-    if emulator is not None:
-        emulator.clock = clock
-
-    def session_factory() -> BridgeSession:
-        return BridgeSession(
-            bcfg,
-            tools=tools,
-            writer_factory=writer_factory,
-            transcriber=stt,
-            api_key=key,
-            clock=clock,
-        )
-
-    bridge = Bridge(session_factory)
-    caller_result: CallerResult | None = None
-    session: BridgeSession | None = None
+    # an unwritable out_dir or a run directory that already holds a run: refused now, before
+    # any process, server or call starts (never a hang, never another run's files overwritten)
+    check_out_dir(out_dir)
+    claim_run_dir(run_dir)
+    bridge: Bridge | None = None
     try:
-        await bridge.start(port=port)
-        caller = Caller(script, url=bridge.url, config=caller_config or CallerConfig(), clock=clock)
-        caller_result = await caller.run()
-        session = await bridge.wait_session(timeout_s=session_timeout_s)
-    finally:
-        await bridge.stop()
-        if emulator is not None:
-            await emulator.stop()
-        if warm is not None:
-            with contextlib.suppress(Exception):  # a failed start shows up per utterance
-                await warm
-        if stt is not None:
-            await stt.aclose()
+        tools = ToolExecutor(
+            rec.initial_db, domain=rec.domain, current_date_time=rec.current_date_time
+        )
+        # The offline decoder process starts now, in parallel with the call's set-up.
+        warm = (
+            asyncio.ensure_future(stt.start())
+            if isinstance(stt, LocalTranscriber) and stt.isolate
+            else None
+        )
+        emulator: Emulator | None = None
+        caller_result: CallerResult | None = None
+        session: BridgeSession | None = None
+        try:
+            if model == "emulator":
+                emulator = Emulator(script, config=emulator_config or EmulatorConfig.live())
+                url = await emulator.start()
+            else:
+                url = endpoint
+            hydra = HydraConfig(**{**hydra.__dict__, "url": url, "session": budget.session})
+            bcfg = _with_hydra(bridge_config, hydra)
+            started = dt.datetime.now()
+
+            def writer_factory(clock: Clock) -> RunWriter:
+                return open_run_writer(run_dir, clock, model=model, hydra=hydra)
+
+            # One clock for the whole call: the emulator, the bridge and the caller stamp
+            # everything from it (taken now, after the set-up, so the recordings start with
+            # the call).
+            clock = Clock()
+            if emulator is not None:
+                emulator.clock = clock
+
+            def session_factory() -> BridgeSession:
+                return BridgeSession(
+                    bcfg,
+                    tools=tools,
+                    writer_factory=writer_factory,
+                    transcriber=stt,
+                    api_key=key,
+                    clock=clock,
+                )
+
+            def log_refused(entry: dict[str, Any]) -> None:
+                """A second connection, refused: logged in this run's events."""
+                if bridge is not None:
+                    for s in bridge.sessions[:1]:
+                        s.writer.log("bridge", "-", entry, clock.now_ns())
+
+            # One conversation per run directory: any further connection is refused (1013).
+            bridge = Bridge(session_factory, max_sessions=1, on_refused=log_refused)
+            await bridge.start(port=port)
+            caller = Caller(
+                script, url=bridge.url, config=caller_config or CallerConfig(), clock=clock
+            )
+            caller_result = await _place_call(caller, bridge, interrupt)
+            if caller_result is None:
+                raise CallInterrupted("interrupted before the call began: nothing was recorded")
+            session = await _the_session(bridge, caller_result, timeout_s=session_timeout_s)
+        finally:
+            if bridge is not None:
+                await bridge.stop()
+            if emulator is not None:
+                await emulator.stop()
+            if warm is not None:
+                with contextlib.suppress(Exception):  # a failed start shows up per utterance
+                    await warm
+            if stt is not None:
+                await stt.aclose()
+    except BaseException:
+        if bridge is None or not bridge.sessions:  # the run never began: leave no trace
+            release_run_dir(run_dir)
+        raise
     ended = dt.datetime.now()
+    assert bridge is not None and session is not None
     return _write_results(
         rec,
         script,
@@ -468,7 +635,53 @@ async def run_record(
         ended,
         emulator,
         configure_budget=budget.to_dict(),
+        extra_meta={"refused_connections": list(bridge.refused)},
     )
+
+
+async def _place_call(
+    caller: Caller, bridge: Bridge, interrupt: asyncio.Event | None
+) -> CallerResult | None:
+    """The caller's call. When ``interrupt`` is set first, the conversation is ended from the
+    bridge (``shutdown("interrupted")``: it drains, closes both sockets and writes its files)
+    and the caller's result is what it got until then; ``None``: interrupted before any
+    conversation began (the caller is cancelled, no connection is taken any more)."""
+    call = asyncio.ensure_future(caller.run())
+    if interrupt is None:
+        return await call
+    stop = asyncio.ensure_future(interrupt.wait())
+    try:
+        await asyncio.wait({call, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if not call.done():
+            bridge.refuse_new()
+            if bridge.sessions:
+                for s in bridge.sessions:
+                    s.shutdown("interrupted")
+            else:
+                call.cancel()
+                await asyncio.wait({call})  # its end, without taking on its cancellation
+                if not call.cancelled():
+                    call.exception()  # retrieved: a call that failed meanwhile is moot
+                return None
+        return await call
+    except BaseException:
+        call.cancel()
+        raise
+    finally:
+        stop.cancel()
+
+
+async def _the_session(
+    bridge: Bridge, caller_result: CallerResult, *, timeout_s: float
+) -> BridgeSession:
+    """The bridge's conversation once it has ended; a clear error, soon, when the caller never
+    reached the bridge (or the bridge could not start the conversation)."""
+    if not await bridge.wait_started(timeout_s=min(timeout_s, 5.0)):
+        raise RuntimeError(
+            f"the caller never reached the bridge (caller {caller_result.ended_reason}"
+            + (f": {caller_result.error})" if caller_result.error else ")")
+        )
+    return await bridge.wait_session(timeout_s=timeout_s)
 
 
 def _plan_hydra(
@@ -597,16 +810,20 @@ def _write_results(
         "pipecat_logs_path": "framework_logs.jsonl",
         "user_simulator_logs_path": "user_simulator_events.jsonl",
     }
+    audit = _read_audit(run_dir)
+    not_completed = call_verdict(session, summary, caller, script, audit)
+    completed = not not_completed
+    details: dict[str, Any] = {}
+    if not_completed:
+        details["not_completed"] = not_completed
+    if session.tool_outputs_lost:
+        details["tool_outputs_lost"] = session.tool_outputs_lost
     result = {
         "record_id": rec.id,
-        # a call whose tool result never reached the model did not complete, whatever its end
-        "completed": session.error is None
-        and session.ended_reason == "goodbye"
-        and not session.tool_outputs_lost,
+        # the whole conversation happened, truthfully (call_verdict); why not, in error_details
+        "completed": completed,
         "error": session.error,
-        "error_details": (
-            {"tool_outputs_lost": session.tool_outputs_lost} if session.tool_outputs_lost else None
-        ),
+        "error_details": details or None,
         "llm_latency": None,  # cascade-only stats; an S2S run has model_response_latency
         "stt_latency": None,
         "tts_latency": None,
@@ -624,7 +841,7 @@ def _write_results(
         "conversation_log_path": str(run_dir / "logs.log"),
         "elevenlabs_logs_path": None,
         # as EVA counts: the user entries of the audit log; tools in first-call order
-        "num_turns": _audit_user_entries(run_dir),
+        "num_turns": sum(1 for e in audit.get("transcript", []) if e.get("message_type") == "user"),
         "num_tool_calls": len(tools_called),
         "tools_called": list(dict.fromkeys(tools_called)),
         "conversation_ended_reason": session.ended_reason,
@@ -670,7 +887,12 @@ def _write_results(
                 "caller_dialect",
                 "caller_stamps_ignored",
                 "caller_silence_ahead_dropped_ms",
+                "rejected_caller_frames",
+                "rejected",
+                "core_errors",
+                "core_error_reasons",
             )
+            if k in summary
         },
         "versions": {
             "hydralab": _pkg_version("hydralab"),
@@ -697,6 +919,7 @@ def _write_results(
         "errors": summary["errors"],
         "ended_reason": session.ended_reason,
         "error": session.error,
+        "verdict": {"completed": completed, "not_completed": not_completed},
         "caller": None
         if caller is None
         else {
@@ -729,12 +952,135 @@ def _write_results(
         session=session if isinstance(session, BridgeSession) else None,
         emulator=emulator,
         hydra_url=summary["url"] if model == "hydra" else None,
+        completed=completed,
+        not_completed=not_completed,
     )
 
 
-def _audit_user_entries(run_dir: Path) -> int:
-    audit = json.loads((run_dir / "audit_log.json").read_text(encoding="utf-8"))
-    return sum(1 for e in audit.get("transcript", []) if e.get("message_type") == "user")
+def _read_audit(run_dir: Path) -> dict[str, Any]:
+    try:
+        audit = json.loads((run_dir / "audit_log.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return audit if isinstance(audit, dict) else {}
+
+
+_FAILED_TOOL_ERRORS = frozenset({"execution_error", "tool_failed"})
+"""``error_type`` of a tool result that says the tool could not run (it raised), as opposed to
+a tool's own answer (``not_found``, ``invalid_parameter``...)."""
+
+
+def call_verdict(
+    session: BridgeRun,
+    summary: Mapping[str, Any],
+    caller: CallerResult | None,
+    script: Script,
+    audit: Mapping[str, Any],
+) -> list[str]:
+    """Why the call did not complete, as short strings; empty: it completed.
+
+    Completed means all of: the bridge ended ``goodbye`` with no error; no tool output was
+    lost and every tool call got a result that is not a failure (the tool raised, or the
+    arguments could not be used); hydralab's own caller (when it ran) ended ``goodbye`` having
+    sent every user turn (no assistant-turn timeout); and every user utterance was answered by
+    an assistant turn the caller heard: one whose audio started playing after the utterance
+    began (before the next one) and that completed, or was cut only by the caller's next
+    utterance (a barge-in). A turn that failed, was abandoned or never played answers nothing.
+    A user turn the script answers with silence needs no answer.
+    """
+    why: list[str] = []
+    if session.ended_reason != "goodbye":
+        why.append(f"call ended: {session.ended_reason or 'unknown'}")
+    if session.error:
+        why.append(f"error: {session.error}")
+    for lost in session.tool_outputs_lost:
+        why.append(f"tool output lost: {lost.get('tool') or '?'} (call {lost.get('call_id')})")
+    why += _tool_failures(audit)
+    if caller is not None:
+        if caller.ended_reason == "timeout":
+            k = next(
+                (t.index for t in caller.assistant_turns if t.ended_by == "hangup"),
+                len(caller.assistant_turns),
+            )
+            why.append(f"caller timed out waiting for assistant turn {k}")
+        elif caller.ended_reason != "goodbye":
+            why.append(
+                f"caller ended: {caller.ended_reason}"
+                + (f" ({caller.error})" if caller.error else "")
+            )
+        sent = sum(1 for t in caller.user_turns if t.completed)
+        if sent < len(script.user_turns):
+            why.append(f"caller sent {sent} of {len(script.user_turns)} user turns")
+    why += _unanswered(summary, script if caller is not None else None)
+    return list(dict.fromkeys(why))
+
+
+def _tool_failures(audit: Mapping[str, Any]) -> list[str]:
+    """Tool calls without a result, with unusable arguments, or whose tool failed to run."""
+    out: list[str] = []
+    calls: dict[str, int] = {}
+    results: dict[str, int] = {}
+    for e in audit.get("transcript", []):
+        value = e.get("value") if isinstance(e, Mapping) else None
+        if not isinstance(value, Mapping):
+            continue
+        name = str(value.get("tool") or "?")
+        if e.get("message_type") == "tool_call":
+            calls[name] = calls.get(name, 0) + 1
+            params = value.get("parameters")
+            if isinstance(params, Mapping) and "_raw" in params:
+                out.append(f"tool {name}: arguments unusable")
+        elif e.get("message_type") == "tool_response":
+            results[name] = results.get(name, 0) + 1
+            r = value.get("response")
+            if isinstance(r, Mapping) and r.get("error_type") in _FAILED_TOOL_ERRORS:
+                out.append(f"tool {name} failed: {r.get('error_type')}")
+    for name, n in calls.items():
+        if n > results.get(name, 0):
+            out.append(f"tool {name}: {n - results.get(name, 0)} call(s) got no result")
+    return out
+
+
+def _unanswered(summary: Mapping[str, Any], script: Script | None) -> list[str]:
+    """User utterances no heard assistant turn answered (see :func:`call_verdict`)."""
+    users = sorted(summary.get("user_utterances", []), key=lambda u: u["start_epoch_ms"])
+    played = [
+        t
+        for t in summary.get("turns", [])
+        if t.get("first_played_epoch_ms") is not None and t.get("kind") != "greeting"
+    ]
+    out: list[str] = []
+    for i, u in enumerate(users):
+        k = int(u.get("index", i))
+        answer = (
+            script.assistant_turns[k + 1]
+            if script and k + 1 < len(script.assistant_turns)
+            else None
+        )
+        if answer is not None and not answer.text.strip():
+            continue  # the script answers it with silence
+        lo = u["start_epoch_ms"]
+        last = i + 1 == len(users)
+        hi = None if last else users[i + 1]["start_epoch_ms"]
+        window = [
+            t
+            for t in played
+            if t["first_played_epoch_ms"] >= lo and (hi is None or t["first_played_epoch_ms"] < hi)
+        ]
+        # heard: it played and completed, or the caller's next utterance cut it (a barge-in)
+        if any(
+            t.get("played_ms")
+            and (t["status"] == "completed" or (t["status"] == "interrupted" and not last))
+            for t in window
+        ):
+            continue
+        if window:
+            t = window[-1]
+            reason = f" ({t['status_reason']})" if t.get("status_reason") else ""
+            out.append(f"user turn {k}: its answer (turn {t['index']}) {t['status']}{reason}")
+        else:
+            out.append(f"user turn {k}: no answer heard")
+    return out
 
 
 def _clean_user_track(run_dir: Path) -> None:

@@ -8,6 +8,11 @@ caller's own, so ``user_simulator_events.jsonl`` is left to it. Stopping the ser
 SIGTERM on the command line) ends the calls in flight as ``server_shutdown`` — never reported as
 completed — and writes their complete outputs.
 
+At most ``max_calls`` conversations run at once (default 4); a caller over the limit is
+refused at once (close 1013 ``busy``, no model session opened, kept in ``refused``). A run id
+whose directories already exist is refused before the server starts, and every connection's
+run directory is created fresh inside ``out_dir``: no call ever writes into another's.
+
 Usage::
 
     async with serve_bridge("HL-AIR-001", out_dir="runs") as server:
@@ -22,6 +27,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import glob
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
@@ -33,13 +39,17 @@ from hydralab.emulator import Emulator, EmulatorConfig
 from hydralab.protocol.budget import CONFIGURE_CEILING_BYTES, ConfigureMode
 from hydralab.records import Record, load_record
 from hydralab.runner import (
+    RunDirectoryError,
     RunResult,
     _make_stt,
     _plan_hydra,
     _run_id,
     _with_hydra,
     _write_results,
+    check_out_dir,
+    claim_run_dir,
     open_run_writer,
+    record_run_dir,
     resolve_hydra_url,
 )
 from hydralab.script import Script, script_from_record
@@ -47,7 +57,10 @@ from hydralab.secrets import ENV_VAR, Secret, get_api_key
 from hydralab.speech.stt import SttConfig, Transcriber
 from hydralab.tools import ToolExecutor
 
-__all__ = ["BridgeServer", "serve_bridge"]
+__all__ = ["DEFAULT_MAX_CALLS", "BridgeServer", "serve_bridge"]
+
+DEFAULT_MAX_CALLS = 4
+"""Conversations a :class:`BridgeServer` takes at once unless told otherwise."""
 
 
 class BridgeServer:
@@ -63,7 +76,12 @@ class BridgeServer:
         port: Port on 127.0.0.1 (0 = any free one).
         transcriber: User-turn STT, as :func:`hydralab.runner.run_record` takes it.
         script: What the emulator says (default: the record's reference conversation).
+        max_calls: Conversations at once; a caller over it is refused (close 1013 ``busy``).
         Others: as :func:`hydralab.runner.run_record`.
+
+    Raises:
+        RunDirectoryError: ``out_dir`` cannot be written, or ``run_id`` is not a plain name or
+            was used there before (``RUN_ID-NNN`` directories exist).
     """
 
     def __init__(
@@ -85,7 +103,10 @@ class BridgeServer:
         configure_mode: ConfigureMode = "standard",
         configure_ceiling_bytes: int = CONFIGURE_CEILING_BYTES,
         script: Script | None = None,
+        max_calls: int = DEFAULT_MAX_CALLS,
     ) -> None:
+        if max_calls < 1:
+            raise ValueError(f"max_calls must be >= 1, got {max_calls}")
         if model not in ("emulator", "hydra"):
             raise ValueError(f"unknown model {model!r}: use 'emulator' or 'hydra'")
         if model != "hydra" and hydra_url is not None:
@@ -98,6 +119,8 @@ class BridgeServer:
         self.model = model
         self.out_dir = Path(out_dir)
         self.run_id = run_id or _run_id()
+        self.max_calls = max_calls
+        record_run_dir(self.out_dir, f"{self.run_id}-001", self.record.id)  # plain names only
         self.port = port
         self._endpoint = resolve_hydra_url(hydra_url) if model == "hydra" else HYDRA_URL
         self._key = get_api_key(api_key)
@@ -111,6 +134,14 @@ class BridgeServer:
             configure_ceiling_bytes=configure_ceiling_bytes,
         )
         self._stt = _make_stt(transcriber, self.record, self._key)
+        # before anything starts: a writable out_dir, and a run id never used there
+        check_out_dir(self.out_dir)
+        used = sorted(self.out_dir.glob(f"{glob.escape(self.run_id)}-[0-9][0-9][0-9]*"))
+        if used:
+            raise RunDirectoryError(
+                f"run id {self.run_id!r} was used in {self.out_dir} before ({used[0].name} "
+                "exists): choose another run id"
+            )
         self._emulator_config = emulator_config
         self._bridge_config = bridge_config
         self.script = script or script_from_record(self.record)
@@ -120,6 +151,8 @@ class BridgeServer:
         self._active: list[BridgeSession] = []
         self.results: list[RunResult] = []
         self.failures: list[str] = []
+        self.refused: list[dict[str, Any]] = []
+        """Connections refused (over ``max_calls``, or while stopping): close 1013."""
         self.url = ""
         self._n = 0
 
@@ -133,7 +166,9 @@ class BridgeServer:
         else:
             url = self._endpoint
         self._hydra = dataclasses.replace(self._hydra, url=url, session=self._budget.session)
-        self._bridge = Bridge(self._new_session)
+        self._bridge = Bridge(
+            self._new_session, max_concurrent=self.max_calls, on_refused=self.refused.append
+        )
         self.url = await self._bridge.start(port=self.port)
         self.port = self._bridge.port
         return self.url
@@ -142,7 +177,12 @@ class BridgeServer:
         """One connection: its own run directory, scenario DB, clock and writer."""
         self._n += 1
         n = self._n
-        run_dir = self.out_dir / f"{self.run_id}-{n:03d}" / "records" / self.record.id
+        run_dir = record_run_dir(self.out_dir, f"{self.run_id}-{n:03d}", self.record.id)
+        try:  # fresh, or the connection is closed (1011): never another call's directory
+            claim_run_dir(run_dir)
+        except RunDirectoryError as exc:
+            self.failures.append(f"{run_dir}: {exc}")
+            raise
         rec = self.record
         tools = ToolExecutor(
             rec.initial_db, domain=rec.domain, current_date_time=rec.current_date_time
@@ -202,6 +242,7 @@ class BridgeServer:
     async def stop(self, *, reason: str = "server_shutdown") -> list[RunResult]:
         """Stop taking calls, end the calls in flight (``reason``), write every output."""
         if self._bridge is not None:
+            self._bridge.refuse_new()
             await self._bridge.stop_listening()
         for session in list(self._active):
             session.shutdown(reason)

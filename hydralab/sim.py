@@ -113,7 +113,11 @@ from hydralab.runner import (
     _run_id,
     _with_hydra,
     _write_results,
+    check_out_dir,
+    claim_run_dir,
     open_run_writer,
+    record_run_dir,
+    release_run_dir,
 )
 from hydralab.script import Script, script_from_record
 from hydralab.secrets import redact
@@ -1347,6 +1351,13 @@ def simulate_record(
             :func:`caller_audio_for`).
         speech: The emulator's rendered speech (default: rendered once per process,
             :func:`speech_caches`).
+
+    ``result.json["completed"]`` and ``run.json["verdict"]`` are
+    :func:`hydralab.runner.call_verdict`'s, as for ``run_record``.
+
+    Raises:
+        RunDirectoryError: As ``run_record``: the run directory already holds a run, an id is
+            not a plain name, or ``out_dir`` cannot be written (before the simulation starts).
     """
     rec = (
         record
@@ -1354,7 +1365,8 @@ def simulate_record(
         else load_record(record, data_dir=Path(data_dir) if data_dir is not None else None)
     )
     script = script or script_from_record(rec)
-    run_dir = Path(out_dir) / (run_id or _run_id()) / "records" / rec.id
+    # as run_record: inside out_dir, never another run's directory
+    run_dir = record_run_dir(out_dir, run_id or _run_id(), rec.id)
     hydra, budget = _plan_hydra(
         rec,
         hydra_model=hydra_model,
@@ -1367,18 +1379,25 @@ def simulate_record(
     ecfg = emulator_config or EmulatorConfig.live()
     ccfg = caller_config or CallerConfig()
     tools = ToolExecutor(rec.initial_db, domain=rec.domain, current_date_time=rec.current_date_time)
-    simulation = Simulation(
-        script,
-        tools=tools,
-        bridge_config=bcfg,
-        caller_config=ccfg,
-        emulator_config=ecfg,
-        sim=sim,
-        transcriber=transcriber,
-        caller_audio=caller_audio,
-        speech=speech,
-        run_dir=run_dir,
-    ).run()
+    check_out_dir(out_dir)
+    claim_run_dir(run_dir)
+    try:
+        simulation = Simulation(
+            script,
+            tools=tools,
+            bridge_config=bcfg,
+            caller_config=ccfg,
+            emulator_config=ecfg,
+            sim=sim,
+            transcriber=transcriber,
+            caller_audio=caller_audio,
+            speech=speech,
+            run_dir=run_dir,
+        )
+    except BaseException:
+        release_run_dir(run_dir)  # nothing ran: leave no trace
+        raise
+    simulation.run()
     clock = simulation.clock
     started = dt.datetime.fromtimestamp(clock.epoch_s(clock.t0_ns))
     ended = dt.datetime.fromtimestamp(clock.epoch_s(simulation.ended_ns or clock.now_ns()))

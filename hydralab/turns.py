@@ -48,6 +48,8 @@ __all__ = [
 
 LATENCY_MIN_MS = 50.0
 LATENCY_MAX_MS = 30_000.0
+_MAX_ERROR_CHARS = 2000
+_MAX_CODE_CHARS = 200
 TRANSCRIPTION_PLACEHOLDER = "[user speech - transcription unavailable]"
 ASSISTANT_TRANSCRIPTION_PLACEHOLDER = "[assistant speech - transcription unavailable]"
 
@@ -385,8 +387,21 @@ class TurnTracker:
         cur.stages["args_done"] = t_ns
         cur.awaiting_tools = True
 
+    def stray_response(self, response_id: str | None) -> bool:
+        """A ``response.done`` for ``response_id`` would be stray: an id never seen while a turn
+        is open or still playing. It cannot be that turn's (its responses are known), so taking
+        it as the current turn's would close — or mark interrupted — the wrong answer."""
+        if response_id is None or response_id in self._by_response:
+            return False
+        return self.current is not None or any(t.playing for t in self.turns)
+
     def response_done(self, ev: ResponseDone, t_ns: int) -> list[Action]:
         actions: list[Action] = []
+        if self.stray_response(ev.response_id):
+            # accounting only: its usage counts, no turn is touched (:meth:`stray_response`)
+            if ev.usage:
+                self.eva.token_usage(self._ms(t_ns), ev.usage)
+            return self._drain(actions)
         cur = self._turn_for(ev.response_id, t_ns)
         if ev.usage:
             self._usage(cur, ev, t_ns)
@@ -409,7 +424,11 @@ class TurnTracker:
     def error(self, code: str, message: str, t_ns: int) -> list[Action]:
         """A server ``error``; ``tool_response_timeout`` abandons a turn waiting for tools."""
         actions: list[Action] = []
-        self.errors.append({"timestamp": self._ms(t_ns), "code": code, "message": message})
+        if len(message) > _MAX_ERROR_CHARS:  # a server error of any size: the record is capped
+            message = f"{message[:_MAX_ERROR_CHARS]}… [{len(message)} chars]"
+        self.errors.append(
+            {"timestamp": self._ms(t_ns), "code": code[:_MAX_CODE_CHARS], "message": message}
+        )
         cur = self.current
         if code == "tool_response_timeout" and cur is not None and cur.awaiting_tools:
             # Hydra abandoned the turn: close it so the caller is not left waiting.

@@ -34,11 +34,17 @@ class Uplink:
         preroll_ms: 16 kHz audio kept before ``user_speech_start`` for the utterance's STT.
         silence_fill_after_ms: Caller silence after which the stream is filled with silence.
         start_ns: Clock time the silence fill counts from.
-        max_lead_ms: How far the caller's audio may run ahead of the clock. Some callers send
-            silence faster than real time while they wait (EVA's simulator: 18 frames per
+        max_lead_ms: How far the caller's silence may run ahead of the clock. Some callers
+            send silence faster than real time while they wait (EVA's simulator: 18 frames per
             250 ms); silent frames beyond this lead are dropped (counted in
             :attr:`ahead_silence_ms`), so the recording and the model's stream keep to real
-            time. Speech is never dropped.
+            time.
+        max_speech_lead_ms: How far the caller's speech may run ahead of the clock. A caller
+            that floods speech faster than real time would push minutes of audio to the model
+            at once; frames beyond this lead are dropped (counted in :attr:`ahead_speech_ms`
+            and :attr:`ahead_speech_frames`). Speech within it is never dropped.
+            :meth:`allow_backlog` widens it by a backlog the caller could have built up
+            legitimately (its frames held while the model connected).
     """
 
     def __init__(
@@ -50,6 +56,7 @@ class Uplink:
         silence_fill_after_ms: float = 60.0,
         start_ns: int = 0,
         max_lead_ms: float = 60.0,
+        max_speech_lead_ms: float = 1000.0,
     ) -> None:
         self.timeline = timeline
         self.wire = wire
@@ -62,7 +69,11 @@ class Uplink:
         self.last_arrival_ns = start_ns  # the caller's last frame (the fill counts from it)
         self.dropped_ms = 0.0
         self.ahead_silence_ms = 0.0
+        self.ahead_speech_ms = 0.0
+        self.ahead_speech_frames = 0
         self._max_lead_ns = int(max_lead_ms * 1e6)
+        self._max_speech_lead_ns = max(self._max_lead_ns, int(max_speech_lead_ms * 1e6))
+        self._backlog_ns = 0
         self._stream_end_ns: int | None = None  # where the audio sent so far ends, in time
 
     # ------------------------------------------------------------------ audio
@@ -75,8 +86,13 @@ class Uplink:
         end = self._stream_end_ns
         if end is None or end + dur_ns < t_ns:  # first frame, or the caller paused: real time
             end = t_ns - dur_ns
-        if end + dur_ns > t_ns + self._max_lead_ns and int(np.abs(pcm8).max()) <= _SILENT_PEAK:
+        lead_ns = end + dur_ns - t_ns
+        if lead_ns > self._max_lead_ns and int(np.abs(pcm8).max()) <= _SILENT_PEAK:
             self.ahead_silence_ms += dur_ns / 1e6
+            return []
+        if lead_ns > self._max_speech_lead_ns + self._backlog_ns:
+            self.ahead_speech_ms += dur_ns / 1e6
+            self.ahead_speech_frames += 1
             return []
         self._stream_end_ns = end + dur_ns
         self.last_arrival_ns = t_ns
@@ -85,6 +101,13 @@ class Uplink:
         self.timeline.append_user(self._up48.process(pcm8), t_ns=t_ns - shift_ns)
         self.wire.append_user(pcm8, t_ns=t_ns)
         return self._forward(self._up16.process(pcm8), t_ns)
+
+    def allow_backlog(self, backlog_ms: float) -> None:
+        """The caller's first frames may have waited this long (the shell reads the caller
+        only once the model is up): released at once, they run that far ahead of the clock
+        and are no flood, so the speech lead may be that much longer (for the whole call: a
+        stream that started ahead stays ahead)."""
+        self._backlog_ns = max(self._backlog_ns, round(max(0.0, backlog_ms) * 1e6))
 
     def _forward(self, pcm16: npt.NDArray[np.int16], t_ns: int) -> list[npt.NDArray[np.int16]]:
         self._preroll.append(pcm16)

@@ -21,6 +21,17 @@ BRIDGE_PAIRS = [
     (24000, 48000),
     (16000, 48000),
 ]
+# Model output rates outside the 8/16/24/48 kHz family (the bridge takes any of them to the
+# 8 kHz wire and the 48 kHz recording): reduced terms up to 441.
+ODD_RATE_PAIRS = [
+    (44100, 8000),  # 80/441
+    (44100, 48000),  # 160/147
+    (22050, 8000),  # 160/441
+    (22050, 48000),  # 320/147
+    (32000, 8000),
+    (32000, 48000),
+    (8000, 44100),
+]
 ALL_PAIRS = [
     *BRIDGE_PAIRS,
     (16000, 8000),
@@ -29,11 +40,12 @@ ALL_PAIRS = [
     (16000, 24000),
     (24000, 16000),
     (8000, 24000),
+    *ODD_RATE_PAIRS,
 ]
 
 
 def ids(pairs: list[tuple[int, int]]) -> list[str]:
-    return [f"{a // 1000}k-{b // 1000}k" for a, b in pairs]
+    return [f"{a / 1000:g}k-{b / 1000:g}k" for a, b in pairs]
 
 
 def tone(freq_hz: float, rate_hz: int, n: int, amp: float = 12000.0) -> npt.NDArray[np.int16]:
@@ -217,6 +229,10 @@ ALIAS_CASES = [
     (48000, 16000, 10000),
     (48000, 24000, 14000),
     (24000, 16000, 10000),
+    (44100, 8000, 6000),  # aliases to 2 kHz
+    (44100, 8000, 15000),  # aliases to 1 kHz
+    (22050, 8000, 5000),  # aliases to 3 kHz
+    (32000, 8000, 6000),
 ]
 
 
@@ -288,11 +304,37 @@ def test_rejects_non_int16_and_bad_rates() -> None:
         r.process(np.zeros((160, 2), dtype=np.int16))
     with pytest.raises(TypeError):
         r.process([0] * 160)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="320/147"):
-        StreamResampler(22050, out_rate_hz=48000)
+    with pytest.raises(ValueError, match="48000/44101"):
+        StreamResampler(44101, out_rate_hz=48000)
     with pytest.raises(ValueError, match="positive"):
         StreamResampler(0, out_rate_hz=48000)
     assert StreamResampler(16000, out_rate_hz=24000).ratio == (3, 2)
+
+
+@pytest.mark.parametrize(("in_hz", "out_hz"), ODD_RATE_PAIRS, ids=ids(ODD_RATE_PAIRS))
+def test_odd_rates_keep_the_streaming_guarantees(in_hz: int, out_hz: int) -> None:
+    """44.1 kHz and its family (terms up to 441) stream like the small ratios: exact lengths
+    after every call whatever the chunking, the same samples as one call, a whole-sample delay
+    of at most 3 ms, and far faster than real time."""
+    r = StreamResampler(in_hz, out_rate_hz=out_hz)
+    assert max(r.ratio) > 64 or in_hz == 32000  # beyond the old limit of 64 (but 32 kHz)
+    assert r.delay_ms <= 3.0 + 1e-9
+    assert r.delay_samples * 1000 / out_hz == pytest.approx(r.delay_ms)
+    x = noisy_tones(in_hz, 1.0, seed=4)
+    sizes = [in_hz // 50 - 13, 1, 0, 517, 13, *[in_hz // 50] * 44]
+    sizes.append(x.shape[0] - sum(sizes))
+    chunks, total, emitted = [], 0, 0
+    for size in sizes:
+        chunks.append(r.process(x[total : total + size]))
+        total += size
+        emitted += chunks[-1].shape[0]
+        assert emitted == r.samples_out == total * out_hz // in_hz
+    assert total == x.shape[0]
+    whole = StreamResampler(in_hz, out_rate_hz=out_hz).process(x)
+    assert int(np.max(np.abs(np.concatenate(chunks).astype(np.int32) - whole))) <= 1
+    t0 = time.perf_counter()
+    run_stream(StreamResampler(in_hz, out_rate_hz=out_hz), x, [in_hz // 50] * 50)
+    assert 1.0 / (time.perf_counter() - t0) > 50  # real time x50 at the least, on a busy CI
 
 
 def test_faster_than_200x_real_time_8k_to_48k() -> None:

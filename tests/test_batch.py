@@ -31,6 +31,7 @@ class FakeRunner:
         self.calls: list[dict[str, Any]] = []
         self.active = 0
         self.max_active = 0
+        self.crashed = False
 
     async def __call__(self, record: str, **kw: Any) -> Any:
         self.calls.append({"record": record, **kw})
@@ -41,10 +42,22 @@ class FakeRunner:
             if record == "BOOM":
                 raise RuntimeError("connect failed: wss://x?api_key=sk-secret-123")
             run_dir = Path(kw["out_dir"]) / kw["run_id"] / "records" / record
+            if record == "CRASH" and not self.crashed:  # dies mid-call, leaving files behind
+                self.crashed = True
+                run_dir.mkdir(parents=True)
+                (run_dir / "leftover.txt").write_text("from the crashed attempt")
+                raise RuntimeError("the process died")
+            # as run_record: a run directory that already holds a run is refused
             shutil.copytree(FIXTURE_RUN, run_dir)
             ended = "timeout" if record == "SLOW" else "goodbye"
             return SimpleNamespace(
-                run_dir=run_dir, ended_reason=ended, error=None, turns=[], emulator=None
+                run_dir=run_dir,
+                ended_reason=ended,
+                error=None,
+                turns=[],
+                emulator=None,
+                completed=ended == "goodbye",
+                not_completed=[] if ended == "goodbye" else [f"call ended: {ended}"],
             )
         finally:
             self.active -= 1
@@ -97,8 +110,10 @@ async def test_a_failure_is_recorded_and_the_batch_goes_on(
     assert by["BOOM"].error is not None and "RuntimeError: connect failed" in by["BOOM"].error
     assert "sk-secret-123" not in by["BOOM"].error
     assert by["SLOW"].ended_reason == "timeout" and by["SLOW"].run_dir
+    assert by["SLOW"].not_completed == ["call ended: timeout"] and by["A"].not_completed is None
     assert not res.ok
     assert "BOOM#1: error" in res.summary()
+    assert "SLOW#1: failed — call ended: timeout" in res.summary()
     assert "sk-secret" not in (res.batch_dir / MANIFEST).read_text(encoding="utf-8")
 
 
@@ -122,6 +137,21 @@ async def test_resume_skips_finished_conversations(fake: FakeRunner, tmp_path: P
     fake.calls.clear()
     await run_batch(["A"], trials=3, **kw)
     assert [(c["record"], c["run_id"]) for c in fake.calls] == [("A", "trial_3")]
+
+
+async def test_resume_after_a_crash_reuses_its_run_id(fake: FakeRunner, tmp_path: Path) -> None:
+    """A conversation that died mid-call left its record directory but no ``run_dir`` in the
+    manifest; resuming clears it, so the run id (refused while it holds a run) is free again."""
+    kw: dict[str, Any] = dict(out_dir=tmp_path, batch_id="b7", processes=False, progress=False)
+    first = await run_batch(["CRASH"], **kw)
+    (c,) = first.conversations
+    assert c.status == "error" and c.run_dir is None
+    left = first.batch_dir / "trial_1" / "records" / "CRASH"
+    assert (left / "leftover.txt").is_file()
+    again = await run_batch(["CRASH"], **kw)
+    (c,) = again.conversations
+    assert c.status == "ok" and c.attempts == 2
+    assert not (left / "leftover.txt").exists() and (left / "run.json").is_file()
 
 
 async def test_tables_of_a_batch(fake: FakeRunner, tmp_path: Path) -> None:

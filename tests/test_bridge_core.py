@@ -237,6 +237,23 @@ def test_malformed_model_frames_are_counted_not_fatal() -> None:
     bad = UnknownEvent(raw={"type": "response.done"}, malformed="response is not an object")
     out = core.model_event(bad, 1 * MS)
     assert core.rejected_model_frames == 1 and _logs(out, "model_frame_rejected")
+    assert core.summary()["rejected"]["model"] == {"response is not an object": 1}
+    assert not core.stopped and core.core_errors == 0
+
+
+def test_rejected_caller_frames_are_counted_by_reason_not_fatal() -> None:
+    core, _ = _core()
+    for k, bad in enumerate(["nope", '{"event":"media","media":"x"}', "nope again", b"\xff"]):
+        out = core.caller_frame(bad, k * MS)
+        assert _logs(out, "caller_frame_rejected") and _of(out, End) == []
+    summary = core.summary()
+    assert summary["rejected_caller_frames"] == 4
+    assert summary["rejected"]["caller"] == {
+        "Twilio frame is not JSON": 2,
+        "media is str, not an object": 1,
+        "binary frame is not UTF-8 JSON": 1,
+    }
+    assert summary["core_errors"] == 0 and summary["core_error_reasons"] == []
 
 
 def test_two_silent_responses_raise_the_no_audio_warning() -> None:

@@ -65,6 +65,13 @@ def test_call_completes(run: dict[str, Any]) -> None:
     assert result.error is None, result.error
     assert result.ended_reason == "goodbye"
     assert result.caller is not None and result.caller.ended_reason == "goodbye"
+    # the truthful verdict: the whole script played, every user turn answered and heard
+    assert result.completed, result.not_completed
+    files = _json(result.run_dir / "result.json")
+    assert files["completed"] is True and files["error_details"] is None
+    meta = _json(result.run_dir / "run.json")
+    assert meta["verdict"] == {"completed": True, "not_completed": []}
+    assert meta["refused_connections"] == []  # one caller, one conversation
 
 
 def test_every_scripted_assistant_turn_reached_the_caller(run: dict[str, Any]) -> None:

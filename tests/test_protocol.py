@@ -15,12 +15,14 @@ from hydralab.protocol import twilio as tw
 from hydralab.protocol.hydra import (
     EVENT_ID_LEN,
     ErrorEvent,
+    FunctionCallArgumentsDone,
     ResponseDone,
     ResponseOutputAudioDelta,
     SessionConfigured,
     UnknownEvent,
     WarningEvent,
     client_event_id,
+    decode_pcm16,
     parse_event,
 )
 
@@ -191,11 +193,39 @@ def test_twilio_canonical_frames_and_builders() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["nope", "[]", '{"x":1}', '{"event":"media","media":{"payload":"!!notb64"}}']
+    "bad",
+    [
+        "nope",
+        "[]",
+        '{"x":1}',
+        '{"event":"media","media":{"payload":"!!notb64"}}',
+        '{"event":"media","media":"abc"}',
+        '{"event":"media","media":{"payload":123}}',
+        '{"event":"start","start":[]}',
+        '{"event":"mark","mark":"m"}',
+        "[" * 100_000 + "]" * 100_000,
+        b"\xff\xfe\x00",
+    ],
 )
-def test_twilio_bad_frames_raise(bad: str) -> None:
+def test_twilio_bad_frames_raise(bad: str | bytes) -> None:
     with pytest.raises(tw.TwilioFrameError):
         tw.parse_twilio(bad)
+
+
+def test_twilio_fields_of_another_type_are_ignored_not_raised() -> None:
+    ev = tw.parse_twilio(
+        '{"event":"start","streamSid":["x"],"start":{"callSid":{},"mediaFormat":"pcm"},'
+        '"conversation_id":5}'
+    )
+    assert isinstance(ev, tw.Start)
+    assert (ev.stream_sid, ev.call_sid, ev.media_format) == (None, None, None)
+    c = tw.parse_twilio('{"event":"connected","protocol":{"v":1},"streamSid":42}')
+    assert isinstance(c, tw.Connected) and c.protocol is None and c.stream_sid == "42"
+    m = tw.parse_twilio('{"event":"mark","mark":{"name":null}}')
+    assert isinstance(m, tw.Mark) and m.name == ""
+    s = tw.parse_twilio('{"event":"user_speech_stop","timestamp_ms":"1e400"}')
+    assert isinstance(s, tw.UserSpeechStop) and s.timestamp_ms is None
+    assert isinstance(tw.parse_twilio(b'{"event":"stop"}'), tw.Stop)  # binary JSON is fine
 
 
 # ---------------------------------------------------------------- shapes the docs allow
@@ -239,12 +269,46 @@ def test_a_known_type_with_a_field_of_the_wrong_type_is_rejected_not_raised() ->
     for frame in (
         {"type": "response.output_audio.delta", "delta": 12345},
         {"type": "response.done", "response": "x"},
-        {"type": "response.function_call_arguments.done", "call_id": "c", "arguments": {"a": 1}},
+        {"type": "response.function_call_arguments.done", "call_id": "c", "arguments": [1]},
         {"type": "input_audio_buffer.speech_started", "audio_start_ms": "soon"},
+        {"type": "input_audio_buffer.speech_started", "audio_start_ms": float("inf")},
+        {"type": "response.output_audio.delta", "output_index": float("nan")},
     ):
         ev = parse_event(frame)
         assert isinstance(ev, UnknownEvent) and ev.malformed, frame
         assert ev.raw == frame
+
+
+def test_tool_arguments_sent_as_an_object_are_taken_as_its_json_text() -> None:
+    """OpenAI-shaped servers sometimes send ``arguments`` as the object itself: the call is
+    the same (the bridge runs it with those parameters), not a malformed frame."""
+    ev = parse_event(
+        '{"type": "response.function_call_arguments.done", "call_id": "c", "name": "f",'
+        ' "arguments": {"code": "ABC", "n": 1}}'
+    )
+    assert isinstance(ev, FunctionCallArgumentsDone)
+    assert json.loads(ev.arguments) == {"code": "ABC", "n": 1}
+
+
+def test_usage_that_is_not_finite_is_left_out() -> None:
+    ev = parse_event(
+        '{"type": "response.done", "response": {"usage": {"a": NaN, "b": 1e400, "c": 3}}}'
+    )
+    assert isinstance(ev, ResponseDone) and ev.usage == {"c": 3}
+    lots = parse_event('{"type": "response.done", "response": {"usage": "lots"}}')
+    assert isinstance(lots, ResponseDone) and lots.usage == {}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    ["AAA", "AA=A", "!!!!", "AAAA!", "QUJD\u00e9"],
+    ids=["padding", "pad-mid", "bang", "tail", "non-ascii"],
+)
+def test_pcm16_validated_decoding_rejects_what_plain_decoding_skips(payload: str) -> None:
+    with pytest.raises(ValueError, match="not base64"):
+        decode_pcm16(payload, validate=True)
+    pcm, carry = decode_pcm16("AAEC\nAwQF", validate=True)  # whitespace is not an error
+    assert pcm.tolist() == [256, 770, 1284] and carry == b""
 
 
 def test_warning_code_in_a_nested_object() -> None:

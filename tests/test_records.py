@@ -22,6 +22,7 @@ from hydralab.records import (
     UnknownDomainError,
     agent_config_path,
     build_instructions,
+    check_path_name,
     eva_run_config,
     greeting_steer,
     list_records,
@@ -360,6 +361,56 @@ def test_malformed_jsonl_names_the_line(tmp_path: Path) -> None:
     path.write_text("\n".join([lines[0], '{"no_id": 1}']))
     with pytest.raises(RecordFormatError, match="record 2 has no string 'id'"):
         list_records(root)
+
+
+UNSAFE_IDS = [
+    ("../../../x", "path separator"),
+    ("/etc/passwd", "path separator"),
+    ("a/b", "path separator"),
+    ("a\\b", "path separator"),
+    ("", "empty"),
+    (".", "names a directory"),
+    ("..", "names a directory"),
+    ("a\x00b", "NUL or control character"),
+    ("a\nb", "NUL or control character"),
+    ("x" * 201, "longer than 200 bytes"),
+]
+
+
+@pytest.mark.parametrize(("bad", "why"), UNSAFE_IDS)
+def test_unsafe_record_ids_are_refused_when_loading(
+    data_copy: Path, tmp_path: Path, bad: str, why: str
+) -> None:
+    """A record id names its scenario file and its run directory: one that is not a plain
+    file name (a way out of its folder) is refused, with the dataset and element named."""
+    with pytest.raises(ValueError, match=why):
+        check_path_name(bad)
+    _edit_dataset(data_copy, lambda r: r[1].update(id=bad))
+    dataset = data_copy / "airline" / "airline_dataset.json"
+    message = rf"{dataset}: element 1: record id .* is not allowed: it .*{why}"
+    with pytest.raises(RecordFormatError, match=message):
+        list_records(data_copy)
+    with pytest.raises(RecordFormatError, match=message):  # even asking for another record
+        load_record("HL-AIR-001", data_dir=data_copy)
+    # asked for by such an id: refused before any file is looked up
+    with pytest.raises(RecordNotFoundError, match=f"is not allowed: it .*{why}"):
+        load_record(bad)
+    # the same in an EVA checkout's JSONL dataset
+    root = _fake_eva(tmp_path, jsonl=True)
+    path = root / "data" / "airline_dataset.jsonl"
+    lines = path.read_text().splitlines()
+    row = json.loads(lines[2])
+    row["id"] = bad
+    path.write_text("\n".join([*lines[:2], json.dumps(row)]))
+    with pytest.raises(RecordFormatError, match=r"record 3: record id .* is not allowed"):
+        load_record("HL-AIR-001", data_dir=root)
+
+
+def test_plain_record_ids_are_kept() -> None:
+    for ok in ("HL-AIR-001", "1.1.2", "x y", "ñandú-7", ".hidden", "a..b"):
+        assert check_path_name(ok) == ok
+    with pytest.raises(ValueError, match="must be a string"):
+        check_path_name(7)
 
 
 def test_eva_prompt_template_renders_with_greeting_steer(tmp_path: Path) -> None:

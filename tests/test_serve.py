@@ -72,6 +72,7 @@ async def test_evas_simulator_can_call_and_its_habits_do_no_harm(tmp_path: Path)
         (res,) = await server.wait_calls(1, timeout_s=15)
     assert res.ended_reason == "goodbye" and res.error is None
     assert _json(res, "result.json")["completed"] is True
+    assert _json(res, "run.json")["verdict"] == {"completed": True, "not_completed": []}
     assert res.run_dir == tmp_path / "eva-001" / "records" / "HL-AIR-001"
     _check_turns(res, server)
     bridge = _json(res, "run.json")["bridge"]
@@ -141,6 +142,51 @@ async def test_each_caller_its_own_run_and_stopping_ends_calls_truthfully(tmp_pa
         for name in ("audit_log.json", "run.json", "scores.json", "audio_mixed.wav"):
             assert (res.run_dir / name).is_file(), name
         assert (res.run_dir.parent.parent / "config.json").is_file()
+
+
+async def test_serve_refuses_callers_over_max_calls(tmp_path: Path) -> None:
+    """``max_calls`` calls at once: one more is refused at once (1013 busy, no model session,
+    no run directory); once a call has ended, a caller is taken again (and stopping the server
+    ends it)."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    lines = await _lines(SCRIPT)
+    server = BridgeServer(
+        None, script=SCRIPT, out_dir=tmp_path, run_id="cap", transcriber=None, max_calls=1
+    )
+    assert BridgeServer.__init__.__kwdefaults__["max_calls"] == 4  # the default cap
+    await server.start()
+    try:
+        first = EvaLikeCaller(server.url, lines, turn_timeout_s=60)
+        task = asyncio.create_task(first.run())
+        while server.active < 1:
+            await asyncio.sleep(0.05)
+        with pytest.raises(ConnectionClosed) as closed:
+            async with connect(server.url) as extra:
+                await extra.recv()
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1013, "busy")
+        (refused,) = server.refused
+        assert refused["why"] == "1 calls in flight (the limit)"
+        task.cancel()  # the first caller hangs up: its call ends and frees the line
+        await asyncio.gather(task, return_exceptions=True)
+        (res,) = await server.wait_calls(1, timeout_s=15)
+        assert res.ended_reason == "caller_disconnected"
+        assert server.emulator is not None and len(server.emulator.sessions) == 1
+        second = EvaLikeCaller(server.url, lines, turn_timeout_s=60)  # the line is free again
+        task = asyncio.create_task(second.run())
+        while server.active < 1 or second.heard.frames < 10:
+            await asyncio.sleep(0.05)
+        assert not server.refused[1:]
+    finally:
+        results = await server.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert sorted(r.run_dir.parent.parent.name for r in results) == ["cap-001", "cap-002"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cap-001", "cap-002"]
 
 
 async def test_the_command_ends_calls_in_flight_on_sigterm(tmp_path: Path) -> None:

@@ -112,8 +112,10 @@ def test_run_directory_has_every_file_run_record_writes(default_run: RunResult) 
     assert {p.name for p in res.run_dir.iterdir()} == RUN_FILES
     result = json.loads((res.run_dir / "result.json").read_text())
     assert result["completed"] is True and result["conversation_ended_reason"] == "goodbye"
+    assert result["error_details"] is None and res.completed and res.not_completed == []
     assert result["num_turns"] == 4  # as EVA counts: the user entries of the audit log
     meta = json.loads((res.run_dir / "run.json").read_text())
+    assert meta["verdict"] == {"completed": True, "not_completed": []}
     assert meta["model"] == "emulator" and meta["emulator"]["profile"] == "live"
     assert meta["hydra"]["output_rate_hz"] == 24000
     assert meta["hydra"]["url"].startswith("sim://")
@@ -229,6 +231,9 @@ def test_a_call_past_max_call_s_ends_as_timed_out_not_completed(tmp_path: Path) 
     assert res.error is not None and "max_call_s" in res.error
     result = json.loads((res.run_dir / "result.json").read_text())
     assert result["completed"] is False and result["conversation_ended_reason"] == "timeout"
+    why = result["error_details"]["not_completed"]
+    assert why[:2] == ["call ended: timeout", f"error: {res.error}"]
+    assert any(w.startswith("caller ended: error") for w in why)
     assert res.caller is not None and res.caller.ended_reason == "error"
     assert {p.name for p in res.run_dir.iterdir()} == RUN_FILES  # finalized all the same
     assert sim.ended_ns == sim.clock.t0_ns + 12 * 10**9

@@ -9,7 +9,11 @@ per-chunk resampling: edge transients at 50 Hz (error only ~28 dB below the sign
 that carries its input history across calls, so streaming in any chunking gives the same samples
 as one call over the whole signal, emits exactly ``floor(total_in * out / in)`` samples so far
 after every call, and delays the signal by a fixed, whole number of output samples
-(:attr:`StreamResampler.delay_samples`, about 3 ms by default).
+(:attr:`StreamResampler.delay_samples`, about 3 ms by default). Any ratio whose reduced terms
+are at most :data:`MAX_RATIO_TERM` works — the 44.1 kHz family included (44100 -> 8000 is
+80/441, 44100 -> 48000 is 160/147, 22050 -> 48000 is 320/147): large terms only make the
+prototype longer (about ``taps_per_phase * max(L, M)`` taps), not the work per output sample,
+which stays ``taps_per_phase * max(1, M / L)`` multiply-adds.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from hydralab.audio.pcm import check_pcm16
 
 __all__ = ["MAX_RATIO_TERM", "StreamResampler", "resample"]
 
-MAX_RATIO_TERM = 64
+MAX_RATIO_TERM = 1024
 """Largest L or M (of the reduced ratio out/in = L/M) the polyphase resampler accepts."""
+
+_DIRECT_TERM = 64  # up to this, every polyphase branch of a window is computed at once
 
 DEFAULT_TAPS_PER_PHASE = 48
 # Band edges as fractions of the lower Nyquist frequency: flat to 0.85 (3400 Hz at 8 kHz),
@@ -45,6 +51,7 @@ class _Design:
     delay_samples: int  # group delay in output samples
     per_phase: int  # K = ceil(N / L): taps of each polyphase branch
     bank_t: npt.NDArray[np.float64]  # (K, L): column p = branch p, time-reversed
+    bank: npt.NDArray[np.float64]  # (L, K): row p = branch p, time-reversed
     attenuation_db: float
 
 
@@ -72,7 +79,9 @@ def _design(up: int, down: int, taps_per_phase: int) -> _Design:
     bank = padded.reshape(per_phase, up).T[:, ::-1]
     bank_t = np.ascontiguousarray(bank.T)
     bank_t.setflags(write=False)
-    return _Design(up, down, taps, delay, per_phase, bank_t, attenuation)
+    bank = np.ascontiguousarray(bank)
+    bank.setflags(write=False)
+    return _Design(up, down, taps, delay, per_phase, bank_t, bank, attenuation)
 
 
 def _to_int16(y: npt.NDArray[np.float64]) -> npt.NDArray[np.int16]:
@@ -90,13 +99,14 @@ class StreamResampler:
     Args:
         in_rate_hz: input sample rate.
         out_rate_hz: output sample rate. ``out/in`` reduced by their gcd to ``L/M`` must have
-            ``L, M <= 64``; equal rates are an identity pass-through.
+            ``L, M <= 1024`` (:data:`MAX_RATIO_TERM`: 44100 <-> 8000/16000/24000/48000,
+            22050 and 11025 included); equal rates are an identity pass-through.
         taps_per_phase: filter length in samples of the lower of the two rates. The group delay
             is about ``taps_per_phase / 2`` of those samples (3 ms for 48 at 8 kHz) and the
             stop-band attenuation about ``1.8 * taps_per_phase + 8`` dB (94 dB for 48).
 
     Raises:
-        ValueError: rates not positive integers, or L or M above 64 (e.g. 22050 -> 48000).
+        ValueError: rates not positive integers, or L or M above 1024 (e.g. 44101 -> 48000).
     """
 
     def __init__(
@@ -228,6 +238,10 @@ class StreamResampler:
         rows = newest - (start_in - down)
         n_win = buf.shape[0] - k + 1
         windows = np.ndarray((n_win, k), np.float64, buf, 0, (step, step))
+        if max(up, down) > _DIRECT_TERM:  # many branches: only the one each output needs
+            picked_rows: npt.NDArray[np.float64] = windows[rows]
+            gathered: npt.NDArray[np.float64] = np.einsum("ik,ik->i", picked_rows, d.bank[phase])
+            return gathered
         if down > up:  # rows are distinct: compute only those
             picked: npt.NDArray[np.float64] = np.ascontiguousarray(windows[rows]) @ d.bank_t
             out: npt.NDArray[np.float64] = picked[np.arange(count), phase]

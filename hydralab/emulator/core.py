@@ -242,6 +242,15 @@ class EmulatorFaults:
             ``audio_end_ms`` is unchanged and the response is still scheduled from the moment
             the end of speech was detected. A barge-in or ``response.cancel`` before that point
             flushes it first.
+        unanswered_turns: The user utterances these turns would answer get their
+            ``speech_stopped`` (and the user item's ``conversation.item.done``) and nothing
+            else: the model never answers them (no ``response.created``, no audio). The script
+            moves past the turn, so a later utterance is answered by the turn after it.
+        internal_error_at_speech_stopped: For the user utterance one of these turns would
+            answer, right after its ``speech_stopped`` (and the user item's
+            ``conversation.item.done``): ``error`` ``code:"internal_error"`` and close 1011,
+            before any response. In the sessions :attr:`internal_error_sessions` selects (as
+            :attr:`internal_error_after_turns`); the next session resumes at that turn.
     """
 
     server_full_sessions: int = 0
@@ -252,6 +261,8 @@ class EmulatorFaults:
     response_status: Mapping[int, tuple[str, str | None]] = field(default_factory=dict, hash=False)
     partial_audio_fraction: float = 0.5
     late_speech_stopped_turns: frozenset[int] = frozenset()
+    unanswered_turns: frozenset[int] = frozenset()
+    internal_error_at_speech_stopped: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         if self.server_full_sessions < 0 or self.internal_error_sessions < 0:
@@ -276,9 +287,12 @@ class EmulatorFaults:
                     f"response_status[{k}]: status must be 'failed' or 'incomplete', not {status!r}"
                 )
         object.__setattr__(self, "response_status", statuses)
-        object.__setattr__(
-            self, "late_speech_stopped_turns", frozenset(self.late_speech_stopped_turns)
-        )
+        for name in (
+            "late_speech_stopped_turns",
+            "unanswered_turns",
+            "internal_error_at_speech_stopped",
+        ):
+            object.__setattr__(self, name, frozenset(getattr(self, name)))
 
     def status_details(self, turn_index: int) -> tuple[str, dict[str, Any]] | None:
         """``(status, status_details)`` of the faulted response of ``turn_index``, if any."""
@@ -811,6 +825,11 @@ class EmulatorSession:
             <= session_index
             < f.server_full_sessions + f.internal_error_sessions
         )
+        self._stop_error_armed = bool(f.internal_error_at_speech_stopped) and (
+            f.server_full_sessions
+            <= session_index
+            < f.server_full_sessions + f.internal_error_sessions
+        )
         self.internal_error_sent = False
         self._turns_ended = 0
         self._held_stop: tuple[int, list[Send]] | None = None
@@ -1279,6 +1298,8 @@ class EmulatorSession:
                     out.extend(self._on_speech_start(seg.start_ms, now_ns=now_ns))
                 elif isinstance(seg, SpeechEnd):
                     out.extend(self._on_speech_end(seg.end_ms, now_ns=now_ns))
+                    if self._closing:  # an injected internal_error: nothing more
+                        return out
             self._vad_frames += 1
         del self._buf[: n_frames * _VAD_FRAME_BYTES]
         return out
@@ -1425,6 +1446,26 @@ class EmulatorSession:
             self._truth_now("user_turn_while_busy", now_ns, turn_index=self._turn.index)
         elif answer is None:
             self._truth_now("user_turn_beyond_script", now_ns, detail=f"user turn {end_ms} ms")
+        elif answer in self.config.faults.unanswered_turns:
+            self._truth_now("user_turn_unanswered", now_ns, turn_index=answer)
+            self._next_turn += 1
+        elif answer in self.config.faults.internal_error_at_speech_stopped and (
+            self._stop_error_armed
+        ):
+            self._stop_error_armed = False
+            self._closing = True
+            self.internal_error_sent = True
+            self._truth_now("internal_error_at_speech_stopped", now_ns, turn_index=answer)
+            self._drop_in_flight()
+            return [
+                *out,
+                self._error(
+                    "server_error",
+                    "internal error; reconnect to start a new session",
+                    code="internal_error",
+                ),
+                Close(1011, "internal error"),
+            ]
         else:
             self._schedule_turn(answer, trigger="speech", now_ns=now_ns)
             self._next_turn += 1

@@ -4,10 +4,11 @@ Each dataclass is named after its wire ``type`` and its fields are the wire keys
 ``parse_event(ev.dumps()) == ev``. Nested objects (``session``, ``response``, ``item``,
 ``error``) stay plain dicts with typed convenience properties. :func:`parse_event` is lenient
 where the docs allow more than one shape (an ``error`` given as a plain string, numeric ids,
-``null`` objects) and keeps keys a type does not define in :attr:`HydraEvent.extra`. A frame of
-an unknown type, or of a known type with a field of an unusable type (``malformed`` set), comes
-back as :class:`UnknownEvent` holding the whole frame; only a frame that is not a JSON object
-with a string ``type`` raises :class:`ProtocolError`.
+``null`` objects; and tool ``arguments`` sent as an object rather than its JSON text) and keeps
+keys a type does not define in :attr:`HydraEvent.extra`. A frame of an unknown type, or of a
+known type with a field of an unusable type (``malformed`` set), comes back as
+:class:`UnknownEvent` holding the whole frame; only a frame that is not a JSON object with a
+string ``type`` raises :class:`ProtocolError`.
 
 Sources: the AsyncAPI description of the socket and Smallest's Hydra pages
 (https://docs.smallest.ai/waves/documentation/speech-to-speech-hydra/overview), plus two things
@@ -21,6 +22,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -92,9 +94,26 @@ def encode_pcm16(pcm: npt.NDArray[np.int16]) -> str:
     return base64.b64encode(np.ascontiguousarray(pcm, dtype="<i2").tobytes()).decode("ascii")
 
 
-def decode_pcm16(b64: str, *, carry: bytes = b"") -> tuple[npt.NDArray[np.int16], bytes]:
-    """Decode base64 PCM16 LE; an odd trailing byte is returned to carry into the next delta."""
-    data = carry + base64.b64decode(b64)
+_B64_SPACE = str.maketrans("", "", " \t\r\n")
+
+
+def decode_pcm16(
+    b64: str, *, carry: bytes = b"", validate: bool = False
+) -> tuple[npt.NDArray[np.int16], bytes]:
+    """Decode base64 PCM16 LE; an odd trailing byte is returned to carry into the next delta.
+
+    ``validate``: characters outside the base64 alphabet (whitespace aside) raise instead of
+    being skipped.
+
+    Raises:
+        ValueError: not base64 (bad padding; with ``validate``, a character outside the
+            alphabet).
+    """
+    try:
+        raw = base64.b64decode(b64.translate(_B64_SPACE) if validate else b64, validate=validate)
+    except ValueError as exc:  # binascii.Error
+        raise ValueError(f"audio is not base64: {exc}") from None
+    data = carry + raw
     n = len(data) // 2 * 2
     return np.frombuffer(data[:n], dtype="<i2").astype(np.int16), data[n:]
 
@@ -357,7 +376,7 @@ class ResponseDone(HydraEvent):
         return {
             k: int(v)
             for k, v in u.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
         }
 
     @property
@@ -464,7 +483,10 @@ def _normalize(cls: type[HydraEvent], d: dict[str, Any]) -> tuple[dict[str, Any]
     """Keyword arguments for ``cls`` from frame ``d``, or a reason why a field is unusable.
 
     Shapes the docs allow are accepted: an ``error`` given as a plain string, ``response:
-    null``, a ``warning`` whose code sits in a nested object, numbers where ids are expected.
+    null``, a ``warning`` whose code sits in a nested object, numbers where ids are expected;
+    and one they do not, seen from OpenAI-shaped servers: a tool call's ``arguments`` sent as a
+    JSON object instead of its text (taken as that object's JSON text). A number field that is
+    not finite (``NaN``, ``Infinity``) is unusable.
     """
     kinds = _KINDS[cls]
     kwargs: dict[str, Any] = {}
@@ -472,6 +494,12 @@ def _normalize(cls: type[HydraEvent], d: dict[str, Any]) -> tuple[dict[str, Any]
         if k not in kinds or k == "type":
             continue
         kind, nullable = kinds[k]
+        if cls is FunctionCallArgumentsDone and k == "arguments" and isinstance(v, dict):
+            # arguments sent as a JSON object instead of its text: the same call, taken as is
+            try:
+                v = json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+            except (TypeError, ValueError, RecursionError) as exc:
+                return {}, f"arguments object is not JSON: {exc}"
         if v is None:
             if nullable:
                 kwargs[k] = None
@@ -488,6 +516,8 @@ def _normalize(cls: type[HydraEvent], d: dict[str, Any]) -> tuple[dict[str, Any]
                 return {}, f"{k} is {type(v).__name__}, not a string"
         elif kind == "int" and (isinstance(v, bool) or not isinstance(v, int | float)):
             return {}, f"{k} is {type(v).__name__}, not a number"
+        elif kind == "int" and not math.isfinite(v):
+            return {}, f"{k} is {v}, not a finite number"
         elif kind == "int":
             v = int(v)
         kwargs[k] = v

@@ -49,6 +49,7 @@ def turn_end_mark(index: int) -> str:
     """Name of the mark the bridge sends after the last frame of assistant turn ``index``."""
     return f"{TURN_END_MARK_PREFIX}{index}"
 
+
 _MIN_EPOCH_MS = 1_000_000_000_000  # 2001-09-09: anything smaller is not an epoch-ms stamp
 
 
@@ -112,47 +113,87 @@ class TwilioUnknown(TwilioEvent):
 def _epoch_ms(v: Any) -> int | None:
     try:
         ms = int(float(v))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return ms if ms >= _MIN_EPOCH_MS else None
+
+
+def _obj(d: dict[str, Any], key: str) -> dict[str, Any]:
+    """The nested object ``d[key]`` (absent or ``null``: empty); anything else is an error."""
+    v = d.get(key)
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise TwilioFrameError(f"{key} is {type(v).__name__}, not an object")
+    return v
+
+
+def _str(v: Any) -> str | None:
+    """A string field: strings as they are, numbers as text, anything else ``None``."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return str(v)
+    return None
 
 
 def parse_twilio(frame: str | bytes) -> TwilioEvent:
     """Parse one text frame from either side of a Twilio media stream.
 
+    A binary frame is parsed when it holds UTF-8 JSON text. Identifiers given as numbers are
+    taken as text; identifiers and strings of another type are ignored (``None``).
+
     Raises:
-        TwilioFrameError: not JSON, not an object, or no ``event``/``type`` string; or a media
-            frame whose payload is not base64.
+        TwilioFrameError: not JSON (nested too deeply included), not an object, or no
+            ``event``/``type`` string; a ``media``, ``start`` or ``mark`` that is not an object;
+            or a media payload that is not a base64 string. Nothing else is raised.
     """
     try:
         d = json.loads(frame)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        if isinstance(frame, bytes | bytearray):
+            raise TwilioFrameError(
+                f"binary frame is not UTF-8 JSON: {len(frame)} bytes, {exc}"
+            ) from None
+        raise TwilioFrameError(f"Twilio frame is not JSON: {exc}") from None
+    except RecursionError:
+        raise TwilioFrameError("Twilio frame is not JSON: nested too deeply") from None
+    except (TypeError, ValueError) as exc:  # e.g. not str/bytes at all
         raise TwilioFrameError(f"Twilio frame is not JSON: {exc}") from None
     if not isinstance(d, dict):
         raise TwilioFrameError("Twilio frame is not a JSON object")
     ev = d.get("event", d.get("type"))
     if not isinstance(ev, str):
         raise TwilioFrameError("Twilio frame has no 'event' string")
-    sid = d.get("streamSid") or (d.get("start") or {}).get("streamSid") or d.get("conversation_id")
-    sid = str(sid) if sid is not None else None
+    nested = d.get("start")
+    nested_sid = nested.get("streamSid") if isinstance(nested, dict) else None
+    sid = _str(d.get("streamSid") or nested_sid or d.get("conversation_id"))
     match ev:
         case "connected":
-            return Connected(protocol=d.get("protocol"), stream_sid=sid, raw=d)
+            return Connected(protocol=_str(d.get("protocol")), stream_sid=sid, raw=d)
         case "start":
-            start = d.get("start") or {}
+            start = _obj(d, "start")
+            fmt = start.get("mediaFormat")
             return Start(
-                call_sid=start.get("callSid"),
-                media_format=start.get("mediaFormat"),
+                call_sid=_str(start.get("callSid")),
+                media_format=fmt if isinstance(fmt, dict) else None,
                 stream_sid=sid,
                 raw=d,
             )
         case "media":
-            media = d.get("media") or {}
+            media = _obj(d, "media")
+            b64 = media.get("payload")
+            if b64 is None:
+                b64 = ""
+            if not isinstance(b64, str):
+                raise TwilioFrameError(
+                    f"media payload is {type(b64).__name__}, not a base64 string"
+                )
             try:
-                payload = base64.b64decode(media.get("payload") or "", validate=True)
+                payload = base64.b64decode(b64, validate=True)
             except ValueError as exc:
                 raise TwilioFrameError(f"media payload is not base64: {exc}") from None
-            return Media(payload=payload, track=media.get("track"), stream_sid=sid, raw=d)
+            return Media(payload=payload, track=_str(media.get("track")), stream_sid=sid, raw=d)
         case "user_speech_start":
             return UserSpeechStart(
                 timestamp_ms=_epoch_ms(d.get("timestamp_ms")), stream_sid=sid, raw=d
@@ -162,7 +203,8 @@ def parse_twilio(frame: str | bytes) -> TwilioEvent:
                 timestamp_ms=_epoch_ms(d.get("timestamp_ms")), stream_sid=sid, raw=d
             )
         case "mark":
-            return Mark(name=str((d.get("mark") or {}).get("name", "")), stream_sid=sid, raw=d)
+            name = _obj(d, "mark").get("name", "")
+            return Mark(name=_str(name) or "", stream_sid=sid, raw=d)
         case "clear":
             return Clear(stream_sid=sid, raw=d)
         case "stop":
