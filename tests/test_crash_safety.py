@@ -4,6 +4,7 @@ after a kill (:func:`recover_wav`), and a killed run's directory scored from wha
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -375,3 +376,63 @@ def test_sigkill_mid_call_leaves_recoverable_recordings(tmp_path: Path) -> None:
         assert rate == RATE and got.size >= RATE, name
         want = {"user": 1, "assistant": -1, "mixed": 0}[name] * expected[: got.size]
         assert np.array_equal(got, want), name
+
+
+def _children(pid: int) -> set[int]:
+    out: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        out.update(int(c) for c in text)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_sigkill_of_a_run_leaves_no_child_process(tmp_path: Path) -> None:
+    """``hydralab run`` with the offline STT worker, SIGKILLed mid-call: the decoder process
+    (and multiprocessing's resource tracker, which its queue kept alive) exit too, and the
+    streamed recordings are on disk."""
+    from hydralab.speech.tts import Synthesizer
+
+    if not Synthesizer.available():
+        pytest.skip("needs the speech extra")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from hydralab.cli import main; raise SystemExit(main())",
+            "run",
+            "--out",
+            str(tmp_path),
+            "--stt",
+            "local",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        children: set[int] = set()
+        while time.monotonic() < deadline and len(children) < 2:  # decoder + resource tracker
+            time.sleep(0.2)
+            children = _children(proc.pid)
+        assert len(children) >= 2, children
+        time.sleep(3.0)  # mid-call
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(c) for c in children):
+        time.sleep(0.2)
+    assert not [c for c in children if _alive(c)]
+    (record_dir,) = tmp_path.glob("*/records/*")
+    assert (record_dir / "events.jsonl").is_file() and (record_dir / "audio_mixed.wav").is_file()

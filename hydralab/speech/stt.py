@@ -996,10 +996,20 @@ _WORKER: LocalTranscriber | None = None
 
 
 def _worker_init(kwargs: dict[str, Any]) -> None:
-    """In the decoder process: build the transcriber (and its decoder) once."""
+    """In the decoder process: build the transcriber (and its decoder) once, and exit when the
+    process that started it is gone (killed with SIGKILL, it cannot say so: the executor's
+    queue would keep this process, and multiprocessing's resource tracker, alive forever)."""
     global _WORKER
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     _WORKER = LocalTranscriber(**kwargs)
     _WORKER._ensure_decoder()
+
+
+def _exit_with_parent(parent_pid: int, *, every_s: float = 1.0) -> None:
+    while True:
+        time.sleep(every_s)
+        if os.getppid() != parent_pid:  # re-parented: the parent died
+            os._exit(0)
 
 
 def _worker_ping() -> bool:
