@@ -1042,17 +1042,16 @@ def _turn_taking_sub_metrics(
     sub["agent_interruption.num_interruptions"] = wrap(
         "agent_interruption.num_interruptions", float(sum(segments)) if segments else None, False
     )
+
+    def means(owner: str, key: str, evs: list[Mapping[str, Any]]) -> None:
+        """``<owner>.mean_<key>_ms`` (lower is better) and ``…_score`` (higher is better)."""
+        for unit, digits, higher in (("ms", 3, False), ("score", 4, True)):
+            name = f"{owner}.mean_{key}_{unit}"
+            value = round(statistics.mean(ev[f"{key}_{unit}"] for ev in evs), digits)
+            sub[name] = wrap(name, value, higher)
+
     if agent_ev:
-        sub["agent_interruption.mean_overlap_ms"] = wrap(
-            "agent_interruption.mean_overlap_ms",
-            round(statistics.mean(ev["overlap_ms"] for ev in agent_ev), 3),
-            False,
-        )
-        sub["agent_interruption.mean_overlap_score"] = wrap(
-            "agent_interruption.mean_overlap_score",
-            round(statistics.mean(ev["overlap_score"] for ev in agent_ev), 4),
-            True,
-        )
+        means("agent_interruption", "overlap", agent_ev)
         counts = [turn_taking_count_score(n) for n in segments if n >= 1]
         if counts:
             sub["agent_interruption.mean_count_score"] = wrap(
@@ -1060,32 +1059,14 @@ def _turn_taking_sub_metrics(
             )
     post = [ev for ev in agent_ev if "post_interrupt_latency_ms" in ev]
     if post:
-        sub["agent_interruption.mean_post_interrupt_latency_ms"] = wrap(
-            "agent_interruption.mean_post_interrupt_latency_ms",
-            round(statistics.mean(ev["post_interrupt_latency_ms"] for ev in post), 3),
-            False,
-        )
-        sub["agent_interruption.mean_post_interrupt_latency_score"] = wrap(
-            "agent_interruption.mean_post_interrupt_latency_score",
-            round(statistics.mean(ev["post_interrupt_latency_score"] for ev in post), 4),
-            True,
-        )
+        means("agent_interruption", "post_interrupt_latency", post)
     user_turns = [t for t in turns if t in timeline.user_interrupted_turns]
     sub["user_interruption.rate"] = wrap(
         "user_interruption.rate", round(len(user_turns) / len(turns), 4), True
     )
     yields = [evidence[t] for t in user_turns if "yield_ms" in evidence[t]]
     if yields:
-        sub["user_interruption.mean_yield_ms"] = wrap(
-            "user_interruption.mean_yield_ms",
-            round(statistics.mean(ev["yield_ms"] for ev in yields), 3),
-            False,
-        )
-        sub["user_interruption.mean_yield_score"] = wrap(
-            "user_interruption.mean_yield_score",
-            round(statistics.mean(ev["yield_score"] for ev in yields), 4),
-            True,
-        )
+        means("user_interruption", "yield", yields)
     return sub
 
 

@@ -30,6 +30,21 @@ def rms_dbfs(x: np.ndarray) -> float:
     return 20 * np.log10(max(r, 1e-9) / 32768.0)
 
 
+def short_tool_script() -> Script:
+    """Three turns, one with a tool call: a few seconds of call."""
+    return script(
+        ["My confirmation number is HT4KWB, last name Brooks.", "Thanks, bye."],
+        [
+            (
+                Speak("One moment."),
+                CallTools((ToolCall("get_reservation", RES),)),
+                Speak("Found it."),
+            ),
+            (Speak("Goodbye."),),
+        ],
+    )
+
+
 def tool_script() -> Script:
     """One tool turn: speech, three calls (one to a tool that does not exist), narration."""
     return script(

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fidelity_cases import short_tool_script
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from needs import needs_speech
@@ -28,7 +29,7 @@ from hydralab.protocol.hydra import (
 )
 from hydralab.records import load_record
 from hydralab.runner import RUN_FILES, RunResult
-from hydralab.script import CallTools, Script, Speak, ToolCall, script_from_lines
+from hydralab.script import Speak, script_from_lines
 from hydralab.sim import (
     SimConfig,
     SimModelSession,
@@ -44,23 +45,6 @@ pytestmark = needs_speech
 EPOCH_MS = 1_767_225_600_000
 GREETING = "Hello! Thanks for calling SkyWay. How can I help you today?"
 RES = {"confirmation_number": "HT4KWB", "last_name": "brooks"}
-
-
-def _short_script() -> Script:
-    """Three turns, one with a tool call: a few seconds of call."""
-    return script_from_lines(
-        GREETING,
-        ["My confirmation number is HT4KWB, last name Brooks.", "Thanks, bye."],
-        [
-            (
-                Speak("One moment."),
-                CallTools((ToolCall("get_reservation", RES),)),
-                Speak("Found it."),
-            ),
-            (Speak("Goodbye."),),
-        ],
-        record_id="HL-AIR-001",
-    )
 
 
 def _tools() -> ToolExecutor:
@@ -198,7 +182,7 @@ def test_same_seed_same_run_byte_for_byte(tmp_path: Path) -> None:
     runs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        res = simulate_record(None, out_dir=out, run_id="r", script=_short_script(), sim=noisy)
+        res = simulate_record(None, out_dir=out, run_id="r", script=short_tool_script(), sim=noisy)
         assert res.ended_reason == "goodbye"
         runs.append(_run_files(res.run_dir, out))
     a, b = runs
@@ -213,7 +197,7 @@ def test_same_seed_same_run_byte_for_byte(tmp_path: Path) -> None:
     out = tmp_path / "c"
     other = dict(noisy.__dict__, seed=8)
     res = simulate_record(
-        None, out_dir=out, run_id="r", script=_short_script(), sim=SimConfig(**other)
+        None, out_dir=out, run_id="r", script=short_tool_script(), sim=SimConfig(**other)
     )
     assert _run_files(res.run_dir, out)["events.jsonl"] != a["events.jsonl"]
 
@@ -296,7 +280,7 @@ def test_sim_model_session_rejects_bad_frames_as_the_client_does() -> None:
 
 
 def test_a_malformed_model_frame_reaches_the_core_as_rejected() -> None:
-    sim = Simulation(_short_script(), tools=_tools(), sim=SimConfig(epoch_ms=EPOCH_MS))
+    sim = Simulation(short_tool_script(), tools=_tools(), sim=SimConfig(epoch_ms=EPOCH_MS))
     while not sim.core.model_up:
         assert sim.step()
     bad = '{"type": "response.done", "response": 5}'
@@ -311,7 +295,7 @@ def test_a_malformed_model_frame_reaches_the_core_as_rejected() -> None:
 
 
 def test_simulation_can_be_stepped_and_inspected() -> None:
-    sim = Simulation(_short_script(), tools=_tools(), sim=SimConfig(epoch_ms=EPOCH_MS))
+    sim = Simulation(short_tool_script(), tools=_tools(), sim=SimConfig(epoch_ms=EPOCH_MS))
     assert sim.writer is None and sim.clock.now_ns() == sim.started_ns
     times = []
     while sim.step():
@@ -330,7 +314,7 @@ def test_simulation_can_be_stepped_and_inspected() -> None:
 
 
 def test_stuck_core_is_reported_not_looped_forever(monkeypatch: pytest.MonkeyPatch) -> None:
-    sim = Simulation(_short_script(), tools=_tools(), sim=SimConfig(epoch_ms=EPOCH_MS))
+    sim = Simulation(short_tool_script(), tools=_tools(), sim=SimConfig(epoch_ms=EPOCH_MS))
     while not sim.core.model_up:
         sim.step()
     now = sim.clock.now_ns()
@@ -347,7 +331,7 @@ def test_stuck_core_is_reported_not_looped_forever(monkeypatch: pytest.MonkeyPat
 @pytest.fixture(scope="module")
 def reference() -> Simulation:
     """The short call with no jitter at all: the assistant audio every run must record."""
-    return Simulation(_short_script(), tools=_tools(), sim=SimConfig(epoch_ms=EPOCH_MS)).run()
+    return Simulation(short_tool_script(), tools=_tools(), sim=SimConfig(epoch_ms=EPOCH_MS)).run()
 
 
 def _turn_audio(sim: Simulation, index: int) -> np.ndarray:
@@ -380,7 +364,7 @@ def test_jitter_leaves_the_recording_whole_and_latency_exact(
     within 1 ms (both of its anchors cross the same link, so the error is bounded by the jitter,
     kept below 1 ms here)."""
     sim = Simulation(
-        _short_script(),
+        short_tool_script(),
         tools=_tools(),
         sim=SimConfig(
             seed=seed,
@@ -414,7 +398,7 @@ def test_model_response_error_is_bounded_by_the_network_jitter(tmp_path: Path) -
         None,
         out_dir=tmp_path,
         run_id="t",
-        script=_short_script(),
+        script=short_tool_script(),
         sim=SimConfig(seed=3, epoch_ms=EPOCH_MS, network_jitter=uniform_ms(0.0, 5.0)),
     )
     sim = res.simulation
@@ -430,9 +414,9 @@ def test_model_response_error_is_bounded_by_the_network_jitter(tmp_path: Path) -
 
 
 def test_the_emulators_seed_is_its_own() -> None:
-    a = Simulation(_short_script(), tools=_tools(), sim=SimConfig(epoch_ms=EPOCH_MS)).run()
+    a = Simulation(short_tool_script(), tools=_tools(), sim=SimConfig(epoch_ms=EPOCH_MS)).run()
     b = Simulation(
-        _short_script(),
+        short_tool_script(),
         tools=_tools(),
         emulator_config=EmulatorConfig.live(seed=1),
         sim=SimConfig(epoch_ms=EPOCH_MS),

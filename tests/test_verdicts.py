@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from fidelity_cases import short_tool_script
 from needs import needs_speech
 
 from hydralab import sim as sim_mod
@@ -21,28 +22,12 @@ from hydralab.cli import main
 from hydralab.emulator import EmulatorConfig
 from hydralab.emulator.core import EmulatorFaults
 from hydralab.runner import RunResult, call_verdict
-from hydralab.script import CallTools, Script, Speak, ToolCall, script_from_lines
+from hydralab.script import Speak, script_from_lines
 from hydralab.sim import Simulation, simulate_record
 from hydralab.tools import ToolExecutor
 
 GREETING = "Hello! Thanks for calling SkyWay. How can I help you today?"
 RES = {"confirmation_number": "HT4KWB", "last_name": "brooks"}
-
-
-def _tool_script() -> Script:
-    return script_from_lines(
-        GREETING,
-        ["My confirmation number is HT4KWB, last name Brooks.", "Thanks, bye."],
-        [
-            (
-                Speak("One moment."),
-                CallTools((ToolCall("get_reservation", RES),)),
-                Speak("Found it."),
-            ),
-            (Speak("Goodbye."),),
-        ],
-        record_id="HL-AIR-001",
-    )
 
 
 def _files(res: RunResult) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -142,7 +127,7 @@ def test_verdict_tool_arguments_as_an_object(
 ) -> None:
     """Completed only if the call was answered with a usable result that reached the model."""
     _object_arguments(monkeypatch)
-    res = simulate_record(None, out_dir=tmp_path, run_id="obj", script=_tool_script())
+    res = simulate_record(None, out_dir=tmp_path, run_id="obj", script=short_tool_script())
     _check_consistent(res)
     entries = _tool_entries(res)
     responses = [e["value"]["response"] for e in entries if e["message_type"] == "tool_response"]
@@ -168,7 +153,7 @@ def test_verdict_failed_tool_result_is_not_completed(
         return {"status": "error", "error_type": "execution_error", "message": msg}
 
     monkeypatch.setattr(ToolExecutor, "execute", broken)
-    res = simulate_record(None, out_dir=tmp_path, run_id="bad", script=_tool_script())
+    res = simulate_record(None, out_dir=tmp_path, run_id="bad", script=short_tool_script())
     assert res.ended_reason == "goodbye" and res.error is None
     assert res.caller is not None and res.caller.ended_reason == "goodbye"
     result, _ = _check_consistent(res)
