@@ -20,10 +20,10 @@ demo: $(STAMP)
 	$(BIN)/hydralab run --out runs
 
 ## The whole suite: lint, types, unit + end-to-end tests, notebooks (nbval).
-## Tests run on 4 workers, one test file per worker at a time (most calls are simulated in
+## Tests run on 3 workers, one test file per worker at a time (most calls are simulated in
 ## virtual time; the real-socket ones mostly wait); then the three notebooks, side by side.
 test: $(STAMP) lint typecheck
-	$(BIN)/python -m pytest -n 4 --dist loadfile tests
+	$(BIN)/python -m pytest -n 3 --dist loadfile tests
 	$(BIN)/python -m pytest -n 3 --dist loadfile notebooks
 
 lint: $(STAMP)
