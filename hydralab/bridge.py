@@ -133,19 +133,6 @@ def model_info(client: RealtimeModelSession) -> ModelInfo:
     )
 
 
-def model_close_code(client: RealtimeModelSession) -> int | None:
-    """How the model's socket ended: its close code, except 1009 when this side closed it for
-    a frame over :data:`~hydralab.client.MAX_MODEL_FRAME_BYTES` — websockets then reports 1006
-    (the peer's echo of the close is never read), which would be taken for a dropped network
-    and reconnected. (Read from the websockets connection of a
-    :class:`~hydralab.client.HydraClient`; another model session's code is taken as it is.)"""
-    ws = getattr(client, "_ws", None)
-    sent = getattr(getattr(ws, "protocol", None), "close_sent", None)
-    if getattr(sent, "code", None) == CloseCode.MESSAGE_TOO_BIG:
-        return int(CloseCode.MESSAGE_TOO_BIG)
-    return client.close_code
-
-
 def model_summary(core: BridgeCore, client: RealtimeModelSession, url: str) -> dict[str, Any]:
     """``run.json["hydra"]``: the core's summary plus what the model session knows."""
     out = core.summary()
@@ -159,8 +146,8 @@ def model_summary(core: BridgeCore, client: RealtimeModelSession, url: str) -> d
         warnings=client.stats.warnings,
         frames_in=client.stats.frames_in,
         frames_out=client.stats.frames_out,
-        # the session counts every frame it could not use (the core's malformed ones too)
-        rejected_model_frames=client.stats.rejected_in,
+        # frames the session dropped unparsed, and those the core rejected
+        rejected_model_frames=core.rejected_model_frames + client.stats.rejected_in,
     )
     return out
 
@@ -437,7 +424,7 @@ class BridgeSession(CoreOutcome):
                 self._apply(self.core.model_event(ev, t, caused_by=by))
                 if self.core.stopped:
                     return
-            code = model_close_code(self.client)
+            code = self.client.close_code
             self._apply(self.core.model_closed(code, self.clock.now_ns()))
             if code == CloseCode.MESSAGE_TOO_BIG:  # no reconnect: say why the model went away
                 why = (

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from hydralab.secrets import redact
@@ -256,16 +259,32 @@ def _run(args: argparse.Namespace) -> int:
     return run_sync(_run_call(args))
 
 
+@contextlib.contextmanager
+def _stop_signals(on_signal: Callable[[signal.Signals], None]) -> Iterator[None]:
+    """While inside, SIGINT and SIGTERM call ``on_signal`` on the running loop (only the main
+    thread's loop can take them: elsewhere, e.g. main() inside a running loop, none is set)."""
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, on_signal, sig)
+        except (ValueError, RuntimeError, NotImplementedError):
+            continue
+        installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
 async def _run_call(args: argparse.Namespace) -> int:
     """One call over real sockets. SIGINT / SIGTERM end it (``interrupted``, never completed)
     with every output written and every child process stopped; the exit code is then 130 /
     143, else 0 when the call completed and 1 when it did not."""
-    import signal
-
     from hydralab.emulator import EmulatorConfig
     from hydralab.runner import CallInterrupted, run_record
 
-    loop = asyncio.get_running_loop()
     interrupt = asyncio.Event()
     received: list[int] = []
 
@@ -279,37 +298,28 @@ async def _run_call(args: argparse.Namespace) -> int:
         received.append(int(sig))
         interrupt.set()
 
-    signals: list[signal.Signals] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:  # only the main thread's loop can (main() called inside a running loop: no)
-            loop.add_signal_handler(sig, on_signal, sig)
-        except (ValueError, RuntimeError, NotImplementedError):
-            continue
-        signals.append(sig)
     try:
-        result = await run_record(
-            args.record or args.record_pos,
-            out_dir=args.out,
-            run_id=args.run_id,
-            model=args.model,
-            hydra_model=args.hydra_model,
-            hydra_url=args.hydra_url,
-            voice=args.voice,
-            port=args.port,
-            data_dir=args.data_dir,
-            emulator_config=EmulatorConfig.for_profile(args.profile, seed=args.seed),
-            transcriber=None if args.stt == "none" else args.stt,
-            interrupt=interrupt,
-        )
+        with _stop_signals(on_signal):
+            result = await run_record(
+                args.record or args.record_pos,
+                out_dir=args.out,
+                run_id=args.run_id,
+                model=args.model,
+                hydra_model=args.hydra_model,
+                hydra_url=args.hydra_url,
+                voice=args.voice,
+                port=args.port,
+                data_dir=args.data_dir,
+                emulator_config=EmulatorConfig.for_profile(args.profile, seed=args.seed),
+                transcriber=None if args.stt == "none" else args.stt,
+                interrupt=interrupt,
+            )
     except Exception as exc:
         if not received:
             raise
         what = str(exc) if isinstance(exc, CallInterrupted) else f"error: {exc}"
         print(f"hydralab: {redact(what)}", file=sys.stderr)
         return 128 + received[0]
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
     print(result.summary())
     if received:
         return 128 + received[0]
@@ -317,8 +327,6 @@ async def _run_call(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    import signal
-
     from hydralab.emulator import EmulatorConfig
     from hydralab.serve import BridgeServer
 
@@ -338,16 +346,14 @@ async def _serve(args: argparse.Namespace) -> int:
     )
     url = await server.start()
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     print(
         f"hydralab serve: record {server.record.id} ({args.model}) waiting for callers on {url}; "
         f"runs go to {Path(args.out) / (server.run_id + '-NNN')}; Ctrl-C to stop",
         flush=True,
     )
     try:
-        await stop.wait()
+        with _stop_signals(lambda _sig: stop.set()):
+            await stop.wait()
     finally:
         results = await server.stop()
     for res in results:

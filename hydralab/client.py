@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import CloseCode
 
 from hydralab.protocol.hydra import (
     DEFAULT_OUTPUT_RATE_HZ,
@@ -43,7 +44,6 @@ from hydralab.protocol.hydra import (
     SessionConfigure,
     SessionConfigured,
     SessionCreated,
-    UnknownEvent,
     WarningEvent,
     client_event_id,
     parse_event,
@@ -275,13 +275,10 @@ class ReceivedFrame:
         event: The parsed event; ``None`` for a frame that is not a JSON object with a string
             ``type`` (skipped).
         logged: What the frame log records (audio elided; the error for an unparseable frame).
-        rejected: Counts in ``stats.rejected_in`` (unparseable, or a known type with a field of
-            an unusable type: ``UnknownEvent.malformed``).
     """
 
     event: HydraEvent | None
     logged: dict[str, Any]
-    rejected: bool
 
 
 def parse_server_frame(frame: str | bytes) -> ReceivedFrame:
@@ -296,10 +293,10 @@ def parse_server_frame(frame: str | bytes) -> ReceivedFrame:
             raise ProtocolError(bad)
         ev = parse_event(raw)
     except ProtocolError as exc:
-        return ReceivedFrame(None, {"type": "<unparseable>", "error": str(exc)}, True)
-    # the frame as received, unknown keys included
-    malformed = isinstance(ev, UnknownEvent) and ev.malformed is not None
-    return ReceivedFrame(ev, elide_frame(raw), malformed)
+        return ReceivedFrame(None, {"type": "<unparseable>", "error": str(exc)})
+    # the frame as received, unknown keys included; a known type with a field of the wrong
+    # type goes on as UnknownEvent(malformed=...): its consumer (the bridge core) counts it
+    return ReceivedFrame(ev, elide_frame(raw))
 
 
 def encode_client_event(event: HydraEvent) -> tuple[str, dict[str, Any]]:
@@ -391,7 +388,7 @@ class _Stats:
     warnings: list[dict[str, Any]] = field(default_factory=list)
     connects: int = 0
     tokens_minted: int = 0
-    rejected_in: int = 0  # frames that were not JSON objects or had a field of the wrong type
+    rejected_in: int = 0  # frames dropped unparsed (not a JSON object with a string type)
 
 
 class ConfiguredSession:
@@ -647,7 +644,7 @@ class HydraClient(ConfiguredSession):
             self.stats.frames_in += 1
             t = self._now_ns()
             rx = parse_server_frame(frame)
-            if rx.rejected:
+            if rx.event is None:
                 self.stats.rejected_in += 1
             if self._log is not None:
                 self._log("in", rx.logged, t)
@@ -678,8 +675,15 @@ class HydraClient(ConfiguredSession):
     @property
     def close_code(self) -> int | None:
         """Close code once the socket has ended (``None`` while open or before connecting;
-        1006 if it ended without a close frame)."""
-        return None if self._ws is None else self._ws.close_code
+        1006 if it ended without a close frame). 1009 when this side closed it for a frame over
+        :data:`MAX_MODEL_FRAME_BYTES`: websockets then reports 1006 (the server's echo of the
+        close is never read), which would pass for a dropped network and be reconnected."""
+        if self._ws is None:
+            return None
+        sent = self._ws.protocol.close_sent
+        if sent is not None and sent.code == CloseCode.MESSAGE_TOO_BIG:
+            return int(CloseCode.MESSAGE_TOO_BIG)
+        return self._ws.close_code
 
     @property
     def close_reason(self) -> str | None:

@@ -364,8 +364,8 @@ class SimModelSession(ConfiguredSession):
     :class:`hydralab.client.HydraClient` would hold.
 
     It frames client events exactly as the client does (stamped ``event_id``s, the same JSON),
-    parses the emulator's frames with the client's parser (a malformed frame is counted in
-    ``stats.rejected_in`` and reaches the core as ``UnknownEvent.malformed``), logs both ways to
+    parses the emulator's frames with the client's parser (a malformed frame goes on to the
+    core as ``UnknownEvent.malformed``, which counts it), logs both ways to
     the frame logger, and keeps the properties :func:`hydralab.bridge.model_summary` reads.
     The :class:`Simulation` moves its frames and runs its handshake.
 
@@ -468,7 +468,7 @@ class SimModelSession(ConfiguredSession):
         """A frame read from the socket: counted, logged, parsed (``None``: unparseable)."""
         self.stats.frames_in += 1
         rx = parse_server_frame(frame)
-        if rx.rejected:
+        if rx.event is None:
             self.stats.rejected_in += 1
         if self._log is not None:
             self._log("in", rx.logged, t_ns)
