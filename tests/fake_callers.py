@@ -1,7 +1,8 @@
 """Callers that are not hydralab's: EVA's simulator and a canonical Twilio Media Streams client.
 
-Written from EVA's documented behaviour (``docs/hydra-facts.md``; EVA's ``audio_bridge.py``),
-not from its code: what matters is what reaches the bridge.
+Written from EVA's documented behaviour (``docs/hydra-facts.md``, "The caller side", from EVA's
+``audio_bridge.py``, https://github.com/ServiceNow/eva), not from its
+code: what matters is what reaches the bridge.
 
 - :class:`EvaLikeCaller` — ``connected`` with ``protocol: voice-bench-v1``, ``start`` without
   ``streamSid``, ``media`` with only a payload; ``user_speech_start`` stamped with epoch ms just

@@ -469,7 +469,8 @@ def test_run_config_and_record_meta(tmp_path: Path) -> None:
         "language": "en",
         "agent_config_path": "configs/agents/airline_agent.yaml",
     }
-    # what EVA's RunConfig requires, truthful about what answered, never a key
+    # what EVA's RunConfig requires (ServiceNow/eva src/eva/models/config.py: model_list, and
+    # s2s_params with api_key and model), truthful about what answered, never a key
     assert config["model"] == {
         "s2s": "hydra-emulator",
         "s2s_params": {
