@@ -1,10 +1,13 @@
 """hydralab's airline tools against EVA's own, call by call.
 
 EVA's tool functions (``eva/assistant/tools/airline_tools.py`` in the shared EVA checkout, MIT)
-are imported at test time from ``../shared/eva/src``, never copied into the project. Every call
-runs through both implementations, each on its own deep copy of the record's scenario DB, and
-must give the same ``status``, the same ``error_type`` and the same keys (at every depth of a
-success), and leave the same DB behind. ``message`` texts are hydralab's own and not compared.
+are loaded at test time from ``../shared/eva`` by hydralab's own loader
+(:class:`hydralab.tools.EvaTools`, by file path), never copied into the project, and run by
+:class:`hydralab.tools.ToolExecutor` with EVA's executor semantics. Every call runs through both
+backends, each on its own deep copy of the record's scenario DB, and must give the same
+``status``, the same ``error_type`` and the same keys (at every depth of a success), and leave the
+same DB behind; on the trace calls every value but ``message`` must be equal too. ``message``
+texts are hydralab's own and not compared.
 
 Three sets of calls per shared airline record:
 
@@ -19,18 +22,14 @@ Skipped when the shared EVA checkout or pydantic (which EVA's tools need) is abs
 
 from __future__ import annotations
 
-import copy
-import importlib
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from hydralab.records import Record, list_records, load_record
-from hydralab.tools import ToolExecutor
+from hydralab.tools import EvaTools, ToolExecutor
 
 EVA_DIR = Path(__file__).parents[1].parent / "shared" / "eva"
 EVA_SRC = EVA_DIR / "src"
@@ -46,46 +45,28 @@ Call = tuple[str, JSON]
 
 
 @pytest.fixture(scope="module")
-def eva_tools() -> ModuleType:
-    """EVA's airline tool module, imported from the shared checkout."""
+def eva_tools() -> EvaTools:
+    """EVA's tool code in the shared checkout, loaded by path (not imported as a package)."""
     pytest.importorskip("pydantic", reason="EVA's airline tools need pydantic")
-    sys.path.insert(0, str(EVA_SRC))
-    try:
-        return importlib.import_module("eva.assistant.tools.airline_tools")
-    finally:
-        sys.path.remove(str(EVA_SRC))
+    return EvaTools(EVA_DIR)
 
 
 def _record_ids() -> list[str]:
     return list_records(EVA_DIR, domain="airline") if (EVA_DIR / "data").is_dir() else []
 
 
-class EvaSide:
-    """EVA's tools on a private DB, called the way EVA's ToolExecutor calls them."""
-
-    def __init__(self, module: ModuleType, record: Record) -> None:
-        self.module = module
-        self.db = copy.deepcopy(record.initial_db)
-        self.db["_current_date"] = record.current_date
-        self.counts: dict[str, int] = {}
-
-    def execute(self, name: str, params: JSON) -> JSON:
-        self.counts[name] = self.counts.get(name, 0) + 1
-        fn: Callable[..., JSON] = getattr(self.module, name)
-        try:
-            result = fn(params=copy.deepcopy(params), db=self.db, call_index=self.counts[name])
-        except Exception as exc:  # EVA's executor turns a crash into execution_error
-            return {"status": "error", "error_type": "execution_error", "message": str(exc)}
-        # EVA's responses can alias the live DB (search segments); compare them as returned
-        return copy.deepcopy(result)
-
-
 class Pair:
-    """hydralab's executor and EVA's tools side by side on one record."""
+    """hydralab's airline tools and EVA's, each in its own executor, side by side on one record.
 
-    def __init__(self, module: ModuleType, record: Record) -> None:
+    The EVA side runs with EVA's executor semantics (per-tool ``call_index``, crash ->
+    ``execution_error``); its results are deep copies (EVA's can alias the live DB).
+    """
+
+    def __init__(self, backend: EvaTools, record: Record) -> None:
         self.ours = ToolExecutor.for_record(record)
-        self.eva = EvaSide(module, record)
+        self.eva = ToolExecutor.for_record(
+            record, enabled_tools=record.agent.tool_names, backend=backend
+        )
 
     def call(self, name: str, params: JSON) -> list[str]:
         """Run one call on both; the differences (empty when they agree)."""
@@ -370,7 +351,7 @@ def _probes(db: JSON) -> list[Call]:
 
 
 @pytest.mark.parametrize("record_id", _record_ids())
-def test_trace_calls_match_eva(eva_tools: ModuleType, record_id: str) -> None:
+def test_trace_calls_match_eva(eva_tools: EvaTools, record_id: str) -> None:
     record = load_record(record_id, data_dir=EVA_DIR, domain="airline")
     pair = Pair(eva_tools, record)
     calls = _trace_calls(record)
@@ -384,7 +365,7 @@ def test_trace_calls_match_eva(eva_tools: ModuleType, record_id: str) -> None:
 
 
 @pytest.mark.parametrize("record_id", _record_ids())
-def test_perturbed_trace_calls_match_eva(eva_tools: ModuleType, record_id: str) -> None:
+def test_perturbed_trace_calls_match_eva(eva_tools: EvaTools, record_id: str) -> None:
     record = load_record(record_id, data_dir=EVA_DIR, domain="airline")
     calls = _trace_calls(record)
     diffs: list[str] = []
@@ -401,7 +382,7 @@ def test_perturbed_trace_calls_match_eva(eva_tools: ModuleType, record_id: str) 
 
 
 @pytest.mark.parametrize("record_id", _record_ids())
-def test_db_probes_match_eva(eva_tools: ModuleType, record_id: str) -> None:
+def test_db_probes_match_eva(eva_tools: EvaTools, record_id: str) -> None:
     record = load_record(record_id, data_dir=EVA_DIR, domain="airline")
     probes = _probes(record.initial_db)
     assert {name for name, _ in probes} == set(ToolExecutor.for_record(record).tool_names)
@@ -413,6 +394,30 @@ def test_db_probes_match_eva(eva_tools: ModuleType, record_id: str) -> None:
     for name, params in _trace_calls(record) + probes:
         diffs += [f"chained {name} {params}: {d}" for d in chained.call(name, params)]
     assert diffs == []
+
+
+@pytest.mark.parametrize("record_id", _record_ids())
+def test_trace_call_values_match_eva(eva_tools: EvaTools, record_id: str) -> None:
+    """Beyond keys: every value of every trace call's result but ``message`` is EVA's."""
+    record = load_record(record_id, data_dir=EVA_DIR, domain="airline")
+    ours = ToolExecutor.for_record(record)
+    eva = ToolExecutor.for_record(record, backend=eva_tools)
+    pairs = zip(ours.replay(record.trace), eva.replay(record.trace), strict=True)
+    differ = [
+        f"{i}: {a} != {b}"
+        for i, (a, b) in enumerate(pairs)
+        if _without_messages(a) != _without_messages(b)
+    ]
+    assert differ == []
+    assert ours.db == eva.db
+
+
+def _without_messages(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_messages(v) for k, v in value.items() if k != "message"}
+    if isinstance(value, list):
+        return [_without_messages(v) for v in value]
+    return value
 
 
 def test_records_are_found() -> None:
