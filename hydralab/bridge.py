@@ -106,6 +106,10 @@ class BridgeConfig:
     (``False`` only to show what a context-less reconnect does)."""
     underrun_tolerance_ms: float = 60.0
     """A frame sent more than this after the previous one ended is heard after a gap."""
+    session_update: dict[str, Any] | None = None
+    """EXPERIMENTAL (``configure_mode="update"``): ``BudgetResult.update_session`` — the
+    ``session.update`` the core sends after every ``session.configured``
+    (:attr:`hydralab.bridge_core.BridgeCoreConfig.session_update`); ``None``: none."""
 
     def core_config(self, *, transcribe: bool) -> BridgeCoreConfig:
         """The sans-I/O core's share of these settings."""
@@ -121,6 +125,7 @@ class BridgeConfig:
             reconnect_context=self.reconnect_context,
             underrun_tolerance_ms=self.underrun_tolerance_ms,
             transcribe=transcribe,
+            session_update=self.session_update,
         )
 
 

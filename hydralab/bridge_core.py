@@ -35,6 +35,7 @@ the call, as ``bridge_error`` with the error text.
 
 from __future__ import annotations
 
+import copy
 import json
 import traceback
 from collections import deque
@@ -50,7 +51,7 @@ from hydralab.clock import ClockLike
 from hydralab.latency import compute_v2v
 from hydralab.playout import PlayoutPlacer
 from hydralab.protocol import twilio as tw
-from hydralab.protocol.budget import configure_bytes
+from hydralab.protocol.budget import configure_bytes, session_update_bytes
 from hydralab.protocol.context import with_context
 from hydralab.protocol.hydra import (
     ConversationItemCreate,
@@ -65,6 +66,8 @@ from hydralab.protocol.hydra import (
     ResponseOutputAudioDelta,
     ResponseOutputAudioDone,
     ResponseOutputAudioTranscriptDelta,
+    SessionUpdate,
+    SessionUpdated,
     SpeechStarted,
     SpeechStopped,
     UnknownEvent,
@@ -226,6 +229,12 @@ class BridgeCoreConfig:
     max_core_errors: int = 20
     """Internal errors (caught, counted, logged) tolerated before the call ends as
     ``bridge_error``."""
+    session_update: dict[str, Any] | None = None
+    """EXPERIMENTAL (``configure_mode="update"``): the ``session`` of a ``session.update``
+    (``BudgetResult.update_session``: ``{"tools": [...every tool...]}``) sent once after every
+    ``session.configured`` — the first session's and each reconnect's. Nothing waits for its
+    ``session.updated`` echo; ``summary()["session_update"]`` records what came back.
+    ``None``: no update (every other mode)."""
 
 
 class CoreOutcome:
@@ -342,6 +351,10 @@ class BridgeCore:
         self._calls_seen: set[str] = set()
         self._call_names: dict[str, str] = {}
         self._last_error_code: str | None = None
+        # the deferred session.update (configure_mode="update"): one attempt per model session
+        self.session_updates: list[dict[str, Any]] = []
+        self._update_pending: dict[str, Any] | None = None
+        self._update_sent_ns = 0
         self._out: list[Effect] = []
         self._stopped = False
 
@@ -475,6 +488,7 @@ class BridgeCore:
                 {"output_rate_hz": info.output_rate_hz, "configure_bytes": info.configure_bytes},
                 t_ns,
             )
+        self._send_session_update(t_ns)
         return self._flush(t_ns)
 
     def model_connect_failed(self, error: str, t_ns: int) -> list[Effect]:
@@ -574,6 +588,122 @@ class BridgeCore:
                 out.append(("assistant", turn.text))
         return out
 
+    # ------------------------------------------------------------------ session.update
+    def _send_session_update(self, t_ns: int) -> None:
+        """``configure_mode="update"``: the full tool list, once per configured model session.
+        Nothing waits for the echo: audio and turns go on at once."""
+        patch = self.config.session_update
+        if patch is None or self._stopped:
+            return
+        tools = patch.get("tools")
+        attempt: dict[str, Any] = {
+            "session": len(self.session_updates),
+            "session_id": self.model.session_id,
+            "sent_bytes": session_update_bytes(patch),
+            "tools": len(tools) if isinstance(tools, list) else 0,
+            "sent_t_epoch_ms": self.clock.epoch_ms(t_ns),
+            "echo": False,
+            "echo_t_epoch_ms": None,
+            "echo_after_ms": None,
+            "echo_tools": None,
+            "all_tools_applied": False,
+            "error": None,
+        }
+        self.session_updates.append(attempt)
+        self._update_pending = attempt
+        self._update_sent_ns = t_ns
+        self._emit(ToModel(SessionUpdate(session=copy.deepcopy(patch))))
+        self._log(
+            "session_update_sent",
+            {
+                "session": attempt["session"],
+                "bytes": attempt["sent_bytes"],
+                "tools": attempt["tools"],
+                "configure_bytes": self.model.configure_bytes,
+                "experimental": "configure_mode=update: whether Hydra's configure ceiling "
+                "applies to session.update is unverified",
+            },
+            t_ns,
+        )
+
+    def _session_updated(self, ev: SessionUpdated, t_ns: int) -> None:
+        """The server's echo: which tools it applied (the docs: only the applied fields)."""
+        attempt, self._update_pending = self._update_pending, None
+        echoed = ev.session.get("tools") if isinstance(ev.session, dict) else None
+        tools = echoed if isinstance(echoed, list) else []
+        names = sorted(str(t.get("name")) for t in tools if isinstance(t, dict))
+        if attempt is None:
+            self._log(
+                "session_updated_unexpected",
+                {"tools": len(echoed) if isinstance(echoed, list) else None},
+                t_ns,
+            )
+            return
+        sent = (self.config.session_update or {}).get("tools") or []
+        want = sorted(str(t.get("name")) for t in sent if isinstance(t, dict))
+        after_ms = round((t_ns - self._update_sent_ns) / 1e6, 3)
+        attempt.update(
+            echo=True,
+            echo_t_epoch_ms=self.clock.epoch_ms(t_ns),
+            echo_after_ms=after_ms,
+            echo_tools=len(echoed) if isinstance(echoed, list) else None,
+            all_tools_applied=isinstance(echoed, list) and names == want,
+        )
+        self._log(
+            "session_update_echo",
+            {
+                "session": attempt["session"],
+                "tools": attempt["echo_tools"],
+                "all_tools_applied": attempt["all_tools_applied"],
+                "after_ms": after_ms,
+            },
+            t_ns,
+        )
+
+    def _session_update_error(self, ev: ErrorEvent, caused_by: str | None, t_ns: int) -> None:
+        """An ``error`` answering the update: named by its ``event_id``, or (the server named
+        no frame) an ``invalid_frame`` while the update awaits its echo."""
+        attempt = self._update_pending
+        if attempt is None:
+            return
+        if caused_by != SessionUpdate.type and not (
+            caused_by is None and ev.code == "invalid_frame"
+        ):
+            return
+        self._update_pending = None
+        attempt["error"] = {"code": ev.code, "message": ev.message[:300], "param": ev.param}
+        self._log(
+            "session_update_error",
+            {"session": attempt["session"], "code": ev.code, "message": ev.message[:300]},
+            t_ns,
+        )
+
+    def session_update_summary(self) -> dict[str, Any] | None:
+        """``summary()["session_update"]``: ``None`` without a deferred update, else what was
+        sent and what came back — ``sent_bytes``, ``tools``, ``sent`` (updates sent: one per
+        configured model session), ``echo`` (every one was echoed), ``echo_tools`` (tools the
+        last echo listed), ``all_tools_applied`` (every echo listed every tool),
+        ``echo_after_ms`` (the first echo, after its send), ``error`` (the first ``error``
+        answering one) and ``attempts`` (one entry per model session)."""
+        patch = self.config.session_update
+        if patch is None:
+            return None
+        attempts = self.session_updates
+        echoed = [a for a in attempts if a["echo"]]
+        tools = patch.get("tools")
+        return {
+            "sent_bytes": session_update_bytes(patch),
+            "tools": len(tools) if isinstance(tools, list) else 0,
+            "sent": len(attempts),
+            "echo": bool(attempts) and len(echoed) == len(attempts),
+            "echo_tools": echoed[-1]["echo_tools"] if echoed else None,
+            "all_tools_applied": bool(attempts) and all(a["all_tools_applied"] for a in attempts),
+            "echo_after_ms": echoed[0]["echo_after_ms"] if echoed else None,
+            "error": next((a["error"] for a in attempts if a["error"] is not None), None),
+            "attempts": [dict(a) for a in attempts],
+            "verified": False,
+        }
+
     def model_send_failed(
         self, effect: ToModel | ToModelAudio, error: str, t_ns: int
     ) -> list[Effect]:
@@ -597,6 +727,11 @@ class BridgeCore:
                 self._log("tool_output_not_sent", {"call_id": call_id, "error": error}, t_ns)
             case ToModel(event=ResponseCreate()):
                 self._log("response_create_not_sent", {"error": error}, t_ns)
+            case ToModel(event=SessionUpdate()):
+                if self._update_pending is not None:
+                    self._update_pending["error"] = {"code": "not_sent", "message": error[:300]}
+                    self._update_pending = None
+                self._log("session_update_not_sent", {"error": error}, t_ns)
             case _:
                 pass
         return self._flush(t_ns)
@@ -940,6 +1075,9 @@ class BridgeCore:
                 self._last_error_code = ev.code
                 if ev.code == "tool_response_timeout" and self.tool_policy.cancel(ev.code):
                     self._log("response_create_skipped", {"why": ev.code}, t_ns)
+                self._session_update_error(ev, caused_by, t_ns)
+            case SessionUpdated():
+                self._session_updated(ev, t_ns)
             case _:
                 pass
         self._turn_actions(actions, t_ns)
@@ -1000,6 +1138,12 @@ class BridgeCore:
                 f"session.configure was {self.model.configure_bytes} bytes — Hydra drops all "
                 "audio above ~32 KB (see run.json configure_budget)"
             )
+            if self.session_updates:
+                self.no_audio_warning += (
+                    f"; a {self.session_updates[-1]['sent_bytes']}-byte session.update with "
+                    "every tool followed (configure_mode=update: whether the ceiling applies to "
+                    "it is unverified)"
+                )
             self._log("model_sends_no_audio", {"warning": self.no_audio_warning}, t_ns)
 
     # ------------------------------------------------------------------ play-out
@@ -1343,6 +1487,7 @@ class BridgeCore:
             "caller_silence_ahead_dropped_ms": self.uplink.ahead_silence_ms,
             "silent_responses": self.silent_responses,
             "no_audio_warning": self.no_audio_warning,
+            "session_update": self.session_update_summary(),
             "duration_s": ((self.ended_ns or self.started_ns) - self.started_ns) / 1e9,
         }
 

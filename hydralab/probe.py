@@ -27,7 +27,12 @@ Scenarios (:data:`SCENARIOS`), each run for every ``--models`` tag:
    page), noting when the tool response's ``response.done`` arrives.
 4. ``barge_in``: speak again ~1 s into a long answer; what follows ``speech_started``.
 5. ``configure_size``: binary search of the configure size above which no audio comes back,
-   and whether a ``session.update`` with ``tools`` counts against it.
+   and whether a ``session.update`` with ``tools`` counts against it: one more session with a
+   configure well under the ceiling, then a tools update larger than the whole ceiling. Its
+   summary says ``update_counts_against_ceiling``: ``true`` (the update was applied and no
+   audio came back), ``false`` (applied, and audio still came) or ``null`` (unknown, with
+   ``update_counts_reason``: no ceiling found, the update refused or not echoed, a failed
+   handshake). ``configure_mode="update"`` depends on the answer being ``false``.
 6. ``stt``: scenario 2's utterance through each batch STT provider whose key is set.
 
 Audio is paced in real time (Hydra closes sessions fed faster); :attr:`ProbeConfig.speed` may
@@ -955,6 +960,13 @@ class _Probe:
                     await s.send(upd)
                     echo = await s.expect(("session.updated", "error"), timeout_s=2.0)
                     facts["update_reply"] = None if echo is None else echo.get("type")
+                    if echo is not None and echo.get("type") == "session.updated":
+                        got = echo.get("session")
+                        tools = got.get("tools") if isinstance(got, dict) else None
+                        facts["update_echo_tools"] = len(tools) if isinstance(tools, list) else None
+                    elif echo is not None:
+                        err = echo.get("error")
+                        facts["update_error"] = err.get("code") if isinstance(err, dict) else None
                 s.start_mic()
                 turns = await _converse(s, pcm, timeout_s=self.cfg.response_timeout_s, linger_s=0.0)
                 facts.update(turns.facts(s.output_rate_hz))
@@ -1003,24 +1015,35 @@ class _Probe:
                 "smallest_without_audio_bytes": bad,
                 "tolerance_bytes": None if bad is None else bad - ok,
                 "tries": tries,
+                "update_counts_against_ceiling": None,
+                "update_counts_reason": "no configure ceiling found below "
+                f"{cfg.bisect_hi_bytes} bytes: nothing to compare a session.update against",
                 "session_update_counts": None,
             }
             if bad is not None:
-                # Configure well under the ceiling, then a tools update that would push the sum
-                # over it: is audio still produced?
+                # Configure well under the ceiling (such sizes had audio), then a tools update
+                # larger than the whole ceiling on its own (so the sum is over it too): is audio
+                # still produced?
                 base = max(ok - (bad - ok), 512)
-                extra = bad - base + 512
+                extra = bad + 512
                 audio, name, actual, facts = await self._size_session(
                     model, base, update_bytes=extra
                 )
-                result["session_update_check"] = {
+                check = {
                     "configure_bytes": actual,
                     "update_bytes": facts.get("update_bytes"),
                     "update_reply": facts.get("update_reply"),
+                    "update_echo_tools": facts.get("update_echo_tools"),
+                    "update_error": facts.get("update_error"),
+                    "handshake": facts.get("handshake", "ok"),
                     "audio": audio,
                     "file": name,
                 }
-                result["session_update_counts"] = not audio
+                counts, why = _update_verdict(check, ceiling=bad)
+                result["session_update_check"] = check
+                result["update_counts_against_ceiling"] = counts
+                result["update_counts_reason"] = why
+                result["session_update_counts"] = counts  # the earlier name, kept
             r.facts = result
             r.file = tries[-1]["file"] if tries else None
             r.outcome = "ok" if bad is not None else "no_ceiling_below_hi"
@@ -1081,6 +1104,42 @@ class _Probe:
         path = self.cfg.out_dir / SUMMARY_NAME
         self._write(path, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
         return summary
+
+
+def _update_verdict(check: Mapping[str, Any], *, ceiling: int) -> tuple[bool | None, str]:
+    """Does a ``session.update`` count against the configure ceiling? From the check session
+    (a configure under the ceiling, then an update larger than ``ceiling`` on its own).
+
+    Returns:
+        ``(True, why)``: the update was applied (echoed) and no audio came back; ``(False,
+        why)``: applied, and audio still came; ``(None, why)``: unknown — the handshake failed,
+        or the update was refused or not echoed (nothing known to be applied).
+    """
+    size = check.get("update_bytes")
+    if check.get("handshake", "ok") != "ok":
+        return None, f"the check session's handshake failed ({check.get('handshake')})"
+    reply = check.get("update_reply")
+    if reply == "error":
+        return None, (
+            f"the {size}-byte session.update was refused ({check.get('update_error')}): "
+            "nothing was applied"
+        )
+    if reply != "session.updated":
+        heard = "audio still came" if check.get("audio") else "no audio came either"
+        return None, (
+            f"no session.updated for the {size}-byte session.update: not known whether its "
+            f"tools were applied ({heard})"
+        )
+    tools = check.get("update_echo_tools")
+    if check.get("audio"):
+        return False, (
+            f"a {size}-byte session.update (over the {ceiling}-byte configure ceiling on its "
+            f"own) was applied ({tools} tool(s) echoed) and audio still came back"
+        )
+    return True, (
+        f"a {size}-byte session.update (over the {ceiling}-byte configure ceiling on its own) "
+        f"was applied ({tools} tool(s) echoed) and no audio came back"
+    )
 
 
 def _runs(types: Sequence[str]) -> list[list[Any]]:

@@ -22,12 +22,18 @@ A dataset is either a JSON list of records (``<domain>_dataset.json``) or one re
 
 Records carry identity placeholders (``<FIRST_NAME>``, ``<LAST_NAME_ROMANIZED>``, ``<PHONE>`` ...)
 that are resolved per language from ``culture_overrides`` / ``romanized_culture_overrides``;
-romanized values are emitted lowercase, as EVA does.
+romanized values are emitted lowercase, as EVA does. itsm records also carry location
+placeholders (``<LOC:East Campus>``), resolved against the domain's alias files
+(``data/<domain>_aliases/*.json``, :func:`resolve_locations`); the same files give scenario DB
+entries their ``name_aliases`` (:func:`inject_name_aliases`). A record's ``agent_override``
+(:func:`apply_agent_override`) and, for a language other than English, EVA's language addendum
+(:func:`language_addendum`) shape the agent's instructions.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from collections.abc import Mapping
@@ -44,6 +50,7 @@ __all__ = [
     "DEFAULT_DATA_DIR",
     "DEFAULT_RECORD_ID",
     "KEY_PLACEHOLDER",
+    "LANGUAGE_DISPLAY_NAMES",
     "AgentConfig",
     "Record",
     "RecordError",
@@ -51,14 +58,19 @@ __all__ = [
     "RecordNotFoundError",
     "UnknownDomainError",
     "agent_config_path",
+    "apply_agent_override",
     "build_instructions",
     "check_path_name",
     "eva_run_config",
     "greeting_steer",
+    "inject_name_aliases",
+    "language_addendum",
     "list_records",
     "load_agent_config",
+    "load_aliases",
     "load_record",
     "record_meta",
+    "resolve_locations",
     "resolve_placeholders",
 ]
 
@@ -185,7 +197,8 @@ class Record:
         expected_db: Resolved ``ground_truth.expected_scenario_db`` (includes ``session``).
         trace: Resolved ``ground_truth.expected_trace.trace`` events.
         greeting: The agent's opening line for ``language``.
-        agent: The domain's agent config.
+        agent: The domain's agent config, with the record's ``agent_override`` applied
+            (:func:`apply_agent_override`).
         user_goal: Resolved ``user_goal``.
         user_config: Resolved ``user_config`` (persona, gender).
         starting_utterance: The caller's first line for ``language``.
@@ -195,6 +208,10 @@ class Record:
             ``{agent_personality}``, ``{agent_instructions}``) when the data directory has
             ``configs/prompts/simulation.yaml``; ``None`` means hydralab's built-in template.
         prompt_path: Where :attr:`prompt_template` was read from.
+        aliases_dir: The domain's alias files (``data/<domain>_aliases``) when that folder
+            exists: ``<LOC:...>`` placeholders and the DBs' ``name_aliases`` came from it.
+        agent_override: The record's ``agent_override`` as stored (``None``: none), already
+            applied to :attr:`agent`.
     """
 
     id: str
@@ -214,6 +231,8 @@ class Record:
     data_dir: Path | None = None
     prompt_template: str | None = None
     prompt_path: Path | None = None
+    aliases_dir: Path | None = None
+    agent_override: dict[str, Any] | None = None
 
     @property
     def current_date(self) -> str:
@@ -310,6 +329,249 @@ def resolve_placeholders(value: Any, values: Mapping[str, str]) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
+# Locations and name aliases (EVA's alias files)
+# ---------------------------------------------------------------------------------------------
+
+_LOC = re.compile(r"<LOC:([^>]+)>")
+
+
+def _is_english(language: str) -> bool:
+    return not language or language.lower() in ("en", "english")
+
+
+def load_aliases(aliases_dir: Path | str | None) -> dict[str, dict[str, Any]]:
+    """The alias files of a domain (``data/<domain>_aliases/*.json``), by canonical ``name``.
+
+    Each file is ``{"name", "translatable", "base": [...], "translations": {lang: [...]}}``.
+    Files are read in sorted order; a later file with the same ``name`` wins, as in EVA's
+    ``_load_aliases_index`` (``src/eva/utils/culture.py``).
+
+    Args:
+        aliases_dir: The folder; ``None`` or a folder that does not exist gives ``{}`` (a domain
+            without alias files: nothing is injected and ``<LOC:Name>`` renders ``Name``).
+
+    Raises:
+        RecordFormatError: A file is not JSON, or not an object with a string ``name``, a list
+            ``base`` and an object ``translations`` of lists.
+    """
+    if aliases_dir is None:
+        return {}
+    folder = Path(aliases_dir)
+    if not folder.is_dir():
+        return {}
+    index: dict[str, dict[str, Any]] = {}
+    for path in sorted(folder.glob("*.json")):
+        entry = _read_json(path)
+        where = f"alias file {path}"
+        name = _need(entry, "name", str, where)
+        base = entry.get("base") or []
+        translations = entry.get("translations") or {}
+        if not isinstance(base, list) or not all(isinstance(a, str) for a in base):
+            raise RecordFormatError(f"{where}: 'base' must be a list of strings")
+        if not isinstance(translations, dict) or not all(
+            isinstance(v, list) and all(isinstance(a, str) for a in v)
+            for v in translations.values()
+        ):
+            raise RecordFormatError(f"{where}: 'translations' must map languages to string lists")
+        index[name] = entry
+    return index
+
+
+def resolve_locations(value: Any, aliases: Mapping[str, Mapping[str, Any]], language: str) -> Any:
+    """Deep copy of ``value`` with every ``<LOC:Name>`` placeholder rendered for ``language``.
+
+    The rule is EVA's (``_resolve_locations`` in ``src/eva/utils/culture.py``, used by its
+    ``resolve_user_goal`` and by its trace-replay test for tool parameters and responses):
+
+    - English (``en``, ``english`` or no language) renders the canonical ``Name``;
+    - another language renders the first entry of the alias file's ``translations[language]``;
+    - ``Name`` itself when the alias file has no translation for the language, or when no alias
+      file is named ``Name``.
+
+    EVA does not look at ``translatable`` here: the files marked ``translatable: false`` (software
+    names) have no translations, so they render ``Name`` by the third rule.
+
+    Args:
+        value: Any JSON-like value.
+        aliases: :func:`load_aliases` of the domain.
+        language: The run's language code (``fr``, ``fr-CA`` ...).
+    """
+
+    def render(match: re.Match[str]) -> str:
+        name = match.group(1)
+        entry = aliases.get(name)
+        if entry is None or _is_english(language):
+            return name
+        translations = entry.get("translations")
+        found = translations.get(language) if isinstance(translations, Mapping) else None
+        return str(found[0]) if isinstance(found, list) and found else name
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            return _LOC.sub(render, item) if "<LOC:" in item else item
+        if isinstance(item, Mapping):
+            return {k: walk(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [walk(v) for v in item]
+        return item
+
+    return walk(copy.deepcopy(value))
+
+
+def inject_name_aliases(value: Any, aliases: Mapping[str, Mapping[str, Any]], language: str) -> Any:
+    """Deep copy of a scenario DB where every object named like an alias file has
+    ``name_aliases``.
+
+    EVA's ``resolve_scenario_db(..., aliases_dir=...)`` (``_inject_aliases`` in
+    ``src/eva/utils/culture.py``) does this for the DB the tools run on, and its metrics runner
+    resolves the expected DB the same way: any object, at any depth, whose ``name`` equals an
+    alias file's ``name`` gets ``name_aliases`` = the file's ``base`` followed by its
+    ``translations[language]``, duplicates dropped and order kept (an existing
+    ``name_aliases`` is replaced). The tools match user-given names against them.
+    """
+    out = copy.deepcopy(value)
+    if not aliases:
+        return out
+
+    def walk(item: Any) -> None:
+        if isinstance(item, dict):
+            name = item.get("name")
+            entry = aliases.get(name) if isinstance(name, str) else None
+            if entry is not None:
+                translations = entry.get("translations")
+                extra = translations.get(language) if isinstance(translations, Mapping) else None
+                merged: dict[str, None] = {}
+                for alias in [*(entry.get("base") or []), *(extra or [])]:
+                    merged.setdefault(str(alias), None)
+                item["name_aliases"] = list(merged)
+            for child in item.values():
+                walk(child)
+        elif isinstance(item, list):
+            for child in item:
+                walk(child)
+
+    walk(out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Agent override and language addendum
+# ---------------------------------------------------------------------------------------------
+
+_OVERRIDE_FIELDS = {"instructions": str, "personality": str, "tools_enabled": list}
+
+
+def _check_override(raw: Mapping[str, Any]) -> dict[str, Any] | None:
+    override = raw.get("agent_override")
+    if override is None:
+        return None
+    where = f"record {raw.get('id')!r}: agent_override"
+    if not isinstance(override, dict):
+        raise RecordFormatError(f"{where} must be an object, got {type(override).__name__}")
+    for key, kind in _OVERRIDE_FIELDS.items():
+        field_value = override.get(key)
+        if field_value is not None and not isinstance(field_value, kind):
+            raise RecordFormatError(f"{where}.{key} must be {kind.__name__} or null")
+    tools = override.get("tools_enabled")
+    if tools is not None and not all(isinstance(t, str) for t in tools):
+        raise RecordFormatError(f"{where}.tools_enabled must be a list of tool names")
+    return override
+
+
+def apply_agent_override(agent: AgentConfig, override: Mapping[str, Any] | None) -> AgentConfig:
+    """``agent`` with a record's ``agent_override`` (EVA's ``AgentOverride``) applied.
+
+    EVA's model (``src/eva/models/record.py``) has three optional fields; a null or absent one
+    changes nothing:
+
+    - ``instructions`` replaces the agent's instructions (EVA's metrics runner,
+      ``src/eva/metrics/runner.py``, hands this text to its judges in place of the YAML's);
+    - ``personality`` replaces the description (what the realtime prompt calls
+      ``agent_personality``);
+    - ``tools_enabled`` keeps only the named tools, in the YAML's order.
+
+    EVA's conversation runner does not read the override at all (no shipped record has one);
+    hydralab applies all three to the agent under test, as their names say. Other keys are
+    ignored, as pydantic does for EVA's model.
+
+    Raises:
+        RecordFormatError: A field has the wrong type, or ``tools_enabled`` names a tool the
+            agent config does not declare.
+    """
+    if not override:
+        return agent
+    raw = copy.deepcopy(agent.raw)
+    changes: dict[str, Any] = {}
+    instructions = override.get("instructions")
+    if instructions is not None:
+        if not isinstance(instructions, str):
+            raise RecordFormatError("agent_override.instructions must be a string")
+        raw["instructions"] = instructions
+        changes["instructions"] = instructions.strip()
+    personality = override.get("personality")
+    if personality is not None:
+        if not isinstance(personality, str):
+            raise RecordFormatError("agent_override.personality must be a string")
+        raw["description"] = personality
+        changes["description"] = personality.strip()
+    enabled = override.get("tools_enabled")
+    if enabled is not None:
+        if not isinstance(enabled, list) or not all(isinstance(t, str) for t in enabled):
+            raise RecordFormatError("agent_override.tools_enabled must be a list of tool names")
+        unknown = [t for t in enabled if t not in agent.tool_names]
+        if unknown:
+            raise RecordFormatError(
+                f"agent_override.tools_enabled names tools the agent config"
+                f" {agent.path or agent.id!s} does not declare: {', '.join(unknown)}"
+                f" (declared: {', '.join(agent.tool_names) or 'none'})"
+            )
+        wanted = set(enabled)
+        tools = tuple(dict(t) for t in agent.tools if t["name"] in wanted)
+        raw["tools"] = [dict(t) for t in tools]
+        changes["tools"] = tools
+    changes["raw"] = raw
+    return dataclasses.replace(agent, **changes)
+
+
+LANGUAGE_DISPLAY_NAMES: dict[str, str] = {
+    "en": "English",
+    "fr": "French",
+    "fr-CA": "Canadian French",
+    "es": "Spanish",
+    "de": "German",
+    "hi": "Hindi",
+    "ko": "Korean",
+}
+"""How the language addendum names the languages of the shared datasets (hydralab's table,
+after EVA's ``LANGUAGE_DISPLAY_NAMES`` in ``src/eva/models/config.py``)."""
+
+_LANGUAGE_ADDENDUM = (
+    "Always respond to the user in {name}, regardless of the instructions given or tool outputs"
+    " received. However, tool calls and tool names must always be done using ascii characters,"
+    " except parameters like people's first or last names which may be in non-ascii, native"
+    " script. You may need to try both scripts when looking up by name. All translatable values"
+    " should be translated when talking to the user. For example, if you are telling the user"
+    " about a location from a tool response which says 'Downtown' or 'West Laboratory', this"
+    " should be translated. Only distinct item names (e.g. 'IntelliJ') should be kept in their"
+    " original form."
+)
+
+
+def language_addendum(language: str) -> str | None:
+    """The paragraph EVA appends to the agent's instructions for a non-English run.
+
+    EVA (``get_language_addendum`` in ``src/eva/utils/culture.py``) fills a fixed template with
+    the language's display name; its benchmark runner appends it to the agent config's
+    instructions after a blank line (``f"{instructions}\\n\\n{addendum}"``, in
+    ``src/eva/orchestrator/runner.py`` and ``src/eva/metrics/runner.py``). ``None`` for English.
+    A language missing from :data:`LANGUAGE_DISPLAY_NAMES` is named by its code.
+    """
+    if _is_english(language):
+        return None
+    return _LANGUAGE_ADDENDUM.format(name=LANGUAGE_DISPLAY_NAMES.get(language, language))
+
+
+# ---------------------------------------------------------------------------------------------
 # Layout discovery
 # ---------------------------------------------------------------------------------------------
 
@@ -323,6 +585,7 @@ class _DomainFiles:
     initial_messages: Path
     root: Path
     prompts: Path | None = None
+    aliases: Path | None = None
 
 
 _DATASET_SUFFIXES = ("_dataset.json", "_dataset.jsonl")
@@ -363,6 +626,7 @@ def _domains(data_dir: Path) -> dict[str, _DomainFiles]:
                 agents / "initial_messages.yaml",
                 root,
                 prompts if prompts.is_file() else None,
+                eva_data / f"{domain}_aliases",
             )
     if data_dir.is_dir():
         for sub in sorted(p for p in data_dir.iterdir() if p.is_dir()):
@@ -375,6 +639,8 @@ def _domains(data_dir: Path) -> dict[str, _DomainFiles]:
                     sub / "agent.yaml",
                     sub / "initial_messages.yaml",
                     data_dir,
+                    None,
+                    sub / f"{sub.name}_aliases",
                 )
     return found
 
@@ -614,15 +880,26 @@ def load_record(
 
 def _build(raw: dict[str, Any], files: _DomainFiles, language: str) -> Record:
     _check_record(raw)
+    override = _check_override(raw)
     values = _culture_values(raw, language)
     record_id = raw["id"]
     scenario_path = files.scenarios / f"{record_id}.json"
     scenario = _read_json(scenario_path)
     if not isinstance(scenario, dict):
         raise RecordFormatError(f"{scenario_path}: the scenario DB must be a JSON object")
+    aliases_dir = files.aliases if files.aliases is not None and files.aliases.is_dir() else None
+    aliases = load_aliases(aliases_dir)
+
+    def resolve(value: Any) -> Any:
+        """Identity placeholders, then ``<LOC:...>`` (EVA's order within a string)."""
+        return resolve_locations(resolve_placeholders(value, values), aliases, language)
+
+    def resolve_db(value: Any) -> Any:
+        return inject_name_aliases(resolve(value), aliases, language)
+
     truth = raw["ground_truth"]
     utterances = raw.get("starting_utterances")
-    trace = resolve_placeholders(truth["expected_trace"]["trace"], values)
+    trace = resolve(truth["expected_trace"]["trace"])
     starting = utterances.get(language) if isinstance(utterances, Mapping) else None
     if not isinstance(starting, str):
         first_user = next(
@@ -640,19 +917,30 @@ def _build(raw: dict[str, Any], files: _DomainFiles, language: str) -> Record:
         language=language,
         current_date_time=raw["current_date_time"],
         raw=raw,
-        initial_db=resolve_placeholders(scenario, values),
-        expected_db=resolve_placeholders(truth["expected_scenario_db"], values),
+        initial_db=resolve_db(scenario),
+        expected_db=resolve_db(truth["expected_scenario_db"]),
         trace=tuple(trace),
         greeting=_greeting(files.initial_messages, language),
-        agent=load_agent_config(files.agent),
-        user_goal=resolve_placeholders(raw["user_goal"], values),
-        user_config=resolve_placeholders(raw.get("user_config") or {}, values),
-        starting_utterance=resolve_placeholders(starting, values),
+        agent=_override_agent(load_agent_config(files.agent), override, record_id),
+        user_goal=resolve(raw["user_goal"]),
+        user_config=resolve(raw.get("user_config") or {}),
+        starting_utterance=resolve(starting),
         source=files.dataset,
         data_dir=files.root,
         prompt_template=_prompt_template(files.prompts) if files.prompts else None,
         prompt_path=files.prompts,
+        aliases_dir=aliases_dir,
+        agent_override=override,
     )
+
+
+def _override_agent(
+    agent: AgentConfig, override: Mapping[str, Any] | None, record_id: str
+) -> AgentConfig:
+    try:
+        return apply_agent_override(agent, override)
+    except RecordFormatError as exc:
+        raise RecordFormatError(f"record {record_id!r}: {exc}") from None
 
 
 def agent_config_path(record: Record) -> str:
@@ -758,21 +1046,25 @@ def build_instructions(record: Record) -> str:
     With an EVA checkout this is EVA's realtime prompt (``realtime_agent.system_prompt``
     rendered with the agent's description, instructions and the record's date time, as
     ``PromptManager`` does) followed by a blank line and :func:`greeting_steer`; otherwise
-    hydralab's own short template.
+    hydralab's own short template. The agent is the record's (``agent_override`` applied); for
+    a language other than English the instructions end with a blank line and
+    :func:`language_addendum`, as EVA's runner appends it to the agent config's instructions.
     """
     agent = record.agent
+    addendum = language_addendum(record.language)
     if record.prompt_template is not None:
         # EVA renders the YAML values as they are (no stripping); so do we, byte for byte.
+        instructions = str(agent.raw.get("instructions", agent.instructions))
         prompt = record.prompt_template.format(
             datetime=record.current_date_time,
             agent_personality=str(agent.raw.get("description", agent.description)),
-            agent_instructions=str(agent.raw.get("instructions", agent.instructions)),
+            agent_instructions=f"{instructions}\n\n{addendum}" if addendum else instructions,
         )
         return f"{prompt}\n\n{greeting_steer(record.greeting)}"
     return _INSTRUCTIONS_TEMPLATE.format(
         role=agent.role,
         current_date_time=record.current_date_time,
         description=agent.description,
-        instructions=agent.instructions,
+        instructions=f"{agent.instructions}\n\n{addendum}" if addendum else agent.instructions,
         greeting_steer=greeting_steer(record.greeting),
     )

@@ -5,8 +5,13 @@ side) follow: the user's lines in order, and for each of them the assistant's an
 sequence of steps (:class:`Speak` or :class:`CallTools`). ``assistant_turns[0]`` is the greeting;
 ``assistant_turns[i]`` answers ``user_turns[i - 1]``. Tool calls keep their exact arguments; the
 emulator only *emits* them, and the bridge (the client side, as with the real Hydra) executes them
-through :mod:`hydralab.tools`. The trace's stored responses are deliberately not part of the
-script.
+through :mod:`hydralab.tools`. The trace's stored responses are never replayed: each call only
+keeps its own as :attr:`ToolCall.expected_response`, so that the emulator can map the ids the
+reference invented onto the ones the live tools return (:class:`hydralab.tools.idchain.IdChain`:
+itsm ids are content hashes). For the same reason a call that needs an id a call before it in
+the same step created (``assign_sla_tier(ticket_number=...)`` after
+``create_incident_ticket``) starts a step of its own: the live id exists only once the first
+call's output is back, as with a real model.
 
 Some generated reference traces carry a raw tool call *as agent speech* (a JSON object, a
 ``functions.name(...)`` string, ``<tool_call>`` markup). EVA runs such records anyway (its agent
@@ -29,6 +34,7 @@ from typing import Any
 
 from hydralab.records import Record
 from hydralab.speech.text import spoken_form
+from hydralab.tools.idchain import looks_like_id
 
 __all__ = [
     "NEUTRAL_LINE",
@@ -54,10 +60,19 @@ class TraceError(ValueError):
 
 @dataclass(frozen=True)
 class ToolCall:
-    """One function call with its JSON arguments."""
+    """One function call with its JSON arguments.
+
+    Attributes:
+        name: Tool name.
+        arguments: JSON arguments, as the reference trace has them.
+        expected_response: The trace's ``tool_response.response`` of this call (``None``: none,
+            e.g. a call :func:`clean_trace` recovered from agent text). Used only to chain the
+            trace's ids onto the live ones; never sent to anyone. Not part of equality.
+    """
 
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
+    expected_response: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -486,10 +501,63 @@ def _answers_speak(events: list[dict[str, Any]], notes: list[str]) -> list[dict[
     return out
 
 
-def _flush_calls(steps: list[Step], pending: list[ToolCall]) -> None:
+def _flush_calls(
+    steps: list[Step], pending: list[ToolCall], available: set[str] | None = None
+) -> None:
+    """Close the pending calls into a step; their trace responses' strings become
+    ``available`` to later calls."""
     if pending:
         steps.append(CallTools(tuple(pending)))
+        if available is not None:
+            for call in pending:
+                available.update(_strings(call.expected_response))
         pending.clear()
+
+
+_EXPECTED = "_hydralab_expected_response"
+"""Key under which :func:`script_from_trace` carries a call's trace response through cleaning."""
+
+
+def _with_expected_responses(trace: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of the events, each ``tool_call`` holding its trace response under ``_EXPECTED``.
+
+    Responses are matched to calls in order, per tool name: the n-th ``tool_response`` of a tool
+    answers the n-th ``tool_call`` of that tool before it (in EVA's traces every call is followed
+    by its response; this also pairs parallel calls).
+    """
+    events = [dict(e) for e in trace]
+    waiting: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        kind = event.get("event_type")
+        name = str(event.get("tool_name"))
+        if kind == "tool_call":
+            waiting.setdefault(name, []).append(event)
+        elif kind == "tool_response" and waiting.get(name):
+            response = event.get("response")
+            waiting[name].pop(0)[_EXPECTED] = dict(response) if isinstance(response, dict) else None
+    return events
+
+
+def _strings(value: Any, *, keys: bool = False) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if keys and isinstance(key, str):
+                yield key
+            yield from _strings(item, keys=keys)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item, keys=keys)
+
+
+def _needs_earlier_output(call: ToolCall, pending: list[ToolCall], available: set[str]) -> bool:
+    """``call`` passes an id that only a pending call's trace response has (neither in the DB
+    nor in the response of a call in an earlier step)."""
+    wanted = {s for s in _strings(call.arguments) if looks_like_id(s) and s not in available}
+    if not wanted:
+        return False
+    return any(wanted & set(_strings(c.expected_response)) for c in pending if c.expected_response)
 
 
 def script_from_trace(
@@ -500,19 +568,29 @@ def script_from_trace(
     end_reason: str = "goodbye",
     tool_names: Iterable[str] = (),
     clean: bool = True,
+    initial_db: Mapping[str, Any] | None = None,
 ) -> Script:
     """Group trace events into turns.
 
     Agent events before the first user line are taken to be the greeting and dropped (the
-    greeting turn is always ``(Speak(greeting),)``). Consecutive user lines merge into one turn.
-    A trailing user line without an answer gets an empty assistant turn. With ``clean`` (the
-    default) the trace first goes through :func:`clean_trace` (``tool_names`` helps it spot
-    ``name(...)`` calls) and its notes end up in :attr:`Script.notes`.
+    greeting turn is always ``(Speak(greeting),)``; itsm and medical_hr traces start with it).
+    Consecutive user lines merge into one turn. A trailing user line without an answer gets an
+    empty assistant turn. With ``clean`` (the default) the trace first goes through
+    :func:`clean_trace` (``tool_names`` helps it spot ``name(...)`` calls) and its notes end up
+    in :attr:`Script.notes`.
+
+    Calls between two agent lines form one :class:`CallTools` step, except that a call passing
+    an id-like value (:func:`hydralab.tools.idchain.looks_like_id`) that only the trace response
+    of a call before it in that step has starts a new step: not a value of ``initial_db`` (keys
+    or values: ids that exist before any call never need waiting for), nor of the response of
+    a call in an earlier step (already answered). Without ``initial_db`` every such id counts.
 
     Raises:
         TraceError: :func:`clean_trace` rejected the trace.
     """
     notes: list[str] = []
+    trace = _with_expected_responses(trace)
+    available = set(_strings(initial_db, keys=True)) if initial_db is not None else set()
     if clean:
         trace, notes = clean_trace(trace, tool_names=tool_names)
     user_texts: list[str] = []
@@ -526,16 +604,23 @@ def script_from_trace(
                 user_texts[-1] = f"{user_texts[-1]} {text}".strip()
             else:
                 if answers:
-                    _flush_calls(answers[-1], pending)
+                    _flush_calls(answers[-1], pending, available)
                 user_texts.append(text)
                 answers.append([])
             continue
         if not answers:
             continue  # greeting-side events before the caller speaks
         if kind == "tool_call":
-            pending.append(ToolCall(str(event["tool_name"]), dict(event.get("params") or {})))
+            call = ToolCall(
+                str(event["tool_name"]),
+                dict(event.get("params") or {}),
+                expected_response=event.get(_EXPECTED),
+            )
+            if _needs_earlier_output(call, pending, available):
+                _flush_calls(answers[-1], pending, available)
+            pending.append(call)
         elif kind == "agent_utterance":
-            _flush_calls(answers[-1], pending)
+            _flush_calls(answers[-1], pending, available)
             answers[-1].append(Speak(str(event.get("utterance", "")).strip()))
     if answers:
         _flush_calls(answers[-1], pending)
@@ -553,7 +638,8 @@ def script_from_trace(
 
 
 def script_from_record(record: Record) -> Script:
-    """The script of a record's (resolved, cleaned) reference trace.
+    """The script of a record's (resolved, cleaned) reference trace (:func:`script_from_trace`,
+    with the record's initial DB telling pre-existing ids from created ones).
 
     Raises:
         TraceError: The trace was rejected; the message starts with the record id.
@@ -565,6 +651,7 @@ def script_from_record(record: Record) -> Script:
             record_id=record.id,
             end_reason=record.end_reason,
             tool_names=record.agent.tool_names,
+            initial_db=record.initial_db,
         )
     except TraceError as exc:
         raise TraceError(f"record {record.id!r}: {exc}") from None

@@ -46,6 +46,14 @@ Hard cases on demand: :class:`EmulatorFaults` (``EmulatorConfig.faults``) makes 
 ``server_full``/1013, ``internal_error``/1011, ``failed``/``incomplete`` responses and the late
 ``speech_stopped`` quirk; :meth:`EmulatorSession.turn_truths` is the per-turn ground truth for
 latency-accuracy tests.
+
+Id chaining: a reference trace's ids are not always the live tools' (itsm ids are content
+hashes). When a ``function_call_output`` arrives for a call whose script
+:class:`~hydralab.script.ToolCall` has an ``expected_response``, the session learns
+``trace id -> live id`` (:class:`hydralab.tools.idchain.IdChain`, ground truth
+``id_chain_learned``) and rewrites the ids in the arguments of the calls, and in the written
+text of the ``Speak`` steps, of every response it compiles afterwards. Ids a reference line spells
+out for speech (``I N C, zero zero four ...``) are not recognised and stay as they are.
 """
 
 from __future__ import annotations
@@ -101,6 +109,7 @@ from hydralab.script import AssistantSteps, CallTools, Script, Speak, Step
 from hydralab.secrets import redact_obj
 from hydralab.speech.tts import AGENT_VOICE, SynthesizedSpeech, Synthesizer
 from hydralab.speech.vad import SpeechEnd, SpeechSegmenter, SpeechStart
+from hydralab.tools.idchain import IdChain
 
 __all__ = [
     "DEFAULT_VOICE",
@@ -172,6 +181,12 @@ VOICE_ROSTERS: Mapping[str, frozenset[str]] = {
 no roster of its own and takes either. Omitting ``voice`` gives :data:`DEFAULT_VOICE` on every
 tag."""
 _VOICE_PARAM = "session.configure.session.voice"
+_UPDATE_PARAM = "session.update.session"
+_UPDATE_FROZEN = frozenset(
+    {"instructions", "voice", "generate_initial_response", "output_audio_sample_rate"}
+)
+"""``session.update`` fields the docs name as frozen at handshake: accepted, not applied (a
+guess: the docs say only ``tools`` is honoured and unknown fields are ``invalid_frame``)."""
 _RATE_ANNOUNCEMENTS = frozenset({"number", "string", "absent"})
 _TRANSCRIPT_MODES = frozenset({"spaced", "unspaced", "none"})
 _TOOL_DONE_MODES = frozenset({"prompt", "late", "never"})
@@ -336,6 +351,12 @@ class EmulatorConfig:
         idle_timeout_s: No client frame for this long -> close 1000.
         max_configure_bytes: Configure frames above this size are accepted but the session
             never sends audio (Hydra's silent-drop quirk).
+        update_ceiling_bytes: A ``session.update`` frame above this size is applied and echoed,
+            but audio output is muted for the rest of the session (from the next response on),
+            as for an oversized configure, with an ``update_oversized`` ground-truth record of
+            the sizes. A GUESS — the conservative one: whether Hydra's ceiling applies to
+            ``session.update`` is unverified (``hydralab probe`` scenario ``configure_size``
+            measures it). ``None``: updates are not limited.
         expected_api_key: When set, the upgrade is refused with HTTP 401 for any other key.
         voice: eSpeak NG voice that renders the assistant.
         faults: Hard cases to produce on demand (:class:`EmulatorFaults`; default none).
@@ -396,6 +417,7 @@ class EmulatorConfig:
     tool_output_timeout_s: float = 15.0
     idle_timeout_s: float = 30.0
     max_configure_bytes: int = 32_768
+    update_ceiling_bytes: int | None = None
     expected_api_key: str | None = field(default=None, repr=False)
     voice: str = AGENT_VOICE
     faults: EmulatorFaults = field(default_factory=EmulatorFaults)
@@ -425,6 +447,8 @@ class EmulatorConfig:
             raise ValueError("latency medians must be positive and latency_sigma >= 0")
         if self.tool_output_timeout_s <= 0 or self.idle_timeout_s <= 0:
             raise ValueError("timeouts must be positive")
+        if self.update_ceiling_bytes is not None and self.update_ceiling_bytes <= 0:
+            raise ValueError("update_ceiling_bytes must be positive (or None: no limit)")
         choices = {
             "profile": (self.profile, frozenset(PROFILES)),
             "rate_announcement": (self.rate_announcement, _RATE_ANNOUNCEMENTS),
@@ -577,7 +601,10 @@ class SpeechCache:
     """Synthesizes each assistant text once (eSpeak NG, -50 dBFS noise, seeded) and caches it.
 
     The shell primes it in a worker thread before serving, so synthesis never delays the wire;
-    a miss synthesizes inline (about 1600x real time).
+    a miss synthesizes inline (about 1600x real time). eSpeak NG is not bit-reproducible across
+    a process's history: the same text rendered after other texts can differ by a few samples
+    (measured: "Go ahead." 18,405 vs 18,406 samples at 22.05 kHz), so a text is rendered once
+    per cache and reused, and tests never depend on a few samples of speech length.
 
     Args:
         sample_rate_hz: Output rate of the rendered audio.
@@ -729,6 +756,9 @@ class EmulatorSession:
         resume_turn: Where the previous session, killed by an injected ``internal_error``,
             stopped (its :attr:`next_speech_turn`); ``None`` if there is none. Whether this
             session continues from there is ``config.resume``'s call.
+        id_chain: The ``trace id -> live id`` map to learn into and apply (default: a new one
+            for this session; a shell may pass the previous session's to carry it across a
+            reconnect).
 
     Attributes:
         log: Ground-truth records, in time order.
@@ -745,6 +775,8 @@ class EmulatorSession:
             block; set when the configure is accepted).
         resumed_turn: The script turn this session resumed at (``None``: it started from the
             first reply).
+        id_chain: What the session learned of the trace's ids (``mapping``: trace id -> live
+            id, in learning order).
     """
 
     def __init__(
@@ -757,6 +789,7 @@ class EmulatorSession:
         session_index: int = 0,
         first_speech_turn: int = 1,
         resume_turn: int | None = None,
+        id_chain: IdChain | None = None,
     ) -> None:
         self.output_rate_hz = config.rate_for_model(model)
         if speech.sample_rate_hz != self.output_rate_hz:
@@ -778,6 +811,10 @@ class EmulatorSession:
         self.frames_out: list[dict[str, Any]] = []
         self.dropped_audio_frames = 0
         self.configure_bytes: int | None = None
+        self.declared_tools: list[Any] = []
+        """The tools in force: the configure's, replaced by each applied ``session.update``."""
+        self.update_bytes: list[int] = []
+        """Sizes of the ``session.update`` frames received after the configure."""
         self.closed_reason: str | None = None
         self.error: str | None = None
         self.context_messages: int | None = None
@@ -839,6 +876,9 @@ class EmulatorSession:
         self._greet_when_configured = False
         # A tool response's withheld response.done (tool_response_done="late"): (due_ns, frame).
         self._tool_done_pending: tuple[int, Send] | None = None
+        self.id_chain = id_chain if id_chain is not None else IdChain()
+        # call_id -> the trace response of the script call it was compiled from (id chaining)
+        self._expected_responses: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------ public surface
 
@@ -861,6 +901,7 @@ class EmulatorSession:
             "unknown_call_id",
             "invalid_audio",
             "configure_ignored",
+            "session_update_invalid",
             "audio_before_configure",
             "response_create_unexpected",
             "tool_response_timeout",
@@ -1032,10 +1073,7 @@ class EmulatorSession:
             case ResponseCancel():
                 return self._on_response_cancel(ev, now_ns=now_ns)
             case SessionUpdate():
-                tools = ev.session.get("tools") if isinstance(ev.session, dict) else None
-                if isinstance(tools, list):
-                    return [self._send(SessionUpdated(session={"tools": tools}), "session_updated")]
-                return []
+                return self._on_update(ev, size=size, now_ns=now_ns)
             case UnknownEvent():
                 self._truth_now("unknown_client_event", now_ns, detail=ev.wire_type)
                 return [
@@ -1190,6 +1228,7 @@ class EmulatorSession:
                 echo["output_audio_sample_rate"] = self.output_rate_hz
             case "string":
                 echo["output_audio_sample_rate"] = str(self.output_rate_hz)
+        self.declared_tools = list(echo["tools"])
         configured = self._send(SessionConfigured(session=echo), "session_configured")
         if gen and self.script.assistant_turns:
             if context is not None and self.config.resume == "with_context":
@@ -1211,6 +1250,58 @@ class EmulatorSession:
             return []
         self._on_configured(now_ns=now_ns)
         return [configured]
+
+    def _on_update(self, ev: SessionUpdate, *, size: int, now_ns: int) -> list[Output]:
+        """``session.update`` ("Managing sessions", "Mid-session updates"): only ``tools`` is
+        applied and echoed in ``session.updated``; a patch applying nothing gets no echo; an
+        unknown field is an ``invalid_frame`` error (nothing applied); a ``tools`` that is not
+        a list an ``invalid_request_error``. Over :attr:`EmulatorConfig.update_ceiling_bytes`
+        the update is applied but audio output is muted for the rest of the session (a guess).
+        """
+        s = ev.session if isinstance(ev.session, dict) else {}
+        self.update_bytes.append(size)
+        self._truth_now("update_received", now_ns, detail=f"{size} bytes; fields {sorted(s)}")
+        unknown = sorted(k for k in s if k != "tools" and k not in _UPDATE_FROZEN)
+        if unknown:
+            self._truth_now("session_update_invalid", now_ns, detail=f"unknown fields {unknown}")
+            return [
+                self._error(
+                    "invalid_request_error",
+                    f"session.update: unknown field(s) {', '.join(map(repr, unknown))}; only "
+                    "'tools' is honoured",
+                    code="invalid_frame",
+                    param=f"{_UPDATE_PARAM}.{unknown[0]}",
+                    client_event_id=ev.event_id,
+                )
+            ]
+        tools = s.get("tools")
+        if "tools" in s and not isinstance(tools, list):
+            self._truth_now("session_update_invalid", now_ns, detail="tools is not a list")
+            return [
+                self._error(
+                    "invalid_request_error",
+                    "session.update: 'tools' must be an array",
+                    param=f"{_UPDATE_PARAM}.tools",
+                    client_event_id=ev.event_id,
+                )
+            ]
+        frozen = sorted(k for k in s if k in _UPDATE_FROZEN)
+        if frozen:
+            self._truth_now("update_field_ignored", now_ns, detail=f"frozen fields {frozen}")
+        if not isinstance(tools, list):
+            self._truth_now("update_noop", now_ns, detail=f"{size} bytes: nothing applied")
+            return []
+        ceiling = self.config.update_ceiling_bytes
+        if ceiling is not None and size > ceiling:
+            self._mute_audio = True
+            self._truth_now(
+                "update_oversized",
+                now_ns,
+                detail=f"{size} > {ceiling} bytes (configure {self.configure_bytes} bytes): "
+                "audio output muted",
+            )
+        self.declared_tools = list(tools)
+        return [self._send(SessionUpdated(session={"tools": tools}), "session_updated")]
 
     def _voice_error(self, voice: Any, event_id: str | None, *, now_ns: int) -> Send | None:
         """The live service's rejection of a voice outside the tag's roster (``None``: fine)."""
@@ -1334,7 +1425,24 @@ class EmulatorSession:
         output = item.get("output")
         turn.outputs[call_id] = output if isinstance(output, str) else json.dumps(output)
         turn.create_after_last_output = False
+        self._learn_ids(call_id, output, turn_index=idx, now_ns=now_ns)
         return []
+
+    def _learn_ids(self, call_id: str, output: Any, *, turn_index: int | None, now_ns: int) -> None:
+        """Chain the trace's ids of this call's response onto the live output's (if any)."""
+        expected = self._expected_responses.pop(call_id, None)
+        if expected is None:
+            return
+        live = output
+        if isinstance(output, str):
+            try:
+                live = json.loads(output)
+            except json.JSONDecodeError:
+                return  # not JSON: nothing to walk beside the trace's response
+        learned = self.id_chain.learn(expected, live)
+        if learned:
+            pairs = ", ".join(f"{old} -> {new}" for old, new in learned.items())
+            self._truth_now("id_chain_learned", now_ns, turn_index=turn_index, detail=pairs)
 
     def _on_response_create(self, *, now_ns: int) -> list[Output]:
         turn = self._turn
@@ -1577,7 +1685,7 @@ class EmulatorSession:
                 call_steps.append(step)
                 break
             if isinstance(step, Speak) and step.text.strip():
-                texts.append(step.text)
+                texts.append(str(self.id_chain.apply(step.text)))  # written ids only
         turn.phase = "streaming"
         turn.responses_started += 1
         rid = self._id("resp")
@@ -1619,10 +1727,13 @@ class EmulatorSession:
         calls: list[_Call] = []
         for step in call_steps:
             for tc in step.calls:
-                args = json.dumps(dict(tc.arguments), ensure_ascii=False, separators=(",", ":"))
+                arguments = self.id_chain.apply(dict(tc.arguments))
+                args = json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))
                 calls.append(
                     _Call(self._id("call"), tc.name, args, self._id("item"), out_index + len(calls))
                 )
+                if tc.expected_response is not None:
+                    self._expected_responses[calls[-1].call_id] = tc.expected_response
         gap = int(_ARGS_FRAGMENT_GAP_MS * _NS_PER_MS)
         for ci, c in enumerate(calls):
             if ci > 0:

@@ -162,6 +162,12 @@ class Emulator(LoopbackServer):
             model=model,
             session_index=len(self.sessions),
             resume_turn=self._resume_turn,
+            # a resumed conversation keeps the trace ids it learned (the DB still has them)
+            id_chain=(
+                self.sessions[-1].id_chain
+                if self._resume_turn is not None and self.sessions
+                else None
+            ),
         )
         self._resume_turn = None
         self.sessions.append(session)

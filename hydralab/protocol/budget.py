@@ -18,7 +18,15 @@ as is) and makes a configuration fit, in this order and only as far as needed:
 Steps 1–2 leave the benchmark conditions unchanged ("standard"); steps 3–4 do not.
 :func:`plan_configure` is the policy: ``mode="standard"`` refuses a configuration that does not
 fit under standard conditions with :class:`ConfigureTooLargeError`; ``mode="compacted"`` returns
-the compacted result, labelled non-standard. Pure functions, no I/O.
+the compacted result, labelled non-standard.
+
+``mode="update"`` is EXPERIMENTAL: the configure carries the full instructions and the tools
+that fit (whole tools, in declaration order, after steps 1–2; nothing is cut or compacted), and
+the FULL tool list follows in one ``session.update`` once ``session.configured`` has arrived
+(:class:`DeferredUpdate`, sent by :class:`hydralab.bridge_core.BridgeCore`). Whether Hydra's
+ceiling also applies to ``session.update`` is unknown (``hydralab probe`` scenario
+``configure_size`` measures it), so such a run is labelled non-standard and unverified.
+Pure functions, no I/O.
 """
 
 from __future__ import annotations
@@ -33,21 +41,24 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, Literal
 
-from hydralab.protocol.hydra import EVENT_ID_LEN, SessionConfigure
+from hydralab.protocol.hydra import EVENT_ID_LEN, SessionConfigure, SessionUpdate
 
 __all__ = [
     "CONFIGURE_CEILING_BYTES",
+    "CONFIGURE_MODES",
     "GREETING_STEER_PREFIX",
     "BudgetResult",
     "BudgetStep",
     "ConfigureMode",
     "ConfigureTooLargeError",
+    "DeferredUpdate",
     "configure_bytes",
     "default_dumps_bytes",
     "first_sentence",
     "fit_configure",
     "greeting_steer",
     "plan_configure",
+    "session_update_bytes",
 ]
 
 CONFIGURE_CEILING_BYTES = 32_000
@@ -61,7 +72,15 @@ everywhere (``ceiling_bytes``, ``run_record(configure_ceiling_bytes=...)``).
 
 GREETING_STEER_PREFIX = "Begin the conversation by greeting the user with: "
 
-ConfigureMode = Literal["standard", "compacted"]
+ConfigureMode = Literal["standard", "compacted", "update"]
+CONFIGURE_MODES: tuple[ConfigureMode, ...] = ("standard", "compacted", "update")
+
+_MODES_HELP = (
+    "modes: 'standard' (refuses what does not fit unchanged), 'compacted' (shortens tool "
+    "descriptions, then cuts the instructions; non-standard), 'update' (EXPERIMENTAL: the tools "
+    "that fit in the configure, all of them in a session.update after session.configured; "
+    "non-standard, unverified)"
+)
 
 
 def greeting_steer(greeting: str) -> str:
@@ -77,6 +96,13 @@ def configure_bytes(session: Mapping[str, Any]) -> int:
     """Exact UTF-8 size of the ``session.configure`` frame the client sends for ``session``
     (with its fixed-length client ``event_id``)."""
     frame = SessionConfigure(session=dict(session), event_id="e" * EVENT_ID_LEN)
+    return len(frame.dumps().encode("utf-8"))
+
+
+def session_update_bytes(session: Mapping[str, Any]) -> int:
+    """Exact UTF-8 size of the ``session.update`` frame the client sends for ``session`` (with
+    its fixed-length client ``event_id``)."""
+    frame = SessionUpdate(session=dict(session), event_id="e" * EVENT_ID_LEN)
     return len(frame.dumps().encode("utf-8"))
 
 
@@ -276,6 +302,59 @@ class BudgetStep:
         return dataclasses.asdict(self)
 
 
+def _tool_names(tools: Any) -> tuple[str, ...]:
+    return tuple(str(t.get("name", "")) for t in tools or () if isinstance(t, Mapping))
+
+
+@dataclass(frozen=True)
+class DeferredUpdate:
+    """The ``session.update`` of ``mode="update"``: sent once after every ``session.configured``
+    (the first session's and each reconnect's). EXPERIMENTAL: whether Hydra's configure ceiling
+    applies to it is unverified.
+
+    Attributes:
+        session: The update's ``session``: ``{"tools": [...]}``, every tool (the same
+            declarations as in the configure, after the lossless steps), in declaration order.
+        bytes: UTF-8 size of the ``session.update`` frame carrying :attr:`session` (with the
+            client's fixed-length ``event_id``).
+        configure_tools: Names of the tools the configure carries (a prefix of the list).
+        deferred_tools: Names of the tools only the update carries.
+        ceiling_bytes: The configure ceiling the plan was made against.
+    """
+
+    session: dict[str, Any]
+    bytes: int
+    configure_tools: tuple[str, ...]
+    deferred_tools: tuple[str, ...]
+    ceiling_bytes: int
+
+    @property
+    def tools(self) -> int:
+        """How many tools the update declares (all of them)."""
+        return len(self.session.get("tools") or ())
+
+    @property
+    def over_configure_ceiling(self) -> bool:
+        """The update alone is larger than the configure ceiling."""
+        return self.bytes > self.ceiling_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        """Summary for ``run.json["configure_budget"]["update"]`` (the tools are in
+        ``events.jsonl``)."""
+        frame = SessionUpdate(session=self.session).dumps().encode("utf-8")
+        return {
+            "bytes": self.bytes,
+            "tools": self.tools,
+            "configure_tools": list(self.configure_tools),
+            "deferred_tools": list(self.deferred_tools),
+            "over_configure_ceiling": self.over_configure_ceiling,
+            "verified": False,
+            "note": "EXPERIMENTAL: whether Hydra's ~32 KB ceiling applies to session.update "
+            "is unverified (`hydralab probe --only configure_size` measures it)",
+            "frame_sha256": hashlib.sha256(frame).hexdigest(),
+        }
+
+
 @dataclass(frozen=True)
 class BudgetResult:
     """What :func:`fit_configure` decided.
@@ -295,6 +374,9 @@ class BudgetResult:
         instructions_chars: Characters of the full instructions (steer included).
         cut_at: ``"section"``, ``"paragraph"``, ``"sentence"`` or ``"all"`` when cut.
         mode: The :func:`plan_configure` mode that produced it (``None`` if called directly).
+        update: ``mode="update"`` with tools left out of the configure: the ``session.update``
+            to send after ``session.configured`` (``None``: nothing deferred, send no update).
+            :attr:`standard` is then ``False`` and the run is unverified.
     """
 
     session: dict[str, Any]
@@ -310,6 +392,29 @@ class BudgetResult:
     instructions_chars: int = 0
     cut_at: str | None = None
     mode: ConfigureMode | None = None
+    update: DeferredUpdate | None = None
+
+    @property
+    def update_session(self) -> dict[str, Any] | None:
+        """The deferred ``session.update``'s ``session`` (``{"tools": [...all...]}``), or
+        ``None`` when nothing is deferred — what the bridge takes
+        (``BridgeConfig(session_update=...)``)."""
+        return None if self.update is None else copy.deepcopy(self.update.session)
+
+    @property
+    def update_bytes(self) -> int:
+        """Size of the deferred ``session.update`` frame (0: none)."""
+        return 0 if self.update is None else self.update.bytes
+
+    @property
+    def configure_tools(self) -> tuple[str, ...]:
+        """Names of the tools the configure carries."""
+        return _tool_names(self.session.get("tools"))
+
+    @property
+    def deferred_tools(self) -> tuple[str, ...]:
+        """Names of the tools only the deferred ``session.update`` carries (empty: none)."""
+        return () if self.update is None else self.update.deferred_tools
 
     @property
     def instructions_bytes(self) -> int:
@@ -324,6 +429,10 @@ class BudgetResult:
 
     @property
     def label(self) -> str:
+        """``standard``, ``non-standard (compacted)`` or, for a deferred update,
+        ``non-standard (unverified: tools deferred to session.update)``."""
+        if self.update is not None:
+            return "non-standard (unverified: tools deferred to session.update)"
         return "standard" if self.standard else "non-standard (compacted)"
 
     def to_dict(self) -> dict[str, Any]:
@@ -347,6 +456,7 @@ class BudgetResult:
             "tools_compacted": self.tools_compacted,
             "steps": [s.to_dict() for s in self.steps],
             "frame_sha256": hashlib.sha256(frame).hexdigest(),
+            "update": None if self.update is None else self.update.to_dict(),
         }
 
 
@@ -542,15 +652,37 @@ def plan_configure(
     ceiling_bytes: int = CONFIGURE_CEILING_BYTES,
     other_fields: Mapping[str, Any] | None = None,
 ) -> BudgetResult:
-    """The policy: fit under standard conditions, or refuse unless ``mode="compacted"``.
+    """The policy: fit under standard conditions, or refuse unless another mode is asked for.
+
+    Args:
+        instructions: As :func:`fit_configure`.
+        tools: As :func:`fit_configure`.
+        greeting_steer: As :func:`fit_configure`.
+        mode: ``"standard"``: send unchanged or refuse. ``"compacted"``: shorten tool
+            descriptions, then cut the instructions, as far as needed (non-standard).
+            ``"update"`` (EXPERIMENTAL): the full instructions and the tools that fit — whole
+            tools, a prefix of the declaration order, after the lossless steps — in the
+            configure, and every tool in a ``session.update`` sent after
+            ``session.configured`` (:attr:`BudgetResult.update`; non-standard, unverified).
+            When everything fits unchanged, ``"update"`` gives the standard configure and no
+            update (``standard=True``, ``update=None``).
+        ceiling_bytes: As :func:`fit_configure`.
+        other_fields: As :func:`fit_configure`.
+
+    Returns:
+        A fitting :class:`BudgetResult` labelled with ``mode``.
 
     Raises:
-        ConfigureTooLargeError: ``"standard"`` and only compaction/cuts would fit;
-            ``"compacted"`` and nothing fits.
+        ConfigureTooLargeError: ``"standard"`` and only compaction/cuts/deferral would fit;
+            ``"compacted"`` and nothing fits; ``"update"`` and the instructions alone (with no
+            tool) do not fit. The message gives the sizes and names all three modes.
         ValueError: unknown ``mode``.
     """
-    if mode not in ("standard", "compacted"):
-        raise ValueError(f"unknown configure mode {mode!r}: use 'standard' or 'compacted'")
+    if mode not in CONFIGURE_MODES:
+        raise ValueError(
+            f"unknown configure mode {mode!r}: use 'standard', 'compacted' or 'update' "
+            f"({_MODES_HELP})"
+        )
     kw: dict[str, Any] = {
         "greeting_steer": greeting_steer,
         "ceiling_bytes": ceiling_bytes,
@@ -560,13 +692,16 @@ def plan_configure(
         result = dataclasses.replace(fit_configure(instructions, tools, **kw), mode="compacted")
         if not result.fits:
             raise ConfigureTooLargeError(
-                f"session.configure cannot fit the ceiling even compacted: {result.reason}",
+                f"session.configure cannot fit the ceiling even compacted: {result.reason} "
+                f"({_MODES_HELP})",
                 result=result,
             )
         return result
     result = dataclasses.replace(
         fit_configure(instructions, tools, allow_compaction=False, **kw), mode="standard"
     )
+    if mode == "update":
+        return _plan_update(result, ceiling_bytes)
     if result.fits:
         return result
     comp = fit_configure(instructions, tools, **kw)
@@ -583,17 +718,97 @@ def plan_configure(
         hint = (
             f"mode='compacted' would {' and '.join(what)} to reach {comp.bytes:,} bytes; "
             "opt in with plan_configure(..., mode='compacted') / "
-            "run_record(..., configure_mode='compacted'); the run is labelled non-standard"
+            "run_record(..., configure_mode='compacted') / --configure-mode compacted; "
+            "the run is labelled non-standard"
         )
     else:
         hint = f"even mode='compacted' cannot fit it: {comp.reason}"
+    try:
+        upd = _plan_update(result, ceiling_bytes)
+    except ConfigureTooLargeError:
+        hint += "; mode='update' cannot fit it either (the instructions alone are too large)"
+    else:
+        assert upd.update is not None
+        hint += (
+            f"; mode='update' (EXPERIMENTAL, unverified) would configure "
+            f"{len(upd.configure_tools)} of {upd.update.tools} tools ({upd.bytes:,} bytes) and "
+            f"send all {upd.update.tools} in a {upd.update.bytes:,}-byte session.update after "
+            "session.configured"
+        )
     raise ConfigureTooLargeError(
         f"session.configure is {result.bytes:,} bytes, over the {ceiling_bytes:,}-byte "
         f"ceiling above which Hydra silently drops all audio output "
         f"(instructions {result.instructions_bytes:,} B, "
         f"{len(result.session.get('tools') or ())} tools {result.tools_bytes:,} B, "
         f"after the lossless steps); it needs {result.bytes - ceiling_bytes:,} bytes less "
-        f"than standard benchmark conditions allow. {hint}.",
+        f"than standard benchmark conditions allow. {hint}. ({_MODES_HELP})",
         result=result,
         compacted=comp,
+    )
+
+
+def _plan_update(standard: BudgetResult, ceiling_bytes: int) -> BudgetResult:
+    """``mode="update"`` from the standard result (its lossless steps applied): keep the full
+    instructions and the longest prefix of the tools that fits; defer every tool to the
+    ``session.update``.
+
+    Raises:
+        ConfigureTooLargeError: The instructions (and the other fields) alone do not fit.
+    """
+    if standard.fits:
+        return dataclasses.replace(standard, mode="update")
+    full = standard.session
+    tools = list(full.get("tools") or ())
+    extra = {k: v for k, v in full.items() if k not in ("instructions", "tools")}
+
+    def session(k: int) -> dict[str, Any]:
+        s: dict[str, Any] = {"instructions": full.get("instructions", "")}
+        if k:
+            s["tools"] = copy.deepcopy(tools[:k])
+        s.update(extra)
+        return s
+
+    bare = configure_bytes(session(0))
+    if bare > ceiling_bytes:
+        instr = len(_wire(full.get("instructions", "")).encode("utf-8"))
+        raise ConfigureTooLargeError(
+            f"session.configure cannot fit the ceiling in mode='update': without any tool it "
+            f"is {bare:,} bytes (instructions {instr:,} B), over the {ceiling_bytes:,}-byte "
+            f"ceiling by {bare - ceiling_bytes:,} bytes; update mode never cuts the "
+            f"instructions or compacts tool descriptions ({_MODES_HELP})",
+            result=dataclasses.replace(standard, mode="update"),
+        )
+    k, size = 0, bare
+    while k < len(tools):
+        after = configure_bytes(session(k + 1))
+        if after > ceiling_bytes:
+            break
+        k, size = k + 1, after
+    names = _tool_names(tools)
+    update = DeferredUpdate(
+        session={"tools": copy.deepcopy(tools)},
+        bytes=session_update_bytes({"tools": tools}),
+        configure_tools=names[:k],
+        deferred_tools=names[k:],
+        ceiling_bytes=ceiling_bytes,
+    )
+    step = BudgetStep(
+        "defer_tools",
+        f"{len(tools) - k} of {len(tools)} tools left out of the configure; all {len(tools)} "
+        f"follow in a {update.bytes:,}-byte session.update after session.configured "
+        "(EXPERIMENTAL, unverified)",
+        standard.bytes,
+        size,
+        len(tools) - k,
+    )
+    return dataclasses.replace(
+        standard,
+        session=session(k),
+        bytes=size,
+        fits=True,
+        steps=(*standard.steps, step),
+        standard=False,
+        reason=None,
+        mode="update",
+        update=update,
     )
