@@ -17,7 +17,9 @@ Tables (:func:`load_run`, :func:`load_batch` → :class:`RunTables`):
 * ``tool_calls`` — one row per function call: tool, args, result status, arguments streaming
   time and execution time (arguments done → output sent).
 * ``sessions`` — one row per conversation: outcome, scores, durations, token totals, latency
-  summary.
+  summary, and the conditions it ran under (``domain``, ``configure_mode``,
+  ``standard_conditions``, ``tools_backend``): a compacted or ``session.update`` configure is not
+  EVA's standard benchmark condition, and the table says so beside the scores.
 
 Every plot takes ``ax=`` (a new figure when omitted) and returns the axes.
 """
@@ -421,6 +423,7 @@ def _conversation_tables(
         "ended_reason": run.get("ended_reason", result.get("conversation_ended_reason")),
         "error": run.get("error", result.get("error")),
         "completed": result.get("completed"),
+        **_run_labels(run),
         **{k: v for k, v in scores.items() if isinstance(v, bool | int | float) or v is None},
         "call_s": call_end_s,
         "wall_s": result.get("duration_seconds"),
@@ -443,6 +446,21 @@ def _conversation_tables(
         [{**ids, **c} for c in calls],
         {"conversation": ids["conversation"], "trial": ids["trial"], **session},
     )
+
+
+def _run_labels(run: dict[str, Any]) -> dict[str, Any]:
+    """The conditions a conversation ran under, as table columns: its domain, how the
+    ``session.configure`` was fitted (``configure_mode``; ``standard_conditions`` False for
+    compacted tools, cut instructions or tools sent later by ``session.update``) and which tool
+    code executed the calls (``tools_backend``: EVA's own or hydralab's)."""
+    budget = run.get("configure_budget") or {}
+    tools = run.get("tools") or {}
+    return {
+        "domain": run.get("domain"),
+        "configure_mode": budget.get("mode"),
+        "standard_conditions": budget.get("standard"),
+        "tools_backend": tools.get("backend"),
+    }
 
 
 def _frame(rows: list[dict[str, Any]], cols: list[str]) -> pd.DataFrame:

@@ -127,8 +127,10 @@ class CallerConfig:
         frame_ms: Duration of one media frame (20 ms = 160 μ-law bytes at 8 kHz).
         turn_end_silence_s: Fallback end of an assistant turn when the bridge sends no marks:
             this long without audible media after the turn's last audible frame.
-        assistant_turn_timeout_s: Longest wait for one assistant turn to end; then the call
-            ends with ``"timeout"``.
+        assistant_turn_timeout_s: Longest wait for one assistant turn to end, counted from the
+            turn's start or, while it speaks, from its last audible frame (a long answer that
+            keeps talking is still an answer: itsm / medical_hr closing summaries run 40 s and
+            more); then the call ends with ``"timeout"``.
         connect_timeout_s: WebSocket opening handshake timeout.
         voice: eSpeak NG voice of the caller.
         rate_wpm: Speaking rate.
@@ -783,7 +785,10 @@ class CallerCore:
         if not self._marks_seen and rx.last_media_ns is not None:
             anchor = rx.last_audible_ns if rx.last_audible_ns is not None else rx.last_media_ns
             fallback_at = anchor + self._silence_ns
-        return barge_at, silent_at, fallback_at, self._step_start_ns + self._timeout_ns
+        alive_since = self._step_start_ns
+        if rx.index == k and rx.last_audible_ns is not None:
+            alive_since = max(alive_since, rx.last_audible_ns)
+        return barge_at, silent_at, fallback_at, alive_since + self._timeout_ns
 
     def _poll_await(self, step: _Step, now_ns: int) -> str | None:
         """``"ended"``, ``"barge_in"``, ``"timeout"``, or ``None`` (still waiting)."""
@@ -799,7 +804,7 @@ class CallerCore:
                 continue
             if now_ns >= deadline:
                 logger.warning(
-                    "assistant turn %d did not end within %.1f s",
+                    "assistant turn %d did not end within %.1f s of its last audible audio",
                     step.index,
                     self.config.assistant_turn_timeout_s,
                 )

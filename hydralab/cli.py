@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from hydralab.secrets import redact
 
@@ -54,13 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         "about a second per minute of call); user turns are transcribed by the oracle "
         "(the caller's intended lines) unless --stt none",
     )
-    run.add_argument(
-        "--data-dir",
-        "--eva-dir",
-        dest="data_dir",
-        default=None,
-        help="records folder: hydralab's layout or an EVA checkout (its root or data/)",
-    )
+    _add_data_options(run)
     run.add_argument(
         "--run-id",
         default=None,
@@ -93,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
         help="Hydra endpoint for --model hydra (ws:// or wss://, no query; default: $HYDRA_URL, "
         "else the public endpoint): on-prem, staging or a local `hydralab replay`",
     )
-    bat.add_argument("--data-dir", "--eva-dir", dest="data_dir", default=None)
+    _add_data_options(bat)
     bat.add_argument("--seed", type=int, default=0, help="seed of trial 1 (trial k: seed+k-1)")
     _add_profile(bat)
     bat.add_argument("--retry-failed", action="store_true", help="re-run failed conversations")
@@ -109,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     srv.add_argument("--port", type=int, default=10000, help="port on 127.0.0.1 (EVA: 10000)")
     srv.add_argument("--record", default=None, help="record id (default: hydralab's default)")
-    srv.add_argument("--data-dir", "--eva-dir", dest="data_dir", default=None)
+    _add_data_options(srv)
     srv.add_argument("--out", default="runs", help="parent folder of the run directories")
     srv.add_argument("--run-id", default=None, help="prefix of the run ids (RUN_ID-NNN)")
     srv.add_argument("--model", choices=("emulator", "hydra"), default="emulator")
@@ -187,6 +182,55 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    """Where records and tool code come from, and how the configure is fitted."""
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="records folder: hydralab's layout or an EVA checkout (its root or data/); "
+        "default: --eva-dir when given, else hydralab's own records",
+    )
+    p.add_argument(
+        "--eva-dir",
+        default=None,
+        help="an EVA repository root: its records (unless --data-dir) and its own tool code "
+        "(src/eva/assistant/tools/<domain>_tools.py, loaded at run time; needs pydantic, "
+        "the 'eva' extra)",
+    )
+    p.add_argument(
+        "--tools",
+        choices=("auto", "eva", "hydralab"),
+        default="auto",
+        help="which tool code executes the calls: auto = EVA's when the EVA checkout has it, "
+        "else hydralab's (airline only); eva / hydralab force one (default: auto)",
+    )
+    p.add_argument(
+        "--configure-mode",
+        choices=("standard", "compacted", "update"),
+        default="standard",
+        help="a session.configure over Hydra's ~32 KB ceiling: standard = refuse it before "
+        "connecting; compacted = shorten tool descriptions / cut instructions (labelled "
+        "non-standard); update = configure with the tools that fit, then send all tools with "
+        "session.update (experimental; labelled) (default: standard)",
+    )
+
+
+def _data_dir(args: argparse.Namespace) -> str | None:
+    """``--data-dir``, else ``--eva-dir`` (an EVA root holds the records too)."""
+    value = args.data_dir or args.eva_dir
+    return str(value) if value else None
+
+
+def _tool_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The tool-code and configure options shared by run, batch and serve."""
+    return {
+        "data_dir": _data_dir(args),
+        "eva_dir": args.eva_dir,
+        "tools": args.tools,
+        "configure_mode": args.configure_mode,
+    }
+
+
 def _add_profile(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--profile",
@@ -247,9 +291,9 @@ def _run(args: argparse.Namespace) -> int:
             run_id=args.run_id,
             hydra_model=args.hydra_model,
             voice=args.voice,
-            data_dir=args.data_dir,
             emulator_config=EmulatorConfig.for_profile(args.profile, seed=args.seed),
             transcriber=None if args.stt == "none" else "oracle",
+            **_tool_kwargs(args),
         )
         print(result.summary())
         print("(simulated in virtual time)")
@@ -309,10 +353,10 @@ async def _run_call(args: argparse.Namespace) -> int:
                 hydra_url=args.hydra_url,
                 voice=args.voice,
                 port=args.port,
-                data_dir=args.data_dir,
                 emulator_config=EmulatorConfig.for_profile(args.profile, seed=args.seed),
                 transcriber=None if args.stt == "none" else args.stt,
                 interrupt=interrupt,
+                **_tool_kwargs(args),
             )
     except Exception as exc:
         if not received:
@@ -336,13 +380,13 @@ async def _serve(args: argparse.Namespace) -> int:
         out_dir=args.out,
         run_id=args.run_id,
         port=args.port,
-        data_dir=args.data_dir,
         hydra_model=args.hydra_model,
         hydra_url=args.hydra_url,
         voice=args.voice,
         transcriber=None if args.stt == "none" else args.stt,
         emulator_config=EmulatorConfig.for_profile(args.profile, seed=args.seed),
         max_calls=args.max_calls,
+        **_tool_kwargs(args),
     )
     url = await server.start()
     stop = asyncio.Event()
@@ -372,7 +416,8 @@ def _batch(args: argparse.Namespace) -> int:
     from hydralab.emulator import EmulatorConfig
     from hydralab.records import list_records
 
-    data_dir = Path(args.data_dir) if args.data_dir else None
+    kwargs = _tool_kwargs(args)
+    data_dir = Path(kwargs["data_dir"]) if kwargs["data_dir"] else None
     result = run_batch_sync(
         args.records or list_records(data_dir),
         trials=args.trials,
@@ -382,12 +427,12 @@ def _batch(args: argparse.Namespace) -> int:
         model=args.model,
         hydra_model=args.hydra_model,
         hydra_url=args.hydra_url,
-        data_dir=data_dir,
         seed=args.seed,
         emulator_config=EmulatorConfig.for_profile(args.profile),
         retry_failed=args.retry_failed,
         progress=not args.no_progress,
         processes=not args.one_process,
+        **{**kwargs, "data_dir": data_dir},
     )
     print(result.summary())
     try:

@@ -59,7 +59,7 @@ from hydralab.speech.stt import (
     make_transcriber,
     transcript_wer,
 )
-from hydralab.tools import ToolExecutor, declarations
+from hydralab.tools import BackendChoice, ToolExecutor, choose_tools, declarations, tool_ids
 
 if TYPE_CHECKING:
     from hydralab.sim import Simulation
@@ -169,6 +169,9 @@ class RunResult:
     """``result.json["completed"]``: the whole conversation happened (:func:`call_verdict`)."""
     not_completed: list[str] = field(default_factory=list)
     """Why it did not (``result.json["error_details"]["not_completed"]``); empty if it did."""
+    conditions: dict[str, Any] = field(default_factory=dict)
+    """How it ran: ``configure_mode``, ``standard`` (EVA's benchmark conditions kept),
+    ``label``, ``tools_backend`` and ``eva_commit`` (as ``run.json`` records them)."""
 
     @property
     def model_response_ms(self) -> list[float]:
@@ -182,6 +185,12 @@ class RunResult:
             f"turns: {len(self.user_utterances)} user, {len(self.turns)} assistant · "
             f"tools called: {', '.join(self.tools_called) or 'none'}",
         ]
+        if self.conditions:
+            c = self.conditions
+            code = "EVA's own tool code" if c.get("tools_backend") == "eva" else "hydralab's tools"
+            if c.get("eva_commit"):
+                code += f" (EVA {str(c['eva_commit'])[:10]})"
+            lines.append(f"conditions: configure {c.get('label')} · {code}")
         for t in self.turns:
             lat = (
                 f"{t['model_response_ms']:.0f} ms"
@@ -473,6 +482,8 @@ async def run_record(
     configure_ceiling_bytes: int = CONFIGURE_CEILING_BYTES,
     hydra_url: str | None = None,
     interrupt: asyncio.Event | None = None,
+    tools: BackendChoice = "auto",
+    eva_dir: Path | str | None = None,
 ) -> RunResult:
     """Run one record's conversation end to end and write its run directory.
 
@@ -497,7 +508,10 @@ async def run_record(
         configure_mode: ``"standard"`` refuses (:class:`ConfigureTooLargeError`, before
             connecting) a ``session.configure`` over ``configure_ceiling_bytes`` that only fits
             by compacting tools or cutting instructions; ``"compacted"`` runs it, labelled
-            non-standard in ``run.json["configure_budget"]``.
+            non-standard in ``run.json["configure_budget"]``; ``"update"`` (experimental)
+            configures the full instructions with the tools that fit and sends every tool with
+            one ``session.update`` after ``session.configured`` (labelled non-standard and
+            unverified; what the model echoed is in ``run.json["bridge"]["session_update"]``).
         configure_ceiling_bytes: Hydra's ``session.configure`` ceiling (~32 KB, empirical).
         hydra_url: Hydra endpoint for ``model="hydra"`` (on-prem, staging, a local
             :class:`~hydralab.replay.ReplayServer`): ``ws://`` or ``wss://``, no query. Default:
@@ -506,6 +520,11 @@ async def run_record(
         interrupt: Set it (a signal handler does, ``hydralab run``) to end the call now: the
             conversation ends as ``interrupted`` (never completed), pending tools and
             transcriptions finish, and every output is written as for any other end.
+        tools: Which tool code executes the calls (:func:`tool_executor`): ``"auto"`` = EVA's
+            own when ``eva_dir`` (else an EVA ``data_dir``) has it, else hydralab's;
+            ``"eva"`` / ``"hydralab"`` force one. Recorded in ``run.json["tools"]``.
+        eva_dir: An EVA repository root whose ``src/eva/assistant/tools`` code to load (the
+            record's data directory when it is an EVA checkout, by default).
 
     Only the first connection to the run's bridge gets a conversation; any other is refused
     at once (close 1013 ``busy``; logged in ``events.jsonl`` and ``run.json
@@ -536,6 +555,8 @@ async def run_record(
     if model == "hydra" and not key:
         raise ValueError(f"model 'hydra' needs an API key: set {ENV_VAR} in the environment")
     stt = _make_stt(transcriber, rec, key)  # a bad language or missing key fails before any I/O
+    # the tool code is found (and loaded) now: a wrong --eva-dir fails before anything starts
+    tool_exec = tool_executor(rec, tools=tools, eva_dir=eva_dir)
     # refuses before connecting; the session is sent verbatim below
     hydra, budget = _plan_hydra(
         rec,
@@ -550,9 +571,6 @@ async def run_record(
     claim_run_dir(run_dir)
     bridge: Bridge | None = None
     try:
-        tools = ToolExecutor(
-            rec.initial_db, domain=rec.domain, current_date_time=rec.current_date_time
-        )
         # The offline decoder process starts now, in parallel with the call's set-up.
         warm = (
             asyncio.ensure_future(stt.start())
@@ -569,7 +587,7 @@ async def run_record(
             else:
                 url = endpoint
             hydra = HydraConfig(**{**hydra.__dict__, "url": url, "session": budget.session})
-            bcfg = _with_hydra(bridge_config, hydra)
+            bcfg = _with_budget(_with_hydra(bridge_config, hydra), budget)
             started = dt.datetime.now()
 
             def writer_factory(clock: Clock) -> RunWriter:
@@ -585,7 +603,7 @@ async def run_record(
             def session_factory() -> BridgeSession:
                 return BridgeSession(
                     bcfg,
-                    tools=tools,
+                    tools=tool_exec,
                     writer_factory=writer_factory,
                     transcriber=stt,
                     api_key=key,
@@ -718,6 +736,34 @@ def _with_hydra(bridge_config: BridgeConfig | None, hydra: HydraConfig) -> Bridg
     return BridgeConfig(**{**bcfg.__dict__, "hydra": hydra})
 
 
+def _with_budget(bcfg: BridgeConfig, budget: BudgetResult) -> BridgeConfig:
+    """The bridge settings the configure plan implies: the ``session.update`` to send after
+    ``session.configured`` (update mode) and the ceiling a reconnect's context must fit."""
+    return dataclasses.replace(
+        bcfg,
+        session_update=budget.update_session,
+        configure_ceiling_bytes=budget.ceiling_bytes,
+    )
+
+
+def tool_executor(
+    rec: Record, *, tools: BackendChoice = "auto", eva_dir: Path | str | None = None
+) -> ToolExecutor:
+    """The executor for one conversation of ``rec``: its resolved initial DB and date, the
+    agent config's tool ids enabled, and the tool code :func:`hydralab.tools.choose_tools`
+    picks (EVA's own from ``eva_dir`` — by default the record's data directory, when it is an
+    EVA checkout with ``src/eva/assistant/tools`` — else hydralab's).
+
+    Raises:
+        hydralab.tools.ToolBackendError: No tool code for the domain (itsm / medical_hr
+            without an EVA checkout: the message says what to point ``--eva-dir`` at), or
+            EVA's code could not be loaded.
+    """
+    where = eva_dir if eva_dir is not None else rec.data_dir
+    backend = choose_tools(rec.domain, eva_dir=where, prefer=tools)
+    return ToolExecutor.for_record(rec, enabled_tools=tool_ids(rec.agent), backend=backend)
+
+
 def open_run_writer(
     run_dir: Path, clock: ClockLike, *, model: str, hydra: HydraConfig
 ) -> RunWriter:
@@ -794,6 +840,14 @@ def _write_results(
     )
     if model == "hydra":  # the endpoint actually used (redacted: no key)
         run_config["hydralab"]["hydra_url"] = summary["url"]
+    # the conditions, where EVA's config is read: a fitted configure is not EVA's standard
+    budget_info = configure_budget or {}
+    run_config["hydralab"].update(
+        configure_mode=budget_info.get("mode"),
+        standard_conditions=budget_info.get("standard"),
+        conditions=budget_info.get("label"),
+        tools_backend=session.tools.backend.kind,
+    )
     write_json(run_dir.parent.parent / "config.json", run_config)
     if caller is not None:  # with what was heard: EVA's S2S turns come from assistant_speech
         events = fill_assistant_speech(caller.events, turns)
@@ -856,6 +910,13 @@ def _write_results(
         "record": record_meta(rec),
         "model": model,
         "configure_budget": configure_budget,
+        # which tool code ran the calls, and the error types scoring counts as invalid calls
+        "tools": {
+            **session.tools.provenance(),
+            "call_error_types": sorted(session.tools.eva_metric_error_types()),
+            "domain_call_error_types": sorted(session.tools.call_error_types()),
+            "calls": dict(session.tools.call_counts),
+        },
         "hydra": {
             k: summary[k]
             for k in (
@@ -891,6 +952,7 @@ def _write_results(
                 "rejected",
                 "core_errors",
                 "core_error_reasons",
+                "session_update",
             )
             if k in summary
         },
@@ -910,6 +972,10 @@ def _write_results(
             for i, sess in enumerate(emulator_sessions)
             for f in sess.flags
         ],
+        # trace ids the emulator's script used -> the ids the live tools returned
+        "emulator_id_chain": {
+            k: v for sess in emulator_sessions for k, v in sess.id_chain.mapping.items()
+        },
         "latency": latency,
         "timeline": {"t0_epoch_ms": summary["timeline_t0_epoch_ms"], "sample_rate_hz": 48000},
         "turns": turns,
@@ -954,6 +1020,13 @@ def _write_results(
         hydra_url=summary["url"] if model == "hydra" else None,
         completed=completed,
         not_completed=not_completed,
+        conditions={
+            "configure_mode": budget_info.get("mode"),
+            "standard": budget_info.get("standard"),
+            "label": budget_info.get("label"),
+            "tools_backend": run_meta["tools"]["backend"],
+            "eva_commit": run_meta["tools"].get("eva_commit"),
+        },
     )
 
 

@@ -10,7 +10,9 @@ The rules follow EVA's behaviour (https://github.com/ServiceNow/eva; summarized 
 - ``authentication_success``: the final session is a superset of the expected one (strings
   case-insensitive), skipped when nothing is expected; sub-metrics count the calls to the
   agent's ``tool_type: auth`` tools;
-- ``tool_call_validity``: the share of tool responses whose ``error_type`` is not a call error
+- ``tool_call_validity``: the share of tool responses whose ``error_type`` is not a call error,
+  by EVA's rule (its executor's types plus airline's validation types, for every domain) with
+  the domain's own rule as the sub-metric ``domain_rule`` where they differ
   (:func:`hydralab.tools.call_error_types`); sub-metrics ``num_tool_calls`` and one
   ``<error_type>_rate`` per call-error type;
 - the timing and ending metrics read a :class:`TurnTimeline`, the per-turn view EVA's metrics
@@ -45,7 +47,7 @@ import math
 import re
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -371,12 +373,22 @@ def tool_call_validity(
     *,
     tool_calls: Sequence[Mapping[str, Any]] = (),
     domain: str | None = None,
+    invalid_types: Collection[str] | None = None,
+    domain_invalid_types: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """EVA's ``tool_call_validity``: share of tool calls that were well-formed.
 
     A response whose ``error_type`` is a call error (unknown tool, crash, missing or malformed
-    parameter; :func:`hydralab.tools.call_error_types`) makes its call invalid; business
-    errors (``not_found`` ...) do not. No calls scores 1.0.
+    parameter) makes its call invalid; business errors (``not_found`` ...) do not. No calls
+    scores 1.0.
+
+    Which error types are call errors: EVA's metric counts its executor's types plus the
+    validation types of **airline's** parameter models, whatever the domain (it imports
+    ``airline_params.FIELD_ERROR_TYPES``), so an itsm call rejected as
+    ``invalid_building_code_format`` still counts as valid there. The score follows EVA's rule
+    (``invalid_types``) so numbers compare with EVA's; when the domain's own validation types
+    (``domain_invalid_types``) differ, the sub-metric ``domain_rule`` scores by them too and
+    its details list the calls the two rules disagree on.
 
     Sub-metrics as EVA's: ``num_tool_calls`` (a count, not normalised) and, when there were
     calls, ``<error_type>_rate`` for every call-error type (0.0 when it did not occur, so the
@@ -385,7 +397,10 @@ def tool_call_validity(
     Args:
         tool_responses: ``[{"tool_name", "tool_response"}]`` in call order.
         tool_calls: The matching ``[{"tool_name", "tool_parameters"}]`` (for the error list).
-        domain: Tool domain whose parameter error types count (default: all domains).
+        domain: Tool domain whose parameter error types count when ``invalid_types`` is not
+            given (:func:`hydralab.tools.call_error_types`; default: all domains).
+        invalid_types: The call-error types of the score (EVA's rule, as the run recorded it).
+        domain_invalid_types: The domain's own call-error types (``domain_rule``).
     """
     from hydralab.tools import call_error_types
 
@@ -399,7 +414,9 @@ def tool_call_validity(
                 "num_tool_calls": _metric(f"{name}.num_tool_calls", 0.0, normalized=False)
             },
         )
-    invalid_types = call_error_types(domain)
+    if invalid_types is None:
+        invalid_types = call_error_types(domain)
+    invalid_types = frozenset(invalid_types)
     errors: list[dict[str, Any]] = []
     for index, item in enumerate(tool_responses):
         response = item.get("tool_response")
@@ -425,6 +442,27 @@ def tool_call_validity(
         count = per_type[error_type]
         sub[f"{error_type}_rate"] = _rate(
             name, f"{error_type}_rate", count, total, {"count": count, "total_tool_calls": total}
+        )
+    if domain_invalid_types is not None and frozenset(domain_invalid_types) != invalid_types:
+        domain_types = frozenset(domain_invalid_types)
+        kinds = [
+            r.get("error_type") if isinstance(r := item.get("tool_response"), Mapping) else None
+            for item in tool_responses
+        ]
+        bad = sum(1 for k in kinds if k in domain_types)
+        disagree = [
+            {"index": i, "tool_name": tool_responses[i].get("tool_name"), "error_type": k}
+            for i, k in enumerate(kinds)
+            if (k in domain_types) != (k in invalid_types)
+        ]
+        sub["domain_rule"] = _metric(
+            f"{name}.domain_rule",
+            round((total - bad) / total, 4),
+            details={
+                "rule": "the domain's own validation error types",
+                "invalid_tool_calls": bad,
+                "calls_the_rules_disagree_on": disagree,
+            },
         )
     return _metric(
         name,
@@ -1569,6 +1607,8 @@ def score_record(
     audit: Mapping[str, Any] | None = None,
     auth_tools: Iterable[str] = (),
     domain: str | None = None,
+    call_error_types: Collection[str] | None = None,
+    domain_call_error_types: Collection[str] | None = None,
     record_id: str = "",
     pipecat_metrics: Iterable[Mapping[str, Any]] = (),
     simulator_events: Iterable[Mapping[str, Any]] = (),
@@ -1606,7 +1646,13 @@ def score_record(
     auth = authentication_success(
         expected_db, final_db, tool_responses=responses, auth_tools=auth_tools
     )
-    validity = tool_call_validity(responses, tool_calls=calls, domain=domain)
+    validity = tool_call_validity(
+        responses,
+        tool_calls=calls,
+        domain=domain,
+        invalid_types=call_error_types,
+        domain_invalid_types=domain_call_error_types,
+    )
     timeline = turn_timeline(events, audit)
     speed = response_speed(timeline)
     metrics = {
@@ -1692,6 +1738,11 @@ def _jsonl_rows(text: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _str_list(value: Any) -> list[str] | None:
+    """A recorded list of names, ``None`` when the run did not record one."""
+    return [str(v) for v in value] if isinstance(value, list) else None
+
+
 def _record_info(meta: Mapping[str, Any]) -> Mapping[str, Any]:
     info = meta.get("record")
     return info if isinstance(info, Mapping) else {}
@@ -1744,6 +1795,7 @@ def score_run(record_dir: Path | str, *, write: bool = True) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise ScoringError(f"{meta_path}: expected a JSON object")
     info = _record_info(meta)
+    tools_meta: Mapping[str, Any] = meta["tools"] if isinstance(meta.get("tools"), dict) else {}
     final_db = _load_json(record_dir / "final_scenario_db.json")
     audit = _load_json(record_dir / "audit_log.json")
     if not isinstance(final_db, dict) or not isinstance(audit, dict):
@@ -1764,6 +1816,8 @@ def score_run(record_dir: Path | str, *, write: bool = True) -> dict[str, Any]:
         audit=audit,
         auth_tools=[str(t) for t in info.get("auth_tools") or []],
         domain=info.get("domain") or meta.get("domain"),
+        call_error_types=_str_list(tools_meta.get("call_error_types")),
+        domain_call_error_types=_str_list(tools_meta.get("domain_call_error_types")),
         record_id=record_id,
         pipecat_metrics=_load_jsonl(record_dir / "pipecat_metrics.jsonl"),
         simulator_events=_jsonl_rows(events_text or ""),

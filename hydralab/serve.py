@@ -44,6 +44,7 @@ from hydralab.runner import (
     _make_stt,
     _plan_hydra,
     _run_id,
+    _with_budget,
     _with_hydra,
     _write_results,
     check_out_dir,
@@ -51,11 +52,12 @@ from hydralab.runner import (
     open_run_writer,
     record_run_dir,
     resolve_hydra_url,
+    tool_executor,
 )
 from hydralab.script import Script, script_from_record
 from hydralab.secrets import ENV_VAR, Secret, get_api_key
 from hydralab.speech.stt import SttConfig, Transcriber
-from hydralab.tools import ToolExecutor
+from hydralab.tools import BackendChoice
 
 __all__ = ["DEFAULT_MAX_CALLS", "BridgeServer", "serve_bridge"]
 
@@ -77,6 +79,8 @@ class BridgeServer:
         transcriber: User-turn STT, as :func:`hydralab.runner.run_record` takes it.
         script: What the emulator says (default: the record's reference conversation).
         max_calls: Conversations at once; a caller over it is refused (close 1013 ``busy``).
+        tools, eva_dir: Which tool code runs the calls, as for
+            :func:`hydralab.runner.run_record` (checked and loaded before serving).
         Others: as :func:`hydralab.runner.run_record`.
 
     Raises:
@@ -104,6 +108,8 @@ class BridgeServer:
         configure_ceiling_bytes: int = CONFIGURE_CEILING_BYTES,
         script: Script | None = None,
         max_calls: int = DEFAULT_MAX_CALLS,
+        tools: BackendChoice = "auto",
+        eva_dir: Path | str | None = None,
     ) -> None:
         if max_calls < 1:
             raise ValueError(f"max_calls must be >= 1, got {max_calls}")
@@ -134,6 +140,10 @@ class BridgeServer:
             configure_ceiling_bytes=configure_ceiling_bytes,
         )
         self._stt = _make_stt(transcriber, self.record, self._key)
+        # the tool code is found and loaded now (a wrong --eva-dir fails before serving)
+        self._tools_choice: BackendChoice = tools
+        self._eva_dir = eva_dir
+        tool_executor(self.record, tools=tools, eva_dir=eva_dir)
         # before anything starts: a writable out_dir, and a run id never used there
         check_out_dir(self.out_dir)
         used = sorted(self.out_dir.glob(f"{glob.escape(self.run_id)}-[0-9][0-9][0-9]*"))
@@ -183,13 +193,10 @@ class BridgeServer:
         except RunDirectoryError as exc:
             self.failures.append(f"{run_dir}: {exc}")
             raise
-        rec = self.record
-        tools = ToolExecutor(
-            rec.initial_db, domain=rec.domain, current_date_time=rec.current_date_time
-        )
+        tools = tool_executor(self.record, tools=self._tools_choice, eva_dir=self._eva_dir)
         hydra = self._hydra
         session = BridgeSession(
-            _with_hydra(self._bridge_config, hydra),
+            _with_budget(_with_hydra(self._bridge_config, hydra), self._budget),
             tools=tools,
             writer_factory=lambda clock: open_run_writer(
                 run_dir, clock, model=self.model, hydra=hydra

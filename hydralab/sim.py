@@ -111,6 +111,7 @@ from hydralab.runner import (
     RunResult,
     _plan_hydra,
     _run_id,
+    _with_budget,
     _with_hydra,
     _write_results,
     check_out_dir,
@@ -118,12 +119,13 @@ from hydralab.runner import (
     open_run_writer,
     record_run_dir,
     release_run_dir,
+    tool_executor,
 )
 from hydralab.script import Script, script_from_record
 from hydralab.secrets import redact
 from hydralab.speech.stt import ERROR_CANCELLED, Transcript
 from hydralab.speech.tts import Synthesizer
-from hydralab.tools import ToolExecutor
+from hydralab.tools import BackendChoice, ToolExecutor
 
 __all__ = [
     "Jitter",
@@ -1100,6 +1102,12 @@ class Simulation(CoreOutcome):
             model=model,
             session_index=len(self.emulator_sessions),
             resume_turn=self._resume_turn,
+            # a resumed conversation keeps the trace ids it learned (the DB still has them)
+            id_chain=(
+                self.emulator_sessions[-1].id_chain
+                if self._resume_turn is not None and self.emulator_sessions
+                else None
+            ),
         )
         self._resume_turn = None
         self.emulator_sessions.append(session)
@@ -1331,6 +1339,8 @@ def simulate_record(
     configure_ceiling_bytes: int = CONFIGURE_CEILING_BYTES,
     caller_audio: PreparedAudio | None = None,
     speech: SpeechCache | Mapping[int, SpeechCache] | None = None,
+    tools: BackendChoice = "auto",
+    eva_dir: Path | str | None = None,
 ) -> RunResult:
     """:func:`hydralab.runner.run_record` against the emulator, in virtual time.
 
@@ -1342,8 +1352,8 @@ def simulate_record(
 
     Args:
         record, out_dir, run_id, hydra_model, voice, data_dir, emulator_config, caller_config,
-            bridge_config, script, configure_mode, configure_ceiling_bytes: As ``run_record``
-            (``emulator_config`` defaults to the ``live`` profile).
+            bridge_config, script, configure_mode, configure_ceiling_bytes, tools, eva_dir: As
+            ``run_record`` (``emulator_config`` defaults to the ``live`` profile).
         sim: Latency, jitter, seed, guards (:class:`SimConfig`).
         transcriber: ``"oracle"`` (default: the caller's intended lines), a
             :data:`SyncTranscriber`, or ``None``.
@@ -1367,6 +1377,7 @@ def simulate_record(
     script = script or script_from_record(rec)
     # as run_record: inside out_dir, never another run's directory
     run_dir = record_run_dir(out_dir, run_id or _run_id(), rec.id)
+    executor = tool_executor(rec, tools=tools, eva_dir=eva_dir)
     hydra, budget = _plan_hydra(
         rec,
         hydra_model=hydra_model,
@@ -1375,16 +1386,16 @@ def simulate_record(
         configure_ceiling_bytes=configure_ceiling_bytes,
     )
     hydra = HydraConfig(**{**hydra.__dict__, "url": _SIM_MODEL_URL, "session": budget.session})
-    bcfg = _with_hydra(bridge_config, hydra)
+    # as run_record: configure_mode="update"'s session.update, the reconnect ceiling
+    bcfg = _with_budget(_with_hydra(bridge_config, hydra), budget)
     ecfg = emulator_config or EmulatorConfig.live()
     ccfg = caller_config or CallerConfig()
-    tools = ToolExecutor(rec.initial_db, domain=rec.domain, current_date_time=rec.current_date_time)
     check_out_dir(out_dir)
     claim_run_dir(run_dir)
     try:
         simulation = Simulation(
             script,
-            tools=tools,
+            tools=executor,
             bridge_config=bcfg,
             caller_config=ccfg,
             emulator_config=ecfg,

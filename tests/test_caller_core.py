@@ -495,6 +495,23 @@ def test_assistant_turn_timeout_ends_the_call() -> None:
     _check_events_shape(result)
 
 
+def test_an_answer_that_keeps_talking_past_the_timeout_is_not_a_timeout() -> None:
+    # the timeout counts from the turn's last audible frame: a 2 s greeting with a 0.5 s
+    # timeout is heard out and ends by the silence fallback, then the caller speaks
+    config = CallerConfig(turn_end_silence_s=0.3, assistant_turn_timeout_s=0.5)
+    core, _ = _core(_script(2), config=config)
+    log: list[Sent] = []
+    core.start(T0)
+    end = _play(core, T0 + 100 * MS, 100, log)  # 2 s of audible audio
+    assert end - T0 > 2 * S
+    _tick_until(core, end + S, log)
+    assert not any(isinstance(s.out, Hangup) for s in log)
+    assert any(isinstance(s.event, UserSpeechStart) for s in log)
+    core.finish(end + S)
+    result = core.result()
+    assert [t.ended_by for t in result.assistant_turns] == ["silence"]
+
+
 def test_error_and_disconnect_reasons() -> None:
     core, _ = _core(_script(1))
     core.start(T0)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hydralab.cli import _parser, main
+from hydralab.cli import _data_dir, _parser, _tool_kwargs, main
 from hydralab.records import DEFAULT_DATA_DIR, load_record, record_meta
 from hydralab.scoring import EVA_CODE_METRICS, EXPECTED_DB_FILE, SCORES_FILE, score_run
 from hydralab.tools import ToolExecutor
@@ -84,8 +84,13 @@ def test_score_broken_record_is_a_clear_error(
 
 
 def test_eva_dir_alias(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # --eva-dir is where the records come from too, unless --data-dir says otherwise
     args = _parser().parse_args(["run", "--eva-dir", "../shared/eva", "--record", "1.1.2"])
-    assert (args.data_dir, args.record) == ("../shared/eva", "1.1.2")
+    assert (_data_dir(args), args.eva_dir) == ("../shared/eva", "../shared/eva")
+    assert args.record == "1.1.2"
+    assert _tool_kwargs(args)["eva_dir"] == "../shared/eva" and args.tools == "auto"
+    both = _parser().parse_args(["run", "--data-dir", "x", "--eva-dir", "../eva"])
+    assert (_data_dir(both), both.eva_dir) == ("x", "../eva")
     assert _parser().parse_args(["run", "--data-dir", "x"]).data_dir == "x"
     shutil.copytree(DEFAULT_DATA_DIR / "airline", tmp_path / "airline")
     assert main(["records", "--eva-dir", str(tmp_path)]) == 0

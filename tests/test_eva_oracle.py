@@ -1,11 +1,12 @@
 """hydralab against EVA: oracle conversations, and EVA's own metric code on our run directories.
 
 Oracle runs: the emulator follows the record's reference trace and the bridge executes its tool
-calls with hydralab's tools, so the final DB must equal ``expected_scenario_db``:
-task_completion = 1. The conversations are simulated in virtual time
-(:func:`hydralab.sim.simulate_record`: the same cores and run directory as a socket run, the
-caller's intended lines as transcripts), so every shared airline record runs (~1 s each).
-Skipped when ``../shared/eva`` is absent.
+calls, with EVA's own tool code (loaded from ``../shared/eva/src`` at run time) and with
+hydralab's airline tools, so the final DB must equal ``expected_scenario_db``: task_completion
+= 1 (:mod:`oracle_checks`; itsm and medical_hr are in ``test_eva_domains_oracle.py``). The
+conversations are simulated in virtual time (:func:`hydralab.sim.simulate_record`: the same
+cores and run directory as a socket run, the caller's intended lines as transcripts), so every
+shared airline record runs (~1.5 s each). Skipped when ``../shared/eva`` is absent.
 
 EVA's metric code: the record directories of ``tests/test_scoring.py``'s conversations (clean,
 barge-ins, agent silent on the last turn, dropped call) and of a real run go through EVA's
@@ -26,50 +27,43 @@ import os
 import pkgutil
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-from needs import needs_speech
+from oracle_checks import (
+    EVA_DATA,
+    EVA_DIR,
+    _json,
+    check_eva_run_directory,
+    check_oracle_run,
+    domain_records,
+    real_calls,
+)
 from test_scoring import CONVERSATIONS, conversation_dir
 
 from hydralab.cli import main
-from hydralab.records import build_instructions, list_records, load_record
+from hydralab.records import build_instructions, load_record
 from hydralab.runner import RunResult
 from hydralab.scoring import EVA_CODE_METRICS, score_run
 from hydralab.sim import simulate_record
 
-EVA_DIR = Path(__file__).parents[1].parent / "shared" / "eva"
 EVA_SRC = Path(os.environ.get("HYDRALAB_EVA_SRC") or EVA_DIR / "src")
-RECORDS = (
-    tuple(list_records(EVA_DIR, domain="airline")) if (EVA_DIR / "data").is_dir() else ("1.1.2",)
-)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def real_calls(test: F) -> F:
-    """Marks of the tests that hold (simulated) conversations with the shared EVA records."""
-    for mark in (
-        needs_speech,
-        pytest.mark.skipif(not (EVA_DIR / "data").is_dir(), reason="shared EVA data not present"),
-    ):
-        test = mark(test)
-    return test
+RECORDS = tuple(domain_records("airline")) if EVA_DATA else ("1.1.2",)
+#: Airline runs under EVA's own tool code and under hydralab's: both must be oracle runs.
+CASES = [(rid, tools) for rid in RECORDS for tools in ("eva", "hydralab")]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RunResult]:
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], RunResult]:
     out = tmp_path_factory.mktemp("oracle")
     return {
-        rid: simulate_record(rid, data_dir=EVA_DIR, out_dir=out, run_id="oracle")
-        for rid in RECORDS
+        (rid, tools): simulate_record(
+            rid, data_dir=EVA_DIR, out_dir=out, run_id=f"oracle-{tools}", tools=tools
+        )
+        for rid, tools in CASES
     }
-
-
-def _json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
@@ -77,73 +71,36 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 @real_calls
-@pytest.mark.parametrize("record_id", RECORDS)
-def test_oracle_run_completes_the_task(runs: dict[str, RunResult], record_id: str) -> None:
-    result = runs[record_id]
-    record = load_record(record_id, data_dir=EVA_DIR)
-    assert result.error is None, result.error
-    assert result.ended_reason == "goodbye"
-    expected_tools = [e["tool_name"] for e in record.trace if e["event_type"] == "tool_call"]
-    assert result.tools_called == expected_tools
-    scores = result.scores
-    assert scores["task_completion"] == 1.0, scores["db_diff"]
-    assert scores["authentication_success"] is True
-    assert scores["tool_call_validity"] == 1.0
-    assert scores["conversation_valid_end"] == 1.0
-    assert scores["conversation_correctly_finished"] == 1.0
-    assert scores["conversation_completed_on_time"] == 1.0
-    assert scores["turns"]["tool_calls"] == len(expected_tools)
-    assert scores["turns"]["user"] == len(result.user_utterances)
-    assert scores["latency"]["model_response"]["n"] >= 1
-    assert _json(result.run_dir / "scores.json") == json.loads(json.dumps(scores))
+@pytest.mark.parametrize(("record_id", "tools"), CASES)
+def test_oracle_run_completes_the_task(
+    runs: dict[tuple[str, str], RunResult], record_id: str, tools: str
+) -> None:
+    result = runs[(record_id, tools)]
+    check_oracle_run(result, load_record(record_id, data_dir=EVA_DIR), tools=tools)
 
 
 @real_calls
 @pytest.mark.parametrize("record_id", RECORDS)
-def test_run_directory_is_what_eva_reads(runs: dict[str, RunResult], record_id: str) -> None:
-    result = runs[record_id]
-    run_root = result.run_dir.parent.parent
-    assert result.run_dir == run_root / "records" / record_id  # EVA's <run_dir>/records/<id>/
-    config = _json(run_root / "config.json")
-    assert config["model"]["s2s"] == "hydra-emulator"  # truthful: the emulator answered
-    assert config["model"]["s2s_params"]["api_key"] == "***"  # EVA wants one; never the key
-    assert config["model"]["s2s_params"]["model"] == "hydra-v1.1"
-    assert config["model_list"] and config["model_list"][0]["model_name"] == "hydra-v1.1"
-    assert config["agent_config_path"] == "configs/agents/airline_agent.yaml"
-    assert (EVA_DIR / config["agent_config_path"]).is_file()
-    assert (config["domain"], config["language"]) == ("airline", "en")
-    res = _json(result.run_dir / "result.json")
-    for key in ("record_id", "completed", "started_at", "ended_at", "duration_seconds"):
-        assert res[key] is not None, key
-    assert res["record_id"] == record_id and res["completed"] is True
-    assert res["output_dir"] == str(result.run_dir)
-    assert res["llm_latency"] is None and res["model_response_latency"]["total_calls"] >= 1
-    assert res["conversation_ended_reason"] == "goodbye"
-    audit = _json(result.run_dir / "audit_log.json")["transcript"]
-    assert res["num_turns"] == sum(e["message_type"] == "user" for e in audit)
-    called = [e["value"]["tool"] for e in audit if e["message_type"] == "tool_call"]
-    assert res["tools_called"] == list(dict.fromkeys(called))  # first-call order
-    assert res["audio_user_path"].endswith("audio_user_clean.wav")
-    for key in ("audio_user_path", "audio_assistant_path", "conversation_log_path"):
-        assert Path(res[key]).is_file(), key
-    events = _jsonl(result.run_dir / "user_simulator_events.jsonl")
-    # S2S: EVA takes the assistant's turns from assistant_speech, with what was heard
-    said = [e["data"]["text"] for e in events if e.get("type") == "assistant_speech"]
-    bot = [e["value"] for e in audit if e["message_type"] == "assistant"]
-    assert said and said == bot[: len(said)], (said, bot)
-    marks = {(e.get("event_type"), e.get("user")) for e in events}
-    assert {("audio_start", "simulated_user"), ("audio_end", "simulated_user")} <= marks
-    assert {("audio_start", "assistant"), ("audio_end", "assistant")} <= marks
-    assert events[-1]["type"] == "connection_state"
-    assert events[-1]["data"] == {"state": "session_ended", "details": {"reason": "goodbye"}}
-    assert _json(result.run_dir / "expected_scenario_db.json") == json.loads(
-        json.dumps(load_record(record_id, data_dir=EVA_DIR).expected_db)
-    )
+def test_run_directory_is_what_eva_reads(
+    runs: dict[tuple[str, str], RunResult], record_id: str
+) -> None:
+    check_eva_run_directory(runs[(record_id, "eva")], load_record(record_id, data_dir=EVA_DIR))
 
 
 @real_calls
-def test_model_got_evas_realtime_prompt(runs: dict[str, RunResult]) -> None:
-    result = runs["1.1.2"]
+@pytest.mark.parametrize("record_id", RECORDS)
+def test_both_tool_codes_end_in_the_same_state(
+    runs: dict[tuple[str, str], RunResult], record_id: str
+) -> None:
+    ours, evas = runs[(record_id, "hydralab")], runs[(record_id, "eva")]
+    for name in ("final_scenario_db.json", "initial_scenario_db.json"):
+        assert _json(ours.run_dir / name) == _json(evas.run_dir / name), name
+    assert ours.tools_called == evas.tools_called
+
+
+@real_calls
+def test_model_got_evas_realtime_prompt(runs: dict[tuple[str, str], RunResult]) -> None:
+    result = runs[("1.1.2", "eva")]
     configure = next(
         row["frame"]
         for row in _jsonl(result.run_dir / "events.jsonl")
@@ -156,9 +113,9 @@ def test_model_got_evas_realtime_prompt(runs: dict[str, RunResult]) -> None:
 
 @real_calls
 def test_rescore_from_files_alone(
-    runs: dict[str, RunResult], capsys: pytest.CaptureFixture[str]
+    runs: dict[tuple[str, str], RunResult], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run_root = runs[RECORDS[0]].run_dir.parent.parent
+    run_root = runs[(RECORDS[0], "eva")].run_dir.parent.parent
     assert main(["score", "--no-write", str(run_root)]) == 0
     lines = capsys.readouterr().out.splitlines()[1:]
     assert sorted(line.split()[0] for line in lines) == sorted(RECORDS)
