@@ -7,7 +7,9 @@ conversation, so a batch that was stopped (or crashed) is resumed by running it 
 same ``batch_id``: finished conversations are skipped.
 
 Layout: trial ``k`` of every record is one run, ``<batch_id>/trial_<k>``; the record directories
-inside it are wherever ``run_record`` puts them (its ``RunResult.run_dir``).
+inside it are wherever ``run_record`` puts them (its ``RunResult.run_dir``). A batch of several
+domains (EVA's airline, itsm, medical_hr) has one run per domain and trial,
+``<batch_id>/<domain>-trial_<k>``: an EVA run is one domain, named by its ``config.json``.
 
 Each conversation runs in its own process by default. Conversations in one event loop disturb
 each other's clocks: the offline STT holds the GIL for 100–400 ms per caller utterance, and a
@@ -30,7 +32,7 @@ import secrets as _secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,7 @@ from typing import Any
 from hydralab.aio import run_sync
 from hydralab.caller import CallerConfig
 from hydralab.emulator import EmulatorConfig
-from hydralab.records import DEFAULT_RECORD_ID, Record, check_path_name
+from hydralab.records import DEFAULT_RECORD_ID, Record, check_path_name, record_domains
 from hydralab.runner import (
     ModelName,
     RunResult,
@@ -166,6 +168,26 @@ def _record_id(record: str | Record | None) -> str:
     return record or DEFAULT_RECORD_ID
 
 
+def _domains_of(
+    by_id: Mapping[str, str | Record | None], data_dir: Path | str | None
+) -> dict[str, str]:
+    """Each record's domain (a loaded record says it; an id is looked up in ``data_dir``; an
+    id not found there is left to ``run_record`` to report, as ``"?"``)."""
+    known: dict[str, str] | None = None
+    out: dict[str, str] = {}
+    for rid, rec in by_id.items():
+        if isinstance(rec, Record):
+            out[rid] = rec.domain
+            continue
+        if known is None:
+            try:
+                known = record_domains(data_dir)
+            except Exception:  # an unreadable data dir: each conversation reports it
+                known = {}
+        out[rid] = known.get(rid, "?")
+    return out
+
+
 async def run_batch(
     records: Sequence[str | Record] | str | None = None,
     *,
@@ -229,6 +251,13 @@ async def run_batch(
         for k in range(1, trials + 1)
         for rid in by_id
     ]
+    domains = _domains_of(by_id, run_kwargs.get("data_dir"))
+    several = len(set(domains.values())) > 1
+
+    def run_id_of(c: Conversation) -> str:
+        """``trial_<k>``, or ``<domain>-trial_<k>`` in a batch of several domains."""
+        return f"{domains[c.record_id]}-trial_{c.trial}" if several else f"trial_{c.trial}"
+
     finished = FINISHED[:1] if retry_failed else FINISHED
     todo = [c for c in convs if c.status not in finished]
     get_api_key(run_kwargs.get("api_key"))  # known to redact() here too
@@ -277,7 +306,7 @@ async def run_batch(
             # it crashed before saying where), so the run id can be used again
             olds = [batch_dir / c.run_dir] if c.run_dir else []
             with contextlib.suppress(ValueError):
-                olds.append(record_run_dir(batch_dir, f"trial_{c.trial}", c.record_id))
+                olds.append(record_run_dir(batch_dir, run_id_of(c), c.record_id))
             for old in olds:
                 old = old.resolve()
                 if batch_dir.resolve() in old.parents:
@@ -291,7 +320,7 @@ async def run_batch(
             kwargs = dict(
                 run_kwargs,
                 out_dir=batch_dir,
-                run_id=f"trial_{c.trial}",
+                run_id=run_id_of(c),
                 model=model,
                 **({"hydra_url": endpoint} if endpoint is not None else {}),
                 emulator_config=dataclasses.replace(emu, seed=emu_seed + k),

@@ -36,7 +36,7 @@ import copy
 import dataclasses
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -69,6 +69,7 @@ __all__ = [
     "load_agent_config",
     "load_aliases",
     "load_record",
+    "record_domains",
     "record_meta",
     "resolve_locations",
     "resolve_placeholders",
@@ -313,19 +314,28 @@ def resolve_placeholders(value: Any, values: Mapping[str, str]) -> Any:
     """
     order = sorted(values, key=len, reverse=True)
 
+    def replace(text: str) -> str:
+        for key in order:
+            if key in text:
+                text = text.replace(key, values[key])
+        return text
+
+    return _map_strings(value, replace)
+
+
+def _map_strings(value: Any, fn: Callable[[str], str]) -> Any:
+    """A copy of a JSON-like value with ``fn`` applied to every string (keys excepted)."""
+
     def walk(item: Any) -> Any:
         if isinstance(item, str):
-            for key in order:
-                if key in item:
-                    item = item.replace(key, values[key])
-            return item
+            return fn(item)
         if isinstance(item, Mapping):
             return {k: walk(v) for k, v in item.items()}
         if isinstance(item, list | tuple):
             return [walk(v) for v in item]
-        return item
+        return copy.deepcopy(item)
 
-    return walk(copy.deepcopy(value))
+    return walk(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,16 +416,7 @@ def resolve_locations(value: Any, aliases: Mapping[str, Mapping[str, Any]], lang
         found = translations.get(language) if isinstance(translations, Mapping) else None
         return str(found[0]) if isinstance(found, list) and found else name
 
-    def walk(item: Any) -> Any:
-        if isinstance(item, str):
-            return _LOC.sub(render, item) if "<LOC:" in item else item
-        if isinstance(item, Mapping):
-            return {k: walk(v) for k, v in item.items()}
-        if isinstance(item, list | tuple):
-            return [walk(v) for v in item]
-        return item
-
-    return walk(copy.deepcopy(value))
+    return _map_strings(value, lambda text: _LOC.sub(render, text) if "<LOC:" in text else text)
 
 
 def inject_name_aliases(value: Any, aliases: Mapping[str, Mapping[str, Any]], language: str) -> Any:
@@ -502,18 +503,15 @@ def apply_agent_override(agent: AgentConfig, override: Mapping[str, Any] | None)
         return agent
     raw = copy.deepcopy(agent.raw)
     changes: dict[str, Any] = {}
-    instructions = override.get("instructions")
-    if instructions is not None:
-        if not isinstance(instructions, str):
-            raise RecordFormatError("agent_override.instructions must be a string")
-        raw["instructions"] = instructions
-        changes["instructions"] = instructions.strip()
-    personality = override.get("personality")
-    if personality is not None:
-        if not isinstance(personality, str):
-            raise RecordFormatError("agent_override.personality must be a string")
-        raw["description"] = personality
-        changes["description"] = personality.strip()
+    # override key -> the agent YAML field it replaces
+    for key, field_name in (("instructions", "instructions"), ("personality", "description")):
+        text = override.get(key)
+        if text is None:
+            continue
+        if not isinstance(text, str):
+            raise RecordFormatError(f"agent_override.{key} must be a string")
+        raw[field_name] = text
+        changes[field_name] = text.strip()
     enabled = override.get("tools_enabled")
     if enabled is not None:
         if not isinstance(enabled, list) or not all(isinstance(t, str) for t in enabled):
@@ -719,6 +717,17 @@ def list_records(data_dir: Path | str | None = None, *, domain: str | None = Non
     for files in _pick_domains(root, domain):
         ids.extend(r["id"] for r in _dataset(files))
     return ids
+
+
+def record_domains(data_dir: Path | str | None = None) -> dict[str, str]:
+    """``{record id: domain}`` for every record under ``data_dir`` (the first domain listing
+    an id wins, as :func:`load_record` finds it)."""
+    root = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
+    found: dict[str, str] = {}
+    for files in _pick_domains(root, None):
+        for r in _dataset(files):
+            found.setdefault(r["id"], files.domain)
+    return found
 
 
 # ---------------------------------------------------------------------------------------------

@@ -99,6 +99,29 @@ async def test_every_record_and_trial_within_the_concurrency_limit(
     assert len(res.run_dirs()) == 6
 
 
+async def test_a_batch_of_several_domains_has_one_run_per_domain_and_trial(
+    fake: FakeRunner, tmp_path: Path
+) -> None:
+    # EVA's run is one domain (its config.json names it): records of two domains do not share
+    # a run directory, and an id no data dir lists is left to run_record to report
+    data = tmp_path / "data"
+    for domain, ids in (("airline", ["A1", "A2"]), ("itsm", ["I1"])):
+        (data / domain).mkdir(parents=True)
+        rows = [{"id": i} for i in ids]
+        (data / domain / f"{domain}_dataset.json").write_text(json.dumps(rows))
+    res = await run_batch(
+        ["A1", "I1", "A2"], trials=2, out_dir=tmp_path / "out", batch_id="mixed",
+        data_dir=data, processes=False, progress=False,
+    )  # fmt: skip
+    assert res.ok
+    assert sorted((c["record"], c["run_id"]) for c in fake.calls) == sorted(
+        [(r, f"airline-trial_{k}") for r in ("A1", "A2") for k in (1, 2)]
+        + [("I1", f"itsm-trial_{k}") for k in (1, 2)]
+    )
+    for c in _manifest(res.batch_dir)["conversations"]:
+        assert c["run_dir"].split("/")[0].endswith(f"trial_{c['trial']}")
+
+
 async def test_a_failure_is_recorded_and_the_batch_goes_on(
     fake: FakeRunner, tmp_path: Path
 ) -> None:

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 import pytest
+from needs import PANDAS
 from oracle_checks import (
     EVA_DATA,
     EVA_DIR,
@@ -81,6 +82,19 @@ def test_trace_ids_were_chained_to_the_live_ones(runs: dict[str, RunResult]) -> 
     for rid in ("12", "13", "14"):
         ((trace_id, live_id),) = chained[rid].items()
         assert trace_id.endswith("-048271") and live_id != trace_id
+
+
+@real_calls
+@pytest.mark.skipif(not PANDAS, reason="needs pandas (the notebooks extra)")
+def test_the_sessions_table_says_how_each_conversation_ran(runs: dict[str, RunResult]) -> None:
+    from hydralab.analysis import load_run
+
+    for rid, result in runs.items():
+        row = load_run(result.run_dir).sessions.iloc[0]
+        assert row["record_id"] == rid
+        assert row["domain"] in ("itsm", "medical_hr")
+        assert (row["configure_mode"], row["standard_conditions"]) == ("compacted", False)
+        assert row["tools_backend"] == "eva"
 
 
 @pytest.mark.skipif(not EVA_DATA, reason="shared EVA data not present")

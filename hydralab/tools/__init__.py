@@ -99,6 +99,11 @@ def tool_ids(agent_config: Mapping[str, Any] | AgentConfig) -> tuple[str, ...]:
     return tuple(str(t.get("id") or t["name"]) for t in tools or ())
 
 
+def _error(error_type: str, message: str) -> dict[str, Any]:
+    """A tool call's error result, in the shape EVA's executor and tools answer."""
+    return {"status": "error", "error_type": error_type, "message": message}
+
+
 class ToolExecutor:
     """Runs a domain's tools against a private copy of a scenario DB.
 
@@ -222,66 +227,36 @@ class ToolExecutor:
             return self._execute_eva(name, params)
         fn = self._tools.get(name)
         if fn is None:
-            return {
-                "status": "error",
-                "error_type": "tool_not_found",
-                "message": f"Tool {name!r} is not available",
-            }
+            return _error("tool_not_found", f"Tool {name!r} is not available")
         if not isinstance(params, Mapping):  # None too: EVA's models reject it the same way
-            return {
-                "status": "error",
-                "error_type": "invalid_parameter",
-                "message": f"Invalid parameters for {name}: expected an object, "
-                f"got {type(params).__name__}",
-            }
+            return _error(
+                "invalid_parameter",
+                f"Invalid parameters for {name}: expected an object, got {type(params).__name__}",
+            )
         try:
             result = fn(copy.deepcopy(dict(params)), self.db, self.call_counts[name])
         except Exception as exc:  # a tool bug must not take the call down
-            return {
-                "status": "error",
-                "error_type": "execution_error",
-                "message": f"Tool {name} failed: {type(exc).__name__}: {exc}",
-            }
+            return _error("execution_error", f"Tool {name} failed: {type(exc).__name__}: {exc}")
         if not isinstance(result, dict) or "status" not in result:
-            return {
-                "status": "error",
-                "error_type": "execution_error",
-                "message": f"Tool {name} returned no status",
-            }
+            return _error("execution_error", f"Tool {name} returned no status")
         return result
 
     def _execute_eva(self, name: str, params: Any) -> dict[str, Any]:
         """EVA's ``ToolExecutor.execute`` around EVA's functions (count already incremented)."""
         enabled = self._enabled if self._enabled is not None else self._functions
         if name not in enabled:
-            return {
-                "status": "error",
-                "error_type": "tool_not_found",
-                "message": f"Tool {name} not found in configuration",
-            }
+            return _error("tool_not_found", f"Tool {name} not found in configuration")
         fn = self._functions.get(name)
         if fn is None:
-            return {
-                "status": "error",
-                "error_type": "function_not_found",
-                "message": f"No Python function found for tool {name}",
-            }
+            return _error("function_not_found", f"No Python function found for tool {name}")
         args = copy.deepcopy(dict(params)) if isinstance(params, Mapping) else params
         try:
             result = fn(params=args, db=self.db, call_index=self.call_counts[name])
         except Exception as exc:  # EVA logs it and answers execution_error
-            return {
-                "status": "error",
-                "error_type": "execution_error",
-                "message": f"Tool execution failed: {exc}",
-            }
+            return _error("execution_error", f"Tool execution failed: {exc}")
         if not isinstance(result, dict) or "status" not in result:
             # EVA's executor raises ValueError here; hydralab keeps the call alive instead.
-            return {
-                "status": "error",
-                "error_type": "execution_error",
-                "message": f"Tool {name} returned no status",
-            }
+            return _error("execution_error", f"Tool {name} returned no status")
         return copy.deepcopy(result)
 
     def replay(
