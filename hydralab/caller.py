@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
 
@@ -33,6 +34,7 @@ from hydralab.caller_core import (
     CallerCore,
     CallerResult,
     Hangup,
+    NeedReply,
     Output,
     PreparedAudio,
     ReceivedTurn,
@@ -45,6 +47,7 @@ from hydralab.caller_core import (
     validate_audio,
 )
 from hydralab.clock import Clock, ClockLike
+from hydralab.listener import Listener
 from hydralab.script import Script
 from hydralab.speech.tts import Synthesizer
 
@@ -125,6 +128,9 @@ class Caller:
         stream_sid: Stream SID to announce (default: a random ``MZ…``).
         audio: The user lines already prepared (:func:`prepare_caller_audio`) with this
             ``config``; default: :meth:`run` synthesizes them first, in a worker thread.
+        listener: A caller that listens (:class:`~hydralab.listener.Listener`): each line is
+            its policy's reply to what it heard, synthesized as the call goes (in a worker
+            thread); ``script`` then only gives the greeting turn. Default: the script's lines.
 
     Raises:
         ValueError: ``config.frame_ms`` is not a whole number of 8 kHz samples, or ``audio``
@@ -141,10 +147,15 @@ class Caller:
         clock: ClockLike | None = None,
         stream_sid: str | None = None,
         audio: PreparedAudio | None = None,
+        listener: Listener | None = None,
     ) -> None:
         samples_per_frame(config)
+        if listener is not None:
+            script = dataclasses.replace(script, user_turns=())  # the policy speaks
+            audio = None
         if audio is not None:
             validate_audio(script, config=config, audio=audio)
+        self.listener = listener
         self.script = script
         self.url = url
         self.config = config
@@ -179,7 +190,12 @@ class Caller:
                 stream_sid=self.stream_sid, epoch=clock, now_ns=clock.now_ns(), error=_describe(exc)
             )
         core = CallerCore(
-            self.script, config=self.config, audio=audio, stream_sid=self.stream_sid, epoch=clock
+            self.script,
+            config=self.config,
+            audio=audio,
+            stream_sid=self.stream_sid,
+            epoch=clock,
+            listening=self.listener is not None,
         )
         error = None
         try:
@@ -204,12 +220,42 @@ class Caller:
             open_timeout=cfg.connect_timeout_s,
             close_timeout=min(cfg.connect_timeout_s, 5.0),
         ) as ws:
-            outbox: asyncio.Queue[Output] = asyncio.Queue()
+            outbox: asyncio.Queue[SendFrame | Hangup] = asyncio.Queue()
+            needs: asyncio.Queue[NeedReply] = asyncio.Queue()
             wake = asyncio.Event()
 
             def emit(outs: list[Output]) -> None:
                 for out in outs:
-                    outbox.put_nowait(out)
+                    if isinstance(out, NeedReply):
+                        needs.put_nowait(out)
+                    else:
+                        outbox.put_nowait(out)
+
+            async def replier() -> None:
+                """A listening caller's lines: hear, decide, synthesize off the loop."""
+                listener = self.listener
+                if listener is None:
+                    return
+                synth = self._synth if self._synth is not None else _default_synthesizer(cfg)
+                while True:
+                    need = await needs.get()
+                    asked = clock.now_ns()
+                    ready = await asyncio.to_thread(
+                        listener.prepare, need, config=cfg, synthesizer=synth
+                    )
+                    emit(
+                        core.reply(
+                            clock.now_ns(),
+                            text=ready.reply.text,
+                            spoken=ready.spoken,
+                            utterance=ready.utterance,
+                            end_call=ready.reply.end_call,
+                            not_before_ns=asked + int(ready.think_ms * 1e6),
+                            heard_text=ready.heard,
+                            reason=ready.reply.reason,
+                        )
+                    )
+                    wake.set()
 
             async def reader() -> None:
                 try:
@@ -252,6 +298,7 @@ class Caller:
                     tg.create_task(reader(), name="caller-reader")
                     tg.create_task(ticker(), name="caller-ticker")
                     tg.create_task(writer(), name="caller-writer")
+                    tg.create_task(replier(), name="caller-replier")
             except* _CallEnd:
                 pass
 

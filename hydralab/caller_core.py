@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -69,6 +69,7 @@ __all__ = [
     "CallerResult",
     "EpochMapping",
     "Hangup",
+    "NeedReply",
     "Output",
     "PreparedAudio",
     "PreparedUtterance",
@@ -78,6 +79,7 @@ __all__ = [
     "SpeechSynthesizer",
     "failed_call_result",
     "prepare_audio",
+    "prepare_utterance",
     "samples_per_frame",
     "validate_audio",
 ]
@@ -233,6 +235,9 @@ class CallerResult:
         audible_frames_after_clear: Audible media frames that arrived after a ``clear`` while
             the caller was still speaking the utterance that caused it (should be 0: nothing
             may play after ``clear``).
+        listening: A listening caller (its lines came from a policy, not the script).
+        caller_ended: A listening caller ended the call itself (its policy's ``end_call``),
+            after its last line, if it had one.
     """
 
     events: list[dict[str, Any]]
@@ -244,6 +249,8 @@ class CallerResult:
     control_frames: list[dict[str, Any]] = field(default_factory=list)
     stream_sid: str = ""
     audible_frames_after_clear: int = 0
+    listening: bool = False
+    caller_ended: bool = False
 
 
 # ---------------------------------------------------------------------- prepared audio
@@ -336,22 +343,37 @@ def prepare_audio(
     rng = np.random.default_rng(config.seed)
     noise = ulaw_encode(_noise(rng, _NOISE_FRAMES * spf, noise_dbfs=config.noise_dbfs))
     noise_frames = tuple(noise[i : i + spf] for i in range(0, len(noise), spf))
-    utterances = []
-    for i, turn in enumerate(script.user_turns):
-        pcm = synthesizer.synthesize(
-            turn.spoken,
-            voice=config.voice,
-            rate_wpm=config.rate_wpm,
-            sample_rate_hz=SAMPLE_RATE_HZ,
-            noise_dbfs=config.noise_dbfs,
-            seed=config.seed + i,
-        )
-        utterances.append(
-            _frame_utterance(np.asarray(pcm, dtype=np.int16), rng, spf=spf, config=config)
-        )
+    utterances = [
+        prepare_utterance(turn.spoken, index=i, config=config, synthesizer=synthesizer, rng=rng)
+        for i, turn in enumerate(script.user_turns)
+    ]
     return PreparedAudio(
         utterances=tuple(utterances), noise_frames=noise_frames, samples_per_frame=spf
     )
+
+
+def prepare_utterance(
+    spoken: str,
+    *,
+    index: int,
+    config: CallerConfig,
+    synthesizer: SpeechSynthesizer,
+    rng: np.random.Generator | None = None,
+    rate_wpm: int | None = None,
+) -> PreparedUtterance:
+    """Synthesize and frame one caller line (blocking): user turn ``index``'s TTS seed is
+    ``config.seed + index``; ``rate_wpm`` overrides the config's speaking rate (a persona's)."""
+    spf = samples_per_frame(config)
+    pcm = synthesizer.synthesize(
+        spoken,
+        voice=config.voice,
+        rate_wpm=config.rate_wpm if rate_wpm is None else rate_wpm,
+        sample_rate_hz=SAMPLE_RATE_HZ,
+        noise_dbfs=config.noise_dbfs,
+        seed=config.seed + index,
+    )
+    gen = rng if rng is not None else np.random.default_rng((config.seed, index))
+    return _frame_utterance(np.asarray(pcm, dtype=np.int16), gen, spf=spf, config=config)
 
 
 def _frame_utterance(
@@ -405,7 +427,19 @@ class Hangup:
     reason: str
 
 
-Output = SendFrame | Hangup
+@dataclass(frozen=True)
+class NeedReply:
+    """A listening caller (``CallerCore(listening=True)``) needs its next line: assistant turn
+    ``index`` is over. The shell works out what was heard (``heard_ulaw``: that turn's audio as
+    received), asks the caller policy and answers with :meth:`CallerCore.reply`; the line stays
+    live meanwhile. Never written to the socket."""
+
+    index: int
+    heard_ulaw: bytes
+    interrupted: bool = False
+
+
+Output = SendFrame | Hangup | NeedReply
 
 
 # ---------------------------------------------------------------------- internals
@@ -414,6 +448,7 @@ Output = SendFrame | Hangup
 @dataclass
 class _RxTurn:
     index: int
+    byte_start: int = 0  # where the turn's audio begins in the received stream
     frames: int = 0
     n_bytes: int = 0
     sumsq: float = 0.0
@@ -427,11 +462,13 @@ class _RxTurn:
 
 @dataclass(frozen=True)
 class _Step:
-    """One step of the script: await assistant turn ``index``, or speak user turn ``index``."""
+    """One step of the script: await assistant turn ``index``, speak user turn ``index`` (not
+    before ``not_before_ns``), or hang up (``"end"``: a listening caller's ``end_call``)."""
 
-    kind: Literal["await", "speak"]
+    kind: Literal["await", "speak", "end"]
     index: int
     barge_in_after_ms: float | None = None
+    not_before_ns: int | None = None
 
 
 def _plan(script: Script, config: CallerConfig) -> tuple[_Step, ...]:
@@ -461,16 +498,16 @@ class _EventLog:
     def state(self, state: str, details: dict[str, Any], now_ns: int) -> None:
         self.data("connection_state", {"state": state, "details": details}, now_ns)
 
-    def data(self, kind: str, data: dict[str, Any], now_ns: int) -> None:
-        self.events.append(
-            {
-                "timestamp": self._epoch.epoch_ms(now_ns),
-                "sequence": len(self.events) + 1,
-                "type": kind,
-                "data": data,
-                "provider": PROVIDER,
-            }
-        )
+    def data(self, kind: str, data: dict[str, Any], now_ns: int) -> dict[str, Any]:
+        event = {
+            "timestamp": self._epoch.epoch_ms(now_ns),
+            "sequence": len(self.events) + 1,
+            "type": kind,
+            "data": data,
+            "provider": PROVIDER,
+        }
+        self.events.append(event)
+        return event
 
     def audio(self, kind: str, user: str, now_ns: int, audio_ns: int) -> None:
         self.events.append(
@@ -525,6 +562,12 @@ class CallerCore:
         audio: The prepared user lines and line noise (:func:`prepare_audio`).
         stream_sid: Stream SID to announce.
         epoch: The session clock's epoch mapping (``epoch_ms``/``epoch_s`` of a monotonic ns).
+        listening: A caller that listens: after each assistant turn the core emits
+            :class:`NeedReply` and waits (the line live) for :meth:`reply`, which gives the
+            next line (or ends the call); ``audio`` then needs only the line noise and the
+            script only its greeting's turn count. Default: the script's user lines in order.
+        reply_timeout_s: A listening caller waits this long for :meth:`reply`; then the call
+            ends with ``"timeout"``.
 
     Raises:
         ValueError: ``audio`` does not match the script or the config's frame size.
@@ -538,8 +581,26 @@ class CallerCore:
         audio: PreparedAudio,
         stream_sid: str,
         epoch: EpochMapping,
+        listening: bool = False,
+        reply_timeout_s: float = 120.0,
     ) -> None:
-        validate_audio(script, config=config, audio=audio)
+        if listening:
+            if audio.samples_per_frame != samples_per_frame(config) or not audio.noise_frames:
+                raise ValueError("a listening caller's audio needs line noise at the frame size")
+        else:
+            validate_audio(script, config=config, audio=audio)
+        self.listening = listening
+        self._reply_timeout_ns = int(reply_timeout_s * _NS_PER_S)
+        self._plan_list: list[_Step] = (
+            [_Step("await", 0, config.barge_in_after_ms.get(0))] if listening else []
+        )
+        self._dyn_utts: list[PreparedUtterance] = []
+        self._dyn_lines: list[tuple[str, str]] = []  # (text, spoken) of each reply
+        self._awaiting_reply: int | None = None  # the assistant turn a reply is due for
+        self._reply_asked_ns = 0
+        self._caller_ended = False  # a listening caller chose to end the call
+        self._heard_events: dict[int, dict[str, Any]] = {}  # assistant_speech event per turn
+        self._rx_spans: dict[int, tuple[int, int]] = {}
         self.script = script
         self.config = config
         self.audio = audio
@@ -549,7 +610,7 @@ class CallerCore:
         self._period_ns = config.frame_ms * _NS_PER_MS
         self._timeout_ns = int(config.assistant_turn_timeout_s * _NS_PER_S)
         self._silence_ns = int(config.turn_end_silence_s * _NS_PER_S)
-        self._plan = _plan(script, config)
+        self._plan: Sequence[_Step] = self._plan_list if listening else _plan(script, config)
         # lifecycle
         self._started = False
         self._finished = False
@@ -670,6 +731,8 @@ class CallerCore:
         step = self._step()
         if step is not None and step.kind == "await":
             times += [t for t in self._await_times(step) if t is not None]
+        if step is None and self._awaiting_reply is not None:
+            times.append(self._reply_asked_ns + self._reply_timeout_ns)
         return min(times)
 
     def finish(self, now_ns: int, *, error: str | None = None) -> None:
@@ -720,7 +783,70 @@ class CallerCore:
             control_frames=self._controls,
             stream_sid=self.stream_sid,
             audible_frames_after_clear=self._heard_after_clear,
+            listening=self.listening,
+            caller_ended=self._caller_ended and self._hangup_reason == "goodbye",
         )
+
+    def reply(
+        self,
+        now_ns: int,
+        *,
+        text: str,
+        spoken: str | None = None,
+        utterance: PreparedUtterance | None = None,
+        end_call: bool = False,
+        not_before_ns: int | None = None,
+        heard_text: str | None = None,
+        reason: str = "",
+    ) -> list[Output]:
+        """A listening caller's next line, after :class:`NeedReply`.
+
+        Args:
+            now_ns: Now.
+            text: What the caller means (logged as ``user_speech``); empty with ``end_call``
+                hangs up without a word.
+            spoken: What the TTS read (default ``text``).
+            utterance: ``text`` synthesized and framed (:func:`prepare_utterance`); required
+                unless the caller hangs up without a word.
+            end_call: Hang up (``"goodbye"``) once the line is said.
+            not_before_ns: Start speaking no earlier (a persona's think time).
+            heard_text: What the caller heard of the turn; filled into that turn's
+                ``assistant_speech`` event (EVA's field for what the simulator heard).
+            reason: Why the policy said it (logged with the line).
+
+        Raises:
+            RuntimeError: No reply is due (not listening, or not after :class:`NeedReply`).
+            ValueError: A line without an utterance.
+        """
+        k = self._awaiting_reply
+        if not self.listening or k is None:
+            raise RuntimeError("no reply is due")
+        if text.strip() and (utterance is None or not utterance.frames):
+            raise ValueError("a line to say needs its prepared utterance")
+        self._awaiting_reply = None
+        event = self._heard_events.get(k)
+        if event is not None and heard_text is not None:
+            event["data"]["text"] = heard_text
+        if reason:
+            self._control(now_ns, "policy", turn=k, reason=reason, end_call=end_call)
+        if text.strip() and utterance is not None:
+            u = len(self._dyn_utts)
+            self._dyn_utts.append(utterance)
+            self._dyn_lines.append((text, spoken if spoken is not None else text))
+            self._plan_list.append(_Step("speak", u, not_before_ns=not_before_ns))
+        if end_call:
+            self._caller_ended = True
+            self._plan_list.append(_Step("end", k + 1))
+        else:
+            nxt = k + 1
+            self._plan_list.append(_Step("await", nxt, self.config.barge_in_after_ms.get(nxt)))
+        self._step_start_ns = now_ns
+        return self._conduct(now_ns)
+
+    def heard_audio(self, index: int) -> bytes:
+        """The μ-law audio received during assistant turn ``index`` (empty if unknown)."""
+        start, end = self._rx_spans.get(index, (0, 0))
+        return bytes(self._received[start:end])
 
     # ------------------------------------------------------------------ turn logic
     def _step(self) -> _Step | None:
@@ -731,6 +857,8 @@ class CallerCore:
         self._step_start_ns = now_ns
 
     def _script_complete(self) -> bool:
+        if self.listening:
+            return self._caller_ended and self._utt is None
         return (
             len(self._tx_turns) == len(self.script.user_turns)
             and self._utt is None
@@ -742,19 +870,42 @@ class CallerCore:
         while self._hangup_reason is None:
             step = self._step()
             if step is None:
-                return self._hang_up("goodbye")
-            if step.kind == "speak":
-                if self._utt is None:  # the slot that sends its last frame moves on
-                    turn = self.script.user_turns[step.index]
-                    self._tx_turns.append(
-                        SentTurn(
-                            index=step.index,
-                            text=turn.text,
-                            spoken=turn.spoken,
-                            barged_in=self._barged,
+                if not self.listening:
+                    return self._hang_up("goodbye")
+                if self._awaiting_reply is None:  # the turn just ended: ask for a line
+                    k = len(self._rx_turns) - 1
+                    self._awaiting_reply, self._reply_asked_ns = k, now_ns
+                    last = self._rx_turns[-1] if self._rx_turns else None
+                    return [
+                        NeedReply(
+                            index=k,
+                            heard_ulaw=self.heard_audio(k),
+                            interrupted=last is not None and last.ended_by == "clear",
                         )
+                    ]
+                if now_ns - self._reply_asked_ns >= self._reply_timeout_ns:
+                    logger.warning("no reply within %.1f s", self._reply_timeout_ns / _NS_PER_S)
+                    return self._hang_up("timeout")
+                return []
+            if step.kind == "end":
+                if self._utt is None:
+                    return self._hang_up("goodbye")
+                return []
+            if step.kind == "speak":
+                if step.not_before_ns is not None and now_ns < step.not_before_ns:
+                    return []  # thinking: the line stays live
+                if self._utt is None:  # the slot that sends its last frame moves on
+                    if self.listening:
+                        text, spoken = self._dyn_lines[step.index]
+                        utt = self._dyn_utts[step.index]
+                    else:
+                        turn = self.script.user_turns[step.index]
+                        text, spoken = turn.text, turn.spoken
+                        utt = self.audio.utterances[step.index]
+                    self._tx_turns.append(
+                        SentTurn(index=step.index, text=text, spoken=spoken, barged_in=self._barged)
                     )
-                    self._utt = self.audio.utterances[step.index]
+                    self._utt = utt
                     self._utt_pos = 0
                 return []
             outcome = self._poll_await(step, now_ns)
@@ -777,7 +928,8 @@ class CallerCore:
         if step.barge_in_after_ms is not None and rx.index == k and rx.first_audible_ns is not None:
             barge_at = rx.first_audible_ns + int(step.barge_in_after_ms * _NS_PER_MS)
         silent_at = None
-        if rx.index == k and rx.frames == 0 and not self.script.assistant_turns[k].text.strip():
+        turns = self.script.assistant_turns
+        if rx.index == k and rx.frames == 0 and k < len(turns) and not turns[k].text.strip():
             # A turn the script gives no speech (e.g. a trailing empty answer): a mark may
             # come; if nothing comes, move on instead of timing out.
             silent_at = self._step_start_ns + self._silence_ns
@@ -931,8 +1083,12 @@ class CallerCore:
         if rx.first_audible_ns is not None:
             # EVA's simulator logs what it heard once the turn is over; a scripted caller does
             # not transcribe, so the text is filled in from the bridge's record of what was
-            # played (:func:`hydralab.evalog.fill_assistant_speech`).
-            self._log.data("assistant_speech", {"text": "", "source": "assistant"}, now_ns)
+            # played (:func:`hydralab.evalog.fill_assistant_speech`); a listening caller's
+            # reply() fills in what it heard.
+            self._heard_events[rx.index] = self._log.data(
+                "assistant_speech", {"text": "", "source": "assistant"}, now_ns
+            )
+        self._rx_spans[rx.index] = (rx.byte_start, len(self._received))
         self._rx_turns.append(
             ReceivedTurn(
                 index=rx.index,
@@ -951,7 +1107,7 @@ class CallerCore:
                 ended_by=ended_by,
             )
         )
-        self._rx = _RxTurn(rx.index + 1)
+        self._rx = _RxTurn(rx.index + 1, byte_start=len(self._received))
 
     def _epoch_ms_or_none(self, t_ns: int | None) -> int | None:
         return self._epoch.epoch_ms(t_ns) if t_ns is not None else None

@@ -16,7 +16,7 @@ import os
 import platform
 import secrets as _secrets
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -32,6 +32,8 @@ from hydralab.clock import Clock, ClockLike
 from hydralab.emulator import Emulator, EmulatorConfig, EmulatorSession
 from hydralab.evalog import fill_assistant_speech
 from hydralab.latency import latency_stats
+from hydralab.listener import Hearing, Listener
+from hydralab.policy import CALLER_POLICIES, CallerPolicy, CallerPolicyName
 from hydralab.protocol.budget import (
     CONFIGURE_CEILING_BYTES,
     BudgetResult,
@@ -484,6 +486,8 @@ async def run_record(
     interrupt: asyncio.Event | None = None,
     tools: BackendChoice = "auto",
     eva_dir: Path | str | None = None,
+    caller: CallerPolicyName | CallerPolicy = "scripted",
+    hearing: Hearing = "stt",
 ) -> RunResult:
     """Run one record's conversation end to end and write its run directory.
 
@@ -525,6 +529,11 @@ async def run_record(
             ``"eva"`` / ``"hydralab"`` force one. Recorded in ``run.json["tools"]``.
         eva_dir: An EVA repository root whose ``src/eva/assistant/tools`` code to load (the
             record's data directory when it is an EVA checkout, by default).
+        caller: The caller's policy (:mod:`hydralab.policy`): ``"scripted"`` (the record's
+            user lines in order, the default), ``"rules"`` (offline, answers what it is asked)
+            or a ready :class:`~hydralab.policy.CallerPolicy` (e.g. an ``llm`` caller).
+        hearing: What a listening caller hears: ``"stt"`` (the assistant's audio through
+            ``transcriber``: realistic) or ``"native"`` (the bridge's transcript: exact).
 
     Only the first connection to the run's bridge gets a conversation; any other is refused
     at once (close 1013 ``busy``; logged in ``events.jsonl`` and ``run.json
@@ -555,6 +564,9 @@ async def run_record(
     if model == "hydra" and not key:
         raise ValueError(f"model 'hydra' needs an API key: set {ENV_VAR} in the environment")
     stt = _make_stt(transcriber, rec, key)  # a bad language or missing key fails before any I/O
+    policy = make_policy(caller, rec, script)
+    if policy is not None and hearing == "stt" and stt is None:
+        raise ValueError("a caller that hears by STT needs a transcriber (or hearing='native')")
     # the tool code is found (and loaded) now: a wrong --eva-dir fails before anything starts
     tool_exec = tool_executor(rec, tools=tools, eva_dir=eva_dir)
     # refuses before connecting; the session is sent verbatim below
@@ -570,6 +582,7 @@ async def run_record(
     check_out_dir(out_dir)
     claim_run_dir(run_dir)
     bridge: Bridge | None = None
+    listener: Listener | None = None
     try:
         # The offline decoder process starts now, in parallel with the call's set-up.
         warm = (
@@ -619,10 +632,24 @@ async def run_record(
             # One conversation per run directory: any further connection is refused (1013).
             bridge = Bridge(session_factory, max_sessions=1, on_refused=log_refused)
             await bridge.start(port=port)
-            caller = Caller(
-                script, url=bridge.url, config=caller_config or CallerConfig(), clock=clock
-            )
-            caller_result = await _place_call(caller, bridge, interrupt)
+            ccfg = caller_config or CallerConfig()
+            if policy is not None:
+                loop = asyncio.get_running_loop()
+
+                def native_text(index: int) -> str:
+                    if bridge is None or not bridge.sessions:
+                        return ""
+                    turns = bridge.sessions[0].core.tracker.turns
+                    return turns[index].heard_text if 0 <= index < len(turns) else ""
+
+                listener = make_listener(
+                    policy,
+                    hearing=hearing,
+                    transcribe=None if stt is None else _blocking_stt(stt, loop),
+                    native_text=native_text,
+                )
+            caller_obj = Caller(script, url=bridge.url, config=ccfg, clock=clock, listener=listener)
+            caller_result = await _place_call(caller_obj, bridge, interrupt)
             if caller_result is None:
                 raise CallInterrupted("interrupted before the call began: nothing was recorded")
             session = await _the_session(bridge, caller_result, timeout_s=session_timeout_s)
@@ -653,7 +680,10 @@ async def run_record(
         ended,
         emulator,
         configure_budget=budget.to_dict(),
-        extra_meta={"refused_connections": list(bridge.refused)},
+        extra_meta={
+            "refused_connections": list(bridge.refused),
+            "caller_policy": caller_policy_meta(policy, listener),
+        },
     )
 
 
@@ -744,6 +774,66 @@ def _with_budget(bcfg: BridgeConfig, budget: BudgetResult) -> BridgeConfig:
         session_update=budget.update_session,
         configure_ceiling_bytes=budget.ceiling_bytes,
     )
+
+
+def make_policy(
+    caller: CallerPolicyName | CallerPolicy, rec: Record, script: Script, *, seed: int = 0
+) -> CallerPolicy | None:
+    """The caller's policy object (``None`` for ``"scripted"``: the script path, no listener).
+
+    Raises:
+        ValueError: An unknown name, or ``"llm"`` by name (build an
+            :class:`~hydralab.callers.llm.LlmCaller` with its endpoint and pass it).
+    """
+    if not isinstance(caller, str):
+        return caller
+    if caller == "scripted":
+        return None
+    if caller == "rules":
+        from hydralab.callers.rules import RulesCaller
+
+        return RulesCaller(rec, script=script, seed=seed)
+    if caller == "llm":
+        raise ValueError("caller='llm' needs its endpoint: pass an LlmCaller instance")
+    raise ValueError(f"unknown caller policy {caller!r}: use one of {', '.join(CALLER_POLICIES)}")
+
+
+def make_listener(
+    policy: CallerPolicy,
+    *,
+    hearing: Hearing,
+    transcribe: Callable[[np.ndarray], str] | None,
+    native_text: Callable[[int], str] | None,
+) -> Listener:
+    """A :class:`~hydralab.listener.Listener` for ``policy`` (hearing by STT or natively)."""
+    return Listener(
+        policy,
+        hearing=hearing,
+        transcribe=transcribe if hearing == "stt" else None,
+        native_text=native_text if hearing == "native" else None,
+    )
+
+
+def _blocking_stt(stt: Transcriber, loop: asyncio.AbstractEventLoop) -> Callable[[np.ndarray], str]:
+    """The run's async transcriber as a blocking ``pcm (8 kHz) -> text`` for a worker thread."""
+
+    def transcribe(pcm: np.ndarray) -> str:
+        fut = asyncio.run_coroutine_threadsafe(stt.transcribe(pcm, sample_rate_hz=8000), loop)
+        result = fut.result()
+        return result.text if result.ok else ""
+
+    return transcribe
+
+
+def caller_policy_meta(policy: CallerPolicy | None, listener: Listener | None) -> dict[str, Any]:
+    """``run.json["caller_policy"]``: which policy spoke, how it heard, every decision."""
+    if policy is None or listener is None:
+        return {"policy": "scripted"}
+    return {
+        "policy": getattr(policy, "name", type(policy).__name__),
+        "hearing": listener.hearing,
+        "decisions": list(listener.log),
+    }
 
 
 def tool_executor(
@@ -1082,9 +1172,19 @@ def call_verdict(
                 + (f" ({caller.error})" if caller.error else "")
             )
         sent = sum(1 for t in caller.user_turns if t.completed)
-        if sent < len(script.user_turns):
+        if caller.listening:
+            # a caller that listens ends the call itself (its policy's end_call); its last
+            # line, a goodbye, needs no answer
+            if not caller.caller_ended and caller.ended_reason == "goodbye":
+                why.append("caller did not end the call itself")
+        elif sent < len(script.user_turns):
             why.append(f"caller sent {sent} of {len(script.user_turns)} user turns")
-    why += _unanswered(summary, script if caller is not None else None)
+    listening = caller is not None and caller.listening
+    why += _unanswered(
+        summary,
+        script if caller is not None and not listening else None,
+        last_needs_answer=not (listening and caller is not None and caller.caller_ended),
+    )
     return list(dict.fromkeys(why))
 
 
@@ -1114,8 +1214,11 @@ def _tool_failures(audit: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _unanswered(summary: Mapping[str, Any], script: Script | None) -> list[str]:
-    """User utterances no heard assistant turn answered (see :func:`call_verdict`)."""
+def _unanswered(
+    summary: Mapping[str, Any], script: Script | None, *, last_needs_answer: bool = True
+) -> list[str]:
+    """User utterances no heard assistant turn answered (see :func:`call_verdict`); the last
+    one only when ``last_needs_answer`` (a listening caller that said goodbye and hung up)."""
     users = sorted(summary.get("user_utterances", []), key=lambda u: u["start_epoch_ms"])
     played = [
         t
@@ -1124,6 +1227,8 @@ def _unanswered(summary: Mapping[str, Any], script: Script | None) -> list[str]:
     ]
     out: list[str] = []
     for i, u in enumerate(users):
+        if i + 1 == len(users) and not last_needs_answer:
+            break
         k = int(u.get("index", i))
         answer = (
             script.assistant_turns[k + 1]

@@ -72,7 +72,7 @@ from hydralab.bridge_core import (
     Transcribe,
 )
 from hydralab.caller import CallerConfig, CallerResult, PreparedAudio
-from hydralab.caller_core import CallerCore, Hangup, SendFrame, prepare_audio
+from hydralab.caller_core import CallerCore, Hangup, NeedReply, SendFrame, prepare_audio
 from hydralab.client import (
     ConfiguredSession,
     FrameLogger,
@@ -92,7 +92,9 @@ from hydralab.clock import ManualClock
 from hydralab.emulator import EmulatorConfig, EmulatorSession, SpeechCache, speak_texts
 from hydralab.emulator.core import Close as EmuClose
 from hydralab.emulator.core import Output as EmuOutput
+from hydralab.listener import Hearing, Listener
 from hydralab.model import RealtimeModelSession
+from hydralab.policy import CallerPolicy, CallerPolicyName
 from hydralab.protocol.budget import CONFIGURE_CEILING_BYTES, ConfigureMode
 from hydralab.protocol.hydra import (
     DEFAULT_OUTPUT_RATE_HZ,
@@ -114,8 +116,11 @@ from hydralab.runner import (
     _with_budget,
     _with_hydra,
     _write_results,
+    caller_policy_meta,
     check_out_dir,
     claim_run_dir,
+    make_listener,
+    make_policy,
     open_run_writer,
     record_run_dir,
     release_run_dir,
@@ -291,6 +296,11 @@ def speech_caches(
     return out
 
 
+def _caller_synthesizer(config: CallerConfig) -> Synthesizer:
+    """The caller's eSpeak NG voice (as :func:`caller_audio_for` renders the script's lines)."""
+    return Synthesizer(voice=config.voice, rate_wpm=config.rate_wpm)
+
+
 def caller_audio_for(script: Script, config: CallerConfig) -> PreparedAudio:
     """The caller's prepared lines for ``script`` (:func:`hydralab.caller_core.prepare_audio`
     with the caller's default eSpeak NG synthesizer), memoized per lines and voice settings."""
@@ -304,8 +314,7 @@ def caller_audio_for(script: Script, config: CallerConfig) -> PreparedAudio:
     )
     audio = _CALLER_AUDIO.get(key)
     if audio is None:
-        synth = Synthesizer(voice=config.voice, rate_wpm=config.rate_wpm)
-        audio = prepare_audio(script, config=config, synthesizer=synth)
+        audio = prepare_audio(script, config=config, synthesizer=_caller_synthesizer(config))
         while len(_CALLER_AUDIO) >= _CALLER_AUDIO_KEPT:
             _CALLER_AUDIO.pop(next(iter(_CALLER_AUDIO)))
         _CALLER_AUDIO[key] = audio
@@ -544,8 +553,10 @@ class Simulation(CoreOutcome):
         speech: SpeechCache | Mapping[int, SpeechCache] | None = None,
         run_dir: Path | str | None = None,
         model_name: str = "emulator",
+        listener: Listener | None = None,
     ) -> None:
         self.script = script
+        self.listener = listener
         self.tools = tools if tools is not None else ToolExecutor({})
         self.config = bridge_config or BridgeConfig(hydra=HydraConfig(url=_SIM_MODEL_URL))
         self.caller_config = caller_config or CallerConfig()
@@ -643,10 +654,16 @@ class Simulation(CoreOutcome):
         self._emu_dirty: set[int] = set()
 
         # the caller
-        audio = caller_audio or caller_audio_for(script, self.caller_config)
+        caller_script = script if listener is None else dataclasses.replace(script, user_turns=())
+        audio = caller_audio or caller_audio_for(caller_script, self.caller_config)
         sid = f"MZ{self._rng_ids.getrandbits(128):032x}"
         self.caller = CallerCore(
-            script, config=self.caller_config, audio=audio, stream_sid=sid, epoch=self.clock
+            caller_script,
+            config=self.caller_config,
+            audio=audio,
+            stream_sid=sid,
+            epoch=self.clock,
+            listening=listener is not None,
         )
         self.caller_result: CallerResult | None = None
 
@@ -989,10 +1006,12 @@ class Simulation(CoreOutcome):
     def _caller_start(self, t_ns: int) -> None:
         self._caller_emit(self.caller.start(t_ns, server_url=_SIM_BRIDGE_URL), t_ns)
 
-    def _caller_emit(self, outs: list[SendFrame | Hangup], t_ns: int) -> None:
+    def _caller_emit(self, outs: list[SendFrame | Hangup | NeedReply], t_ns: int) -> None:
         self._caller_dirty = True
         for o in outs:
-            if isinstance(o, SendFrame):
+            if isinstance(o, NeedReply):
+                self._caller_replies(o, t_ns)
+            elif isinstance(o, SendFrame):
                 text = o.text
                 self._at(self._link_cb.arrival(t_ns), self._bridge_reads, text)
             else:  # Hangup: close; done when the bridge's close reply is back
@@ -1000,6 +1019,36 @@ class Simulation(CoreOutcome):
                 self._at(at, self._bridge_reads, _CLOSE)
                 self._at(self._link_bc.arrival(at), self._finish_caller)
                 return
+
+    def _caller_replies(self, need: NeedReply, t_ns: int) -> None:
+        """A listening caller's next line, decided and synthesized at once (virtual time)."""
+        assert self.listener is not None
+        try:
+            ready = self.listener.prepare(
+                need, config=self.caller_config, synthesizer=_caller_synthesizer(self.caller_config)
+            )
+        except Exception as exc:  # the policy could not go on: the call ends with the reason
+            self._finish_caller(t_ns, error=f"{type(exc).__name__}: {exc}")
+            return
+        self._caller_emit(
+            self.caller.reply(
+                t_ns,
+                text=ready.reply.text,
+                spoken=ready.spoken,
+                utterance=ready.utterance,
+                end_call=ready.reply.end_call,
+                not_before_ns=t_ns + round(ready.think_ms * _NS_PER_MS),
+                heard_text=ready.heard,
+                reason=ready.reply.reason,
+            ),
+            t_ns,
+        )
+
+    def native_text(self, index: int) -> str:
+        """What the bridge knows assistant turn ``index`` said, as far as it played (a
+        listening caller's ``hearing="native"``)."""
+        turns = self.core.tracker.turns
+        return turns[index].heard_text if 0 <= index < len(turns) else ""
 
     def _caller_receives(self, frame: str, t_ns: int) -> None:
         if self.caller_result is not None:
@@ -1341,6 +1390,8 @@ def simulate_record(
     speech: SpeechCache | Mapping[int, SpeechCache] | None = None,
     tools: BackendChoice = "auto",
     eva_dir: Path | str | None = None,
+    caller: CallerPolicyName | CallerPolicy = "scripted",
+    hearing: Hearing = "native",
 ) -> RunResult:
     """:func:`hydralab.runner.run_record` against the emulator, in virtual time.
 
@@ -1352,8 +1403,11 @@ def simulate_record(
 
     Args:
         record, out_dir, run_id, hydra_model, voice, data_dir, emulator_config, caller_config,
-            bridge_config, script, configure_mode, configure_ceiling_bytes, tools, eva_dir: As
-            ``run_record`` (``emulator_config`` defaults to the ``live`` profile).
+            bridge_config, script, configure_mode, configure_ceiling_bytes, tools, eva_dir,
+            caller: As ``run_record`` (``emulator_config`` defaults to the ``live`` profile).
+        hearing: What a listening caller hears: ``"native"`` (default: the bridge's
+            transcript) or ``"stt"`` (the assistant's audio through ``transcriber``, which must
+            then be a :data:`SyncTranscriber`).
         sim: Latency, jitter, seed, guards (:class:`SimConfig`).
         transcriber: ``"oracle"`` (default: the caller's intended lines), a
             :data:`SyncTranscriber`, or ``None``.
@@ -1378,6 +1432,9 @@ def simulate_record(
     # as run_record: inside out_dir, never another run's directory
     run_dir = record_run_dir(out_dir, run_id or _run_id(), rec.id)
     executor = tool_executor(rec, tools=tools, eva_dir=eva_dir)
+    policy = make_policy(caller, rec, script)
+    if policy is not None and hearing == "stt" and not callable(transcriber):
+        raise ValueError("hearing='stt' in a simulation needs a SyncTranscriber")
     hydra, budget = _plan_hydra(
         rec,
         hydra_model=hydra_model,
@@ -1393,8 +1450,24 @@ def simulate_record(
     check_out_dir(out_dir)
     claim_run_dir(run_dir)
     try:
+        listener = None
+        if policy is not None:
+            stt_fn = transcriber if callable(transcriber) else None
+
+            def transcribe(pcm: npt.NDArray[np.int16]) -> str:
+                assert stt_fn is not None
+                result = stt_fn(pcm, 8000)
+                return result.text if result.ok else ""
+
+            listener = make_listener(
+                policy,
+                hearing=hearing,
+                transcribe=transcribe if stt_fn is not None else None,
+                native_text=lambda k: simulation.native_text(k),
+            )
         simulation = Simulation(
             script,
+            listener=listener,
             tools=executor,
             bridge_config=bcfg,
             caller_config=ccfg,
@@ -1426,13 +1499,14 @@ def simulate_record(
         emulator_config=ecfg,
         emulator_sessions=simulation.emulator_sessions,
         extra_meta={
+            "caller_policy": caller_policy_meta(policy, listener),
             "simulation": {
                 **simulation.sim.describe(),
                 "virtual_duration_s": round(
                     ((simulation.ended_ns or clock.now_ns()) - clock.t0_ns) / 1e9, 6
                 ),
                 "timed_out": simulation.timed_out,
-            }
+            },
         },
     )
     result.simulation = simulation

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from hydralab.audio.mulaw import ULAW_SILENCE, ulaw_decode, ulaw_encode
+from hydralab.audio.perturb import (
+    NOMINAL_SPEECH_DBFS,
+    LinePerturbation,
+    LinePerturber,
+    PerturbedAudio,
+    render_babble_bed,
+)
 from hydralab.audio.resample import MAX_RATIO_TERM, StreamResampler, resample
 from hydralab.audio.timeline import (
     AUDIBLE_DBFS,
@@ -27,11 +34,15 @@ from hydralab.audio.wav import (
 __all__ = [
     "AUDIBLE_DBFS",
     "MAX_RATIO_TERM",
+    "NOMINAL_SPEECH_DBFS",
     "STREAM_FLUSH_EVERY_MS",
     "STREAM_MARGIN_MS",
     "TRACK_NAMES",
     "ULAW_SILENCE",
     "WAV_NAMES",
+    "LinePerturbation",
+    "LinePerturber",
+    "PerturbedAudio",
     "StreamResampler",
     "Timeline",
     "WavRecovery",
@@ -40,6 +51,7 @@ __all__ = [
     "last_offset",
     "read_wav",
     "recover_wav",
+    "render_babble_bed",
     "resample",
     "ulaw_decode",
     "ulaw_encode",

@@ -1,0 +1,46 @@
+"""Caller policies and personas.
+
+- :mod:`hydralab.callers.personas`: EVA's persona names with hydralab's timing per persona
+  (think time, speaking rate, barge-ins, mid-line pauses) and EVA's behaviour text loaded at
+  run time from an EVA checkout.
+- :mod:`hydralab.callers.llm`: the ``llm`` policy (an OpenAI-compatible chat-completions
+  model prompted like EVA's user simulator).
+
+The offline policies (``rules``, ``scripted``) live beside them in their own modules.
+"""
+
+from hydralab.callers.llm import (
+    END_CALL_TOOL,
+    HYDRALAB_TEMPLATE,
+    LlmCaller,
+    LlmCallerConfig,
+    LlmCallerConfigError,
+    build_messages,
+    load_eva_user_prompt,
+)
+from hydralab.callers.personas import (
+    PERSONA_NAMES,
+    PERSONAS,
+    Persona,
+    PersonaError,
+    PersonaTiming,
+    load_eva_behaviors,
+    load_persona,
+)
+
+__all__ = [
+    "END_CALL_TOOL",
+    "HYDRALAB_TEMPLATE",
+    "PERSONAS",
+    "PERSONA_NAMES",
+    "LlmCaller",
+    "LlmCallerConfig",
+    "LlmCallerConfigError",
+    "Persona",
+    "PersonaError",
+    "PersonaTiming",
+    "build_messages",
+    "load_eva_behaviors",
+    "load_eva_user_prompt",
+    "load_persona",
+]
