@@ -34,6 +34,7 @@ Clocks: ``now_ns`` is monotonic ns supplied by the shell; epoch stamps come from
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -44,6 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hydralab.audio import AUDIBLE_DBFS, first_onset, last_offset, ulaw_decode, ulaw_encode
+from hydralab.audio.perturb import LinePerturbation, LinePerturber
 from hydralab.protocol.twilio import (
     TURN_END_MARK_PREFIX,
     Clear,
@@ -78,6 +80,7 @@ __all__ = [
     "SentTurn",
     "SpeechSynthesizer",
     "failed_call_result",
+    "line_perturber",
     "prepare_audio",
     "prepare_utterance",
     "samples_per_frame",
@@ -140,6 +143,13 @@ class CallerConfig:
         seed: Seed of the noise (and of the TTS noise, ``seed + user turn index``).
         barge_in_after_ms: ``{i: x}``: user turn ``i`` starts ``x`` ms after assistant turn
             ``i``'s first audible frame instead of after its end (if it is still playing).
+        think_ms: ``{i: x}``: user turn ``i`` starts ``x`` ms after the assistant turn before
+            it ended (a persona's think time; a listening caller's comes with its reply).
+        pause_ms: ``{i: x}``: user line ``i`` has an ``x`` ms pause in its middle (at a comma
+            near the middle, else between the middle words), filled with line noise.
+        line: Perturbations of the line (:class:`~hydralab.audio.perturb.LinePerturbation`):
+            what is sent is degraded; each utterance's clean audio is kept for
+            ``audio_user_clean.wav``. ``None``: a clean line.
     """
 
     frame_ms: int = 20
@@ -151,6 +161,9 @@ class CallerConfig:
     noise_dbfs: float = -50.0
     seed: int = 0
     barge_in_after_ms: Mapping[int, float] = field(default_factory=dict)
+    think_ms: Mapping[int, float] = field(default_factory=dict)
+    pause_ms: Mapping[int, float] = field(default_factory=dict)
+    line: LinePerturbation | None = None
 
     def __post_init__(self) -> None:
         if self.frame_ms <= 0:
@@ -204,6 +217,11 @@ class SentTurn:
         frames: Utterance frames sent.
         completed: All frames were sent.
         barged_in: Started while the assistant turn was still playing.
+        first_frame_epoch_ms: Epoch ms of the utterance's sample 0 (its first frame carries
+            the 20 ms before it is sent); places ``clean`` on the call's timeline.
+        clean: With a perturbed line, the clean int16 samples at 8 kHz (what was meant).
+        line_report: With a perturbed line, what it did to this line.
+        pause_ms: The mid-line pause the line had (a persona's), 0 for none.
     """
 
     index: int
@@ -214,6 +232,10 @@ class SentTurn:
     frames: int = 0
     completed: bool = False
     barged_in: bool = False
+    first_frame_epoch_ms: float | None = None
+    clean: bytes = b""
+    line_report: Mapping[str, Any] | None = None
+    pause_ms: float = 0.0
 
 
 @dataclass
@@ -261,16 +283,24 @@ class PreparedUtterance:
     """One user line, framed and μ-law encoded, ready to stream.
 
     Attributes:
-        frames: μ-law frames of ``samples_per_frame`` bytes (quiet head and tail trimmed).
+        frames: μ-law frames of ``samples_per_frame`` bytes (quiet head and tail trimmed);
+            with a perturbed line, the degraded audio.
         last_frame_samples: Real (not padding) samples in the last frame.
-        first_audible: Sample index (in the sent frames) of the first audible sample.
+        first_audible: Sample index (in the sent frames) of the first audible sample (of the
+            clean speech, whatever the line added).
         last_audible: Sample index of the last audible sample.
+        clean: With a perturbed line, the clean int16 samples the frames were made from.
+        line_report: With a perturbed line, what it did (measured SNR, lost frames, ...).
+        pause_ms: The mid-line pause it has (a persona's), 0 for none.
     """
 
     frames: tuple[bytes, ...]
     last_frame_samples: int
     first_audible: int = 0
     last_audible: int = 0
+    clean: bytes = b""
+    line_report: Mapping[str, Any] | None = None
+    pause_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -341,15 +371,49 @@ def prepare_audio(
     """
     spf = samples_per_frame(config)
     rng = np.random.default_rng(config.seed)
-    noise = ulaw_encode(_noise(rng, _NOISE_FRAMES * spf, noise_dbfs=config.noise_dbfs))
+    gap = _noise(rng, _NOISE_FRAMES * spf, noise_dbfs=config.noise_dbfs)
+    perturber = line_perturber(config)
+    if perturber is not None and config.line is not None and config.line.noise != "none":
+        extra = perturber.line_noise(len(gap), index=0).astype(np.int32)
+        gap = np.clip(gap.astype(np.int32) + extra, -32768, 32767).astype(np.int16)
+    noise = ulaw_encode(gap)
     noise_frames = tuple(noise[i : i + spf] for i in range(0, len(noise), spf))
     utterances = [
-        prepare_utterance(turn.spoken, index=i, config=config, synthesizer=synthesizer, rng=rng)
+        prepare_utterance(
+            turn.spoken,
+            index=i,
+            config=config,
+            synthesizer=synthesizer,
+            rng=rng,
+            perturber=perturber,
+        )
         for i, turn in enumerate(script.user_turns)
     ]
     return PreparedAudio(
         utterances=tuple(utterances), noise_frames=noise_frames, samples_per_frame=spf
     )
+
+
+def line_perturber(config: CallerConfig) -> LinePerturber | None:
+    """The perturber of ``config.line`` (``None`` for a clean line)."""
+    if config.line is None or not config.line.active:
+        return None
+    return LinePerturber(config.line, sample_rate_hz=SAMPLE_RATE_HZ)
+
+
+def _pause_split(text: str) -> tuple[str, str] | None:
+    """``text`` cut in two near its middle: at a comma if one is in the middle half, else
+    between the middle words; ``None`` for fewer than four words."""
+    words = text.split()
+    if len(words) < 4:
+        return None
+    lo, hi = len(text) // 4, 3 * len(text) // 4
+    commas = [i for i, ch in enumerate(text) if ch == "," and lo <= i <= hi]
+    if commas:
+        cut = min(commas, key=lambda i: abs(i - len(text) // 2)) + 1
+        return text[:cut].strip(), text[cut:].strip()
+    mid = len(words) // 2
+    return " ".join(words[:mid]), " ".join(words[mid:])
 
 
 def prepare_utterance(
@@ -360,24 +424,52 @@ def prepare_utterance(
     synthesizer: SpeechSynthesizer,
     rng: np.random.Generator | None = None,
     rate_wpm: int | None = None,
+    perturber: LinePerturber | None = None,
+    pause_ms: float | None = None,
 ) -> PreparedUtterance:
-    """Synthesize and frame one caller line (blocking): user turn ``index``'s TTS seed is
-    ``config.seed + index``; ``rate_wpm`` overrides the config's speaking rate (a persona's)."""
+    """Synthesize and frame one caller line (blocking).
+
+    User turn ``index``'s TTS seed is ``config.seed + index``; ``rate_wpm`` overrides the
+    config's speaking rate (a persona's); ``pause_ms`` (default ``config.pause_ms[index]``)
+    puts a pause of line noise in the middle of the line; ``perturber`` (default the config's
+    line, :func:`line_perturber`) degrades what is sent, the clean audio kept beside it.
+    """
     spf = samples_per_frame(config)
-    pcm = synthesizer.synthesize(
-        spoken,
-        voice=config.voice,
-        rate_wpm=config.rate_wpm if rate_wpm is None else rate_wpm,
-        sample_rate_hz=SAMPLE_RATE_HZ,
-        noise_dbfs=config.noise_dbfs,
-        seed=config.seed + index,
-    )
     gen = rng if rng is not None else np.random.default_rng((config.seed, index))
-    return _frame_utterance(np.asarray(pcm, dtype=np.int16), gen, spf=spf, config=config)
+    rate = config.rate_wpm if rate_wpm is None else rate_wpm
+
+    def say(text: str) -> npt.NDArray[np.int16]:
+        pcm = synthesizer.synthesize(
+            text,
+            voice=config.voice,
+            rate_wpm=rate,
+            sample_rate_hz=SAMPLE_RATE_HZ,
+            noise_dbfs=config.noise_dbfs,
+            seed=config.seed + index,
+        )
+        return np.asarray(pcm, dtype=np.int16)
+
+    pause = config.pause_ms.get(index, 0.0) if pause_ms is None else pause_ms
+    parts = _pause_split(spoken) if pause > 0 else None
+    if parts is None:
+        pcm, pause = say(spoken), 0.0
+    else:
+        gap = _noise(gen, round(pause * SAMPLE_RATE_HZ / 1000), noise_dbfs=config.noise_dbfs)
+        pcm = np.concatenate([say(parts[0]), gap, say(parts[1])])
+    if perturber is None:
+        perturber = line_perturber(config)
+    utt = _frame_utterance(pcm, gen, spf=spf, config=config, perturber=perturber, index=index)
+    return dataclasses.replace(utt, pause_ms=float(pause)) if pause else utt
 
 
 def _frame_utterance(
-    pcm: npt.NDArray[np.int16], rng: np.random.Generator, *, spf: int, config: CallerConfig
+    pcm: npt.NDArray[np.int16],
+    rng: np.random.Generator,
+    *,
+    spf: int,
+    config: CallerConfig,
+    perturber: LinePerturber | None = None,
+    index: int = 0,
 ) -> PreparedUtterance:
     """Cut into frames (last one padded with line noise) and trim quiet head and tail frames.
 
@@ -395,7 +487,14 @@ def _frame_utterance(
     first, last = (int(audible[0]), int(audible[-1])) if len(audible) else (0, n_frames - 1)
     kept = frames[first : last + 1].reshape(-1)
     data = ulaw_encode(kept)
-    chunks = tuple(data[i : i + spf] for i in range(0, len(data), spf))
+    report: dict[str, Any] | None = None
+    if perturber is not None:
+        degraded = perturber.apply(kept, utterance_index=index)
+        report = dict(degraded.report)
+        sent_data = ulaw_encode(degraded.pcm)
+    else:
+        sent_data = data
+    chunks = tuple(sent_data[i : i + spf] for i in range(0, len(sent_data), spf))
     last_real = spf - pad if last == n_frames - 1 and n > 0 else spf
     # Sample-accurate audible bounds, by the same definition the timeline's v2v uses.
     sent = ulaw_decode(data)
@@ -407,6 +506,8 @@ def _frame_utterance(
         last_frame_samples=last_real,
         first_audible=on if on is not None else 0,
         last_audible=off if off is not None else len(sent) - 1,
+        clean=kept.astype(np.int16).tobytes() if perturber is not None else b"",
+        line_report=report,
     )
 
 
@@ -892,7 +993,11 @@ class CallerCore:
                     return self._hang_up("goodbye")
                 return []
             if step.kind == "speak":
-                if step.not_before_ns is not None and now_ns < step.not_before_ns:
+                not_before = step.not_before_ns
+                if not_before is None and not self.listening and self._utt is None:
+                    think = self.config.think_ms.get(step.index, 0.0)
+                    not_before = self._step_start_ns + round(think * _NS_PER_MS)
+                if not_before is not None and now_ns < not_before and self._utt is None:
                     return []  # thinking: the line stays live
                 if self._utt is None:  # the slot that sends its last frame moves on
                     if self.listening:
@@ -988,6 +1093,10 @@ class CallerCore:
             self._utt_audible_end_ns = None
             out.append(SendFrame(user_speech_frame(sid, started=True, timestamp_ms=start_ms)))
             turn.start_epoch_ms = start_ms
+            turn.first_frame_epoch_ms = self._epoch.epoch_s(now_ns - period) * 1000.0
+            turn.clean, turn.line_report, turn.pause_ms = utt.clean, utt.line_report, utt.pause_ms
+            if utt.pause_ms:
+                self._control(now_ns, "pause", turn=turn.index, pause_ms=utt.pause_ms)
             self._log.audio("audio_start", "simulated_user", now_ns, start_ns)
             self._log.data("user_speech", {"text": turn.text, "source": "simulated_user"}, now_ns)
         out.append(SendFrame(media_frame(sid, utt.frames[pos])))

@@ -56,7 +56,8 @@ class Listener:
             bridge's transcript of the turn (``native_text``).
         transcribe: ``(int16 PCM at 8 kHz) -> text`` (blocking; ``"stt"``).
         native_text: ``assistant turn index -> text`` (``"native"``).
-        think_ms: Pause before each reply (a persona's sampler), ms.
+        think_ms: Pause before each reply, ms (default: the caller config's ``think_ms`` for
+            the line, a persona's draw).
         rate_wpm: Speaking rate (a persona's), default the caller config's.
     """
 
@@ -117,6 +118,7 @@ class Listener:
         heard = self.hear(need)
         reply = self.decide(need, heard)
         spoken = reply.spoken if reply.spoken is not None else spoken_form(reply.text)
+        line_index = self.lines
         utterance = None
         if reply.text.strip():
             utterance = prepare_utterance(
@@ -127,7 +129,11 @@ class Listener:
                 rate_wpm=self.rate_wpm,
             )
             self.lines += 1
-        think = self.think_ms() if self.think_ms is not None else 0.0
+        think = (
+            self.think_ms()
+            if self.think_ms is not None
+            else config.think_ms.get(line_index, 0.0)  # the persona's draw for this line
+        )
         if reply.think_ms is not None:
             think += reply.think_ms
         self.log[-1]["think_ms"] = round(think, 1)

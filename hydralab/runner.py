@@ -25,8 +25,11 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from hydralab.aio import run_sync
+from hydralab.audio import read_wav, resample, write_wav
+from hydralab.audio.perturb import LinePerturbation
 from hydralab.bridge import Bridge, BridgeConfig, BridgeSession
 from hydralab.caller import Caller, CallerConfig, CallerResult
+from hydralab.callers.personas import Persona, load_persona, persona_caller_config
 from hydralab.client import DEFAULT_VOICES, HYDRA_URL, HydraConfig
 from hydralab.clock import Clock, ClockLike
 from hydralab.emulator import Emulator, EmulatorConfig, EmulatorSession
@@ -51,7 +54,7 @@ from hydralab.records import (
 )
 from hydralab.rundir import RunWriter, write_json, write_jsonl
 from hydralab.scoring import EXPECTED_DB_FILE, db_hash, score_run
-from hydralab.script import Script, script_from_record
+from hydralab.script import Script, script_from_record, slots_in
 from hydralab.secrets import ENV_VAR, Secret, get_api_key, redact
 from hydralab.speech.stt import (
     SKIP_REASONS,
@@ -488,6 +491,8 @@ async def run_record(
     eva_dir: Path | str | None = None,
     caller: CallerPolicyName | CallerPolicy = "scripted",
     hearing: Hearing = "stt",
+    persona: str | Persona | None = None,
+    line: LinePerturbation | None = None,
 ) -> RunResult:
     """Run one record's conversation end to end and write its run directory.
 
@@ -534,6 +539,13 @@ async def run_record(
             or a ready :class:`~hydralab.policy.CallerPolicy` (e.g. an ``llm`` caller).
         hearing: What a listening caller hears: ``"stt"`` (the assistant's audio through
             ``transcriber``: realistic) or ``"native"`` (the bridge's transcript: exact).
+        persona: EVA's persona name (``default``, ``elderly_slow``, ``aggressive_impatient``,
+            ``forgetful_disorganized``) or a :class:`~hydralab.callers.Persona`: its timing
+            (speaking rate, think time, mid-line pauses, barge-ins) applies to every policy;
+            its text goes to an ``llm`` caller's prompt.
+        line: A degraded line (:class:`~hydralab.audio.perturb.LinePerturbation`): noise at
+            an SNR, packet loss, codec quantisation, volume fluctuation on what is sent;
+            ``audio_user_clean.wav`` keeps the clean speech.
 
     Only the first connection to the run's bridge gets a conversation; any other is refused
     at once (close 1013 ``busy``; logged in ``events.jsonl`` and ``run.json
@@ -565,6 +577,7 @@ async def run_record(
         raise ValueError(f"model 'hydra' needs an API key: set {ENV_VAR} in the environment")
     stt = _make_stt(transcriber, rec, key)  # a bad language or missing key fails before any I/O
     policy = make_policy(caller, rec, script)
+    persona_obj = resolve_persona(persona, rec, eva_dir)
     if policy is not None and hearing == "stt" and stt is None:
         raise ValueError("a caller that hears by STT needs a transcriber (or hearing='native')")
     # the tool code is found (and loaded) now: a wrong --eva-dir fails before anything starts
@@ -632,7 +645,7 @@ async def run_record(
             # One conversation per run directory: any further connection is refused (1013).
             bridge = Bridge(session_factory, max_sessions=1, on_refused=log_refused)
             await bridge.start(port=port)
-            ccfg = caller_config or CallerConfig()
+            ccfg = caller_settings(caller_config, script, persona=persona_obj, line=line)
             if policy is not None:
                 loop = asyncio.get_running_loop()
 
@@ -682,7 +695,9 @@ async def run_record(
         configure_budget=budget.to_dict(),
         extra_meta={
             "refused_connections": list(bridge.refused),
-            "caller_policy": caller_policy_meta(policy, listener),
+            "caller_policy": caller_policy_meta(
+                policy, listener, persona=persona_obj, line=line, caller=caller_result
+            ),
         },
     )
 
@@ -825,15 +840,103 @@ def _blocking_stt(stt: Transcriber, loop: asyncio.AbstractEventLoop) -> Callable
     return transcribe
 
 
-def caller_policy_meta(policy: CallerPolicy | None, listener: Listener | None) -> dict[str, Any]:
-    """``run.json["caller_policy"]``: which policy spoke, how it heard, every decision."""
-    if policy is None or listener is None:
-        return {"policy": "scripted"}
+def question_answers(
+    emulator_sessions: Sequence[EmulatorSession], caller: CallerResult | None, script: Script
+) -> dict[str, Any]:
+    """Each question the emulator asked (``asked`` / ``drift_question``: the slots of the
+    record's ``information_required`` it wanted) beside the caller's next line, ``right`` when
+    that line carries the question's target slot (:func:`hydralab.script.slots_in`)."""
+    rows: list[dict[str, Any]] = []
+    lines = {t.index: t.text for t in caller.user_turns} if caller is not None else {}
+    for k, sess in enumerate(emulator_sessions):
+        for q in getattr(sess, "questions", []):
+            slots = list(q.get("slots") or [])
+            if not slots:
+                continue
+            answer = lines.get(int(q["turn"])) if k == len(emulator_sessions) - 1 else None
+            found = slots_in(answer, script.information) if answer else ()
+            rows.append(
+                {
+                    "session": k,
+                    "turn": q["turn"],
+                    "kind": q.get("kind"),
+                    "slots": slots,
+                    "expected": q.get("expected"),
+                    "answer": answer,
+                    "right": bool(answer) and slots[0] in found,
+                }
+            )
+    drift = [r for r in rows if r["kind"] != "script"]
     return {
-        "policy": getattr(policy, "name", type(policy).__name__),
-        "hearing": listener.hearing,
-        "decisions": list(listener.log),
+        "asked": len(rows),
+        "answered_right": sum(r["right"] for r in rows),
+        "drift_asked": len(drift),
+        "drift_answered_right": sum(r["right"] for r in drift),
+        "rows": rows,
     }
+
+
+def resolve_persona(
+    persona: str | Persona | None, rec: Record, eva_dir: Path | str | None
+) -> Persona | None:
+    """A persona by name (EVA's text from ``eva_dir`` or the record's EVA checkout)."""
+    if persona is None or isinstance(persona, Persona):
+        return persona
+    where = eva_dir if eva_dir is not None else rec.data_dir
+    return load_persona(persona, eva_dir=where)
+
+
+def caller_settings(
+    caller_config: CallerConfig | None,
+    script: Script,
+    *,
+    persona: Persona | None,
+    line: LinePerturbation | None,
+) -> CallerConfig:
+    """The caller's settings for one call: ``caller_config`` plus the line and the persona's
+    timing drawn for this call (:func:`hydralab.callers.persona_caller_config`)."""
+    ccfg = caller_config or CallerConfig()
+    if line is not None:
+        ccfg = dataclasses.replace(ccfg, line=line)
+    if persona is not None:
+        ccfg = persona_caller_config(ccfg, persona, script=script, seed=ccfg.seed)
+    return ccfg
+
+
+def caller_policy_meta(
+    policy: CallerPolicy | None,
+    listener: Listener | None,
+    *,
+    persona: Persona | None = None,
+    line: LinePerturbation | None = None,
+    caller: CallerResult | None = None,
+) -> dict[str, Any]:
+    """``run.json["caller_policy"]``: which policy spoke, how it heard, every decision, the
+    persona and its timing actions, the line and what it did to each user turn."""
+    meta: dict[str, Any] = {"policy": "scripted"}
+    if policy is not None and listener is not None:
+        meta = {
+            "policy": getattr(policy, "name", type(policy).__name__),
+            "hearing": listener.hearing,
+            "decisions": list(listener.log),
+        }
+        describe = getattr(policy, "describe", None)
+        if callable(describe):
+            meta["policy_settings"] = describe()
+    meta["persona"] = persona.describe() if persona is not None else None
+    meta["line"] = line.describe() if line is not None else None
+    if caller is not None:
+        meta["user_turns"] = [
+            {
+                "index": t.index,
+                "start_epoch_ms": t.start_epoch_ms,
+                "barged_in": t.barged_in,
+                "pause_ms": t.pause_ms,
+                "line": dict(t.line_report) if t.line_report else None,
+            }
+            for t in caller.user_turns
+        ]
+    return meta
 
 
 def tool_executor(
@@ -942,7 +1045,7 @@ def _write_results(
     if caller is not None:  # with what was heard: EVA's S2S turns come from assistant_speech
         events = fill_assistant_speech(caller.events, turns)
         write_jsonl(run_dir / "user_simulator_events.jsonl", events)
-    _clean_user_track(run_dir)
+    _clean_user_track(run_dir, caller, summary["timeline_t0_epoch_ms"])
     _write_conversation_log(run_dir)
     lat = latency["model_response"]
     files = {
@@ -956,6 +1059,19 @@ def _write_results(
     }
     audit = _read_audit(run_dir)
     not_completed = call_verdict(session, summary, caller, script, audit)
+    if emulator_sessions:
+        # only the emulator knows its script did not reach its end (a caller that ran out of
+        # lines when the model asked more than the reference did)
+        last = emulator_sessions[-1]
+        if (
+            caller is not None
+            and caller.ended_reason == "goodbye"
+            and last.next_speech_turn < len(script.assistant_turns)
+        ):
+            not_completed.append(
+                f"emulator: its script turn {last.next_speech_turn} of "
+                f"{len(script.assistant_turns) - 1} never played"
+            )
     completed = not not_completed
     details: dict[str, Any] = {}
     if not_completed:
@@ -1066,6 +1182,9 @@ def _write_results(
         "emulator_id_chain": {
             k: v for sess in emulator_sessions for k, v in sess.id_chain.mapping.items()
         },
+        # what the emulator asked for (its script's questions and any drift), and whether the
+        # caller's next line gave it
+        "questions": question_answers(emulator_sessions, caller, script),
         "latency": latency,
         "timeline": {"t0_epoch_ms": summary["timeline_t0_epoch_ms"], "sample_rate_hz": 48000},
         "turns": turns,
@@ -1261,14 +1380,35 @@ def _unanswered(
     return out
 
 
-def _clean_user_track(run_dir: Path) -> None:
-    """``audio_user_clean.wav``, where EVA's ``audio_user_path`` points: the caller's track as
-    it sent it (hydralab's caller adds only its configured line noise), beside
-    ``audio_user.wav`` (same samples; a hard link when the file system allows)."""
+def _clean_user_track(
+    run_dir: Path, caller: CallerResult | None = None, t0_epoch_ms: float | None = None
+) -> None:
+    """``audio_user_clean.wav``, where EVA's ``audio_user_path`` points: the caller's speech as
+    meant. On a clean line that is the track as sent (hydralab's caller adds only its
+    configured line noise): ``audio_user.wav``'s samples (a hard link when the file system
+    allows). On a perturbed line it is each utterance's clean audio placed at its first
+    frame's time on the call's clock (±1 ms), silence between; ``audio_user.wav`` stays what
+    the model got."""
     src, dst = run_dir / "audio_user.wav", run_dir / "audio_user_clean.wav"
     if not src.is_file():
         return
     dst.unlink(missing_ok=True)
+    turns = [t for t in (caller.user_turns if caller else []) if t.clean]
+    if turns and t0_epoch_ms is not None:
+        sent, rate = read_wav(src)
+        track = np.zeros(len(sent), dtype=np.int16)
+        for t in turns:
+            if t.first_frame_epoch_ms is None:
+                continue
+            pcm = resample(
+                np.frombuffer(t.clean, dtype=np.int16), in_rate_hz=8000, out_rate_hz=rate
+            )
+            at = round((t.first_frame_epoch_ms - t0_epoch_ms) * rate / 1000)
+            lo, hi = max(at, 0), min(at + len(pcm), len(track))
+            if hi > lo:
+                track[lo:hi] = pcm[lo - at : hi - at]
+        write_wav(dst, track, sample_rate_hz=rate)
+        return
     try:
         os.link(src, dst)
     except OSError:

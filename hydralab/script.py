@@ -26,14 +26,15 @@ an undeclared tool) rejects the trace with :class:`TraceError`, which says why.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydralab.records import Record
-from hydralab.speech.text import spoken_form
+from hydralab.speech.text import MONTHS, normalize_for_wer, spell, spoken_form, year_words
 from hydralab.tools.idchain import looks_like_id
 
 __all__ = [
@@ -45,12 +46,14 @@ __all__ = [
     "ToolCall",
     "TraceError",
     "UserTurn",
+    "add_slots",
     "clean_trace",
     "find_raw_tool_calls",
     "raw_call_arguments",
     "script_from_lines",
     "script_from_record",
     "script_from_trace",
+    "slots_in",
 ]
 
 
@@ -97,14 +100,43 @@ class AssistantSteps:
     """The scripted assistant's part between two user turns: what it says and calls, in order.
 
     Not :class:`hydralab.turns.AssistantTurn`, which is a turn as observed and timed in a call.
+
+    Attributes:
+        steps: What the assistant says and calls, in order.
+        asks: The slots (keys of the record's ``user_goal.information_required``) this turn asks
+            the caller for, in the order of :attr:`Script.information`: those whose value the
+            reference caller's next line carries (:func:`slots_in`, :func:`add_slots`). Empty
+            for the greeting, for the last turn and when the script has no information.
     """
 
     steps: tuple[Step, ...]
+    asks: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:
         """All spoken text of the turn, joined by spaces."""
         return " ".join(s.text for s in self.steps if isinstance(s, Speak))
+
+    def question(self, slot: str | None = None) -> str:
+        """The sentence of the turn's speech that asks for ``slot``, as the trace words it.
+
+        Candidates are the sentences ending in ``?`` (all sentences when none does); the one
+        sharing the most words with the slot's key wins, the last one on a tie (a turn tends to
+        end on its question). Empty when the turn says nothing.
+        """
+        sentences = [
+            part.strip()
+            for s in self.steps
+            if isinstance(s, Speak)
+            for part in _SENTENCE_BREAK.split(s.text)
+            if part.strip()
+        ]
+        asking = [x for x in sentences if x.endswith("?")] or sentences
+        if not asking:
+            return ""
+        wanted = set(_words(slot or ""))
+        best = max(range(len(asking)), key=lambda i: (len(wanted & set(_words(asking[i]))), i))
+        return asking[best]
 
     @property
     def tool_calls(self) -> tuple[ToolCall, ...]:
@@ -126,6 +158,9 @@ class Script:
 
     Invariant: ``len(assistant_turns) == len(user_turns) + 1``. ``notes`` lists what
     :func:`clean_trace` changed in the reference trace (empty for a clean trace).
+    ``information`` is the record's resolved ``user_goal.information_required`` (what the
+    caller may disclose when asked; values may be nested dicts and lists), and each assistant
+    turn's :attr:`AssistantSteps.asks` names the keys of it that turn asks for.
     """
 
     greeting: str
@@ -134,11 +169,24 @@ class Script:
     record_id: str = ""
     end_reason: str = "goodbye"
     notes: tuple[str, ...] = ()
+    information: dict[str, Any] = field(default_factory=dict)
 
     @property
     def tool_calls(self) -> tuple[ToolCall, ...]:
         """Every tool call of the conversation, in order."""
         return tuple(c for turn in self.assistant_turns for c in turn.tool_calls)
+
+    def asks(self, index: int) -> tuple[str, ...]:
+        """The slots assistant turn ``index`` asks for (:attr:`AssistantSteps.asks`)."""
+        return self.assistant_turns[index].asks
+
+    def asked_by(self, slot: str) -> int | None:
+        """The first assistant turn that asks for ``slot`` (``None``: none does)."""
+        return next((i for i, t in enumerate(self.assistant_turns) if slot in t.asks), None)
+
+    def expected(self, slots: Iterable[str]) -> dict[str, Any]:
+        """``{slot: value}`` of :attr:`information` for these slots (unknown ones left out)."""
+        return {k: self.information[k] for k in slots if k in self.information}
 
 
 def script_from_lines(
@@ -147,6 +195,7 @@ def script_from_lines(
     answers: Iterable[Iterable[Step]],
     *,
     record_id: str = "",
+    information: Mapping[str, Any] | None = None,
 ) -> Script:
     """A hand-written script: the greeting, then each user line answered by its steps.
 
@@ -155,8 +204,10 @@ def script_from_lines(
         users: What the caller says, in order (spoken forms are derived).
         answers: One sequence of :class:`Speak` / :class:`CallTools` steps per user line.
         record_id: The record whose scenario database the tools run against.
+        information: What the caller may disclose (``information_required``); when given, the
+            turns' slots are derived from the lines (:func:`add_slots`).
     """
-    return Script(
+    script = Script(
         greeting=greeting,
         user_turns=tuple(UserTurn(text=u, spoken=spoken_form(u)) for u in users),
         assistant_turns=(
@@ -165,10 +216,125 @@ def script_from_lines(
         ),
         record_id=record_id,
     )
+    return script if information is None else add_slots(script, information)
 
 
 AssistantTurn = AssistantSteps
 """Deprecated alias of :class:`AssistantSteps` (kept for one release; not in ``__all__``)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Slots: what each assistant turn asks the caller for
+# ---------------------------------------------------------------------------------------------
+
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
+_SLOT_FILLERS = frozenset({"dash", "hyphen", "dot", "at"})
+"""Spoken separators dropped from both sides before matching (``K A F N dash one three R`` is
+``KAFN-13R``, ``michelle dot baker at gmail dot com`` an e-mail address)."""
+_VAGUE = frozenset(
+    {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"}
+)
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+_WRITTEN_DATE = re.compile(r"^([A-Za-z]{3,9}\.? \d{1,2})(?:st|nd|rd|th)?,? \d{4}$")
+_INTL_PREFIX = re.compile(r"^\+\d{1,3}[-\s.]")
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def _tokens(text: str) -> tuple[str, ...]:
+    """Matching tokens: the spoken form, normalized as for WER, separators dropped."""
+    return tuple(t for t in normalize_for_wer(text) if t not in _SLOT_FILLERS)
+
+
+def _spelled(text: str) -> tuple[str, ...]:
+    """Codes said character by character: runs with a digit and all-caps runs of up to four
+    letters spelled (``US_PASSPORT`` -> ``u s passport``, ``7294`` -> ``seven two nine four``),
+    other words as they are."""
+    parts = [
+        spell(run) if any(c.isdigit() for c in run) or (run.isupper() and len(run) <= 4) else run
+        for run in re.findall(r"[A-Za-z0-9]+", text)
+    ]
+    return tuple(" ".join(parts).lower().split())
+
+
+def _leaves(value: Any) -> Iterator[str]:
+    """The string forms of a value's leaves (booleans and nulls have none)."""
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, str | int | float):
+        yield str(value)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _leaves(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _leaves(item)
+
+
+def _leaf_forms(leaf: str) -> set[tuple[str, ...]]:
+    """The token sequences a caller's line may carry ``leaf`` as: its spoken form, spelled
+    out, without an international phone prefix; a date also as its month and day, and as its
+    year said as a year with month and day digit by digit."""
+    text = leaf.strip()
+    forms = {_tokens(text), _spelled(text)}
+    prefix = _INTL_PREFIX.match(text)
+    if prefix:
+        rest = text[prefix.end() :]
+        forms |= {_tokens(rest), _spelled(rest)}
+    iso = _ISO_DATE.match(text)
+    if iso and 1 <= int(iso.group(2)) <= 12:
+        year, month, day = iso.groups()
+        forms.add(_tokens(f"{MONTHS[int(month) - 1]} {int(day)}"))
+        forms.add(tuple(_words(f"{year_words(int(year))} {spell(month)} {spell(day)}")))
+    written = _WRITTEN_DATE.match(text)
+    if written:
+        forms.add(_tokens(written.group(1)))
+    return {f for f in forms if len(f) > 1 or (f and len(f[0]) > 2 and f[0] not in _VAGUE)}
+
+
+def _contains(tokens: tuple[str, ...], form: tuple[str, ...]) -> bool:
+    n = len(form)
+    return any(tokens[i : i + n] == form for i in range(len(tokens) - n + 1))
+
+
+def slots_in(line: str, information: Mapping[str, Any]) -> tuple[str, ...]:
+    """The keys of ``information`` whose value a caller's ``line`` carries, in key order.
+
+    A value (for nested values: any of its leaves) is found when one of its forms occurs as a
+    run of whole words in the line, case-insensitively, both sides in spoken form
+    (:func:`hydralab.speech.text.normalize_for_wer`): ``ZK3FFW`` matches ``Z K three F F W``,
+    ``EMP048271`` ``E M P zero four eight two seven one``, ``2026-03-25`` ``March 25`` (and the
+    year said digit by digit), ``$120`` ``one hundred twenty dollars``. Separator words
+    (``dash``, ``dot``, ``at``) are ignored; a form of one short or number word (``one``)
+    is too vague to count.
+    """
+    tokens = _tokens(line)
+    return tuple(
+        key
+        for key, value in information.items()
+        if any(_contains(tokens, form) for leaf in _leaves(value) for form in _leaf_forms(leaf))
+    )
+
+
+def add_slots(script: Script, information: Mapping[str, Any]) -> Script:
+    """``script`` with :attr:`Script.information` set and every turn's slots derived.
+
+    Assistant turn ``k`` (``1 <= k < len(user_turns)``) asks for the slots the reference
+    caller's next line, ``user_turns[k]``, answers with (:func:`slots_in`). The greeting asks
+    for nothing (what the first line carries was volunteered), nor does the last turn (no line
+    follows it).
+    """
+    users = script.user_turns
+    turns = tuple(
+        dataclasses.replace(
+            turn,
+            asks=slots_in(users[k].text, information) if 1 <= k < len(users) else (),
+        )
+        for k, turn in enumerate(script.assistant_turns)
+    )
+    return dataclasses.replace(script, assistant_turns=turns, information=dict(information))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -569,6 +735,7 @@ def script_from_trace(
     tool_names: Iterable[str] = (),
     clean: bool = True,
     initial_db: Mapping[str, Any] | None = None,
+    information: Mapping[str, Any] | None = None,
 ) -> Script:
     """Group trace events into turns.
 
@@ -584,6 +751,9 @@ def script_from_trace(
     of a call before it in that step has starts a new step: not a value of ``initial_db`` (keys
     or values: ids that exist before any call never need waiting for), nor of the response of
     a call in an earlier step (already answered). Without ``initial_db`` every such id counts.
+
+    With ``information`` (the record's ``information_required``) the turns get their slots
+    (:func:`add_slots`).
 
     Raises:
         TraceError: :func:`clean_trace` rejected the trace.
@@ -624,7 +794,7 @@ def script_from_trace(
             answers[-1].append(Speak(str(event.get("utterance", "")).strip()))
     if answers:
         _flush_calls(answers[-1], pending)
-    return Script(
+    script = Script(
         greeting=greeting,
         user_turns=tuple(UserTurn(text=t, spoken=spoken_form(t)) for t in user_texts),
         assistant_turns=(
@@ -635,11 +805,13 @@ def script_from_trace(
         end_reason=end_reason,
         notes=tuple(notes),
     )
+    return script if information is None else add_slots(script, information)
 
 
 def script_from_record(record: Record) -> Script:
     """The script of a record's (resolved, cleaned) reference trace (:func:`script_from_trace`,
-    with the record's initial DB telling pre-existing ids from created ones).
+    with the record's initial DB telling pre-existing ids from created ones), with its
+    ``user_goal.information_required`` as :attr:`Script.information` and each turn's slots.
 
     Raises:
         TraceError: The trace was rejected; the message starts with the record id.
@@ -652,6 +824,13 @@ def script_from_record(record: Record) -> Script:
             end_reason=record.end_reason,
             tool_names=record.agent.tool_names,
             initial_db=record.initial_db,
+            information=_information(record),
         )
     except TraceError as exc:
         raise TraceError(f"record {record.id!r}: {exc}") from None
+
+
+def _information(record: Record) -> dict[str, Any]:
+    """The record's resolved ``user_goal.information_required`` (empty when it has none)."""
+    info = record.user_goal.get("information_required")
+    return dict(info) if isinstance(info, Mapping) else {}

@@ -56,6 +56,7 @@ from typing import Any, Literal, cast
 import numpy as np
 import numpy.typing as npt
 
+from hydralab.audio.perturb import LinePerturbation
 from hydralab.bridge import BridgeConfig, model_summary, write_outputs
 from hydralab.bridge_core import (
     BridgeCore,
@@ -73,6 +74,7 @@ from hydralab.bridge_core import (
 )
 from hydralab.caller import CallerConfig, CallerResult, PreparedAudio
 from hydralab.caller_core import CallerCore, Hangup, NeedReply, SendFrame, prepare_audio
+from hydralab.callers.personas import Persona
 from hydralab.client import (
     ConfiguredSession,
     FrameLogger,
@@ -117,6 +119,7 @@ from hydralab.runner import (
     _with_hydra,
     _write_results,
     caller_policy_meta,
+    caller_settings,
     check_out_dir,
     claim_run_dir,
     make_listener,
@@ -124,6 +127,7 @@ from hydralab.runner import (
     open_run_writer,
     record_run_dir,
     release_run_dir,
+    resolve_persona,
     tool_executor,
 )
 from hydralab.script import Script, script_from_record
@@ -311,6 +315,8 @@ def caller_audio_for(script: Script, config: CallerConfig) -> PreparedAudio:
         config.noise_dbfs,
         config.seed,
         config.frame_ms,
+        tuple(sorted(config.pause_ms.items())),
+        config.line,
     )
     audio = _CALLER_AUDIO.get(key)
     if audio is None:
@@ -1392,6 +1398,8 @@ def simulate_record(
     eva_dir: Path | str | None = None,
     caller: CallerPolicyName | CallerPolicy = "scripted",
     hearing: Hearing = "native",
+    persona: str | Persona | None = None,
+    line: LinePerturbation | None = None,
 ) -> RunResult:
     """:func:`hydralab.runner.run_record` against the emulator, in virtual time.
 
@@ -1404,7 +1412,8 @@ def simulate_record(
     Args:
         record, out_dir, run_id, hydra_model, voice, data_dir, emulator_config, caller_config,
             bridge_config, script, configure_mode, configure_ceiling_bytes, tools, eva_dir,
-            caller: As ``run_record`` (``emulator_config`` defaults to the ``live`` profile).
+            caller, persona, line: As ``run_record`` (``emulator_config`` defaults to the
+            ``live`` profile).
         hearing: What a listening caller hears: ``"native"`` (default: the bridge's
             transcript) or ``"stt"`` (the assistant's audio through ``transcriber``, which must
             then be a :data:`SyncTranscriber`).
@@ -1433,6 +1442,7 @@ def simulate_record(
     run_dir = record_run_dir(out_dir, run_id or _run_id(), rec.id)
     executor = tool_executor(rec, tools=tools, eva_dir=eva_dir)
     policy = make_policy(caller, rec, script)
+    persona_obj = resolve_persona(persona, rec, eva_dir)
     if policy is not None and hearing == "stt" and not callable(transcriber):
         raise ValueError("hearing='stt' in a simulation needs a SyncTranscriber")
     hydra, budget = _plan_hydra(
@@ -1446,7 +1456,7 @@ def simulate_record(
     # as run_record: configure_mode="update"'s session.update, the reconnect ceiling
     bcfg = _with_budget(_with_hydra(bridge_config, hydra), budget)
     ecfg = emulator_config or EmulatorConfig.live()
-    ccfg = caller_config or CallerConfig()
+    ccfg = caller_settings(caller_config, script, persona=persona_obj, line=line)
     check_out_dir(out_dir)
     claim_run_dir(run_dir)
     try:
@@ -1499,7 +1509,13 @@ def simulate_record(
         emulator_config=ecfg,
         emulator_sessions=simulation.emulator_sessions,
         extra_meta={
-            "caller_policy": caller_policy_meta(policy, listener),
+            "caller_policy": caller_policy_meta(
+                policy,
+                listener,
+                persona=persona_obj,
+                line=line,
+                caller=simulation.caller_result,
+            ),
             "simulation": {
                 **simulation.sim.describe(),
                 "virtual_duration_s": round(

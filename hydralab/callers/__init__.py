@@ -6,7 +6,10 @@
 - :mod:`hydralab.callers.llm`: the ``llm`` policy (an OpenAI-compatible chat-completions
   model prompted like EVA's user simulator).
 
-The offline policies (``rules``, ``scripted``) live beside them in their own modules.
+- :mod:`hydralab.callers.rules`: the offline ``rules`` policy (answers what it is asked from
+  the record's ``information_required``).
+
+``scripted`` is the caller core's own path (the script's lines in order; no policy object).
 """
 
 from hydralab.callers.llm import (
@@ -26,7 +29,9 @@ from hydralab.callers.personas import (
     PersonaTiming,
     load_eva_behaviors,
     load_persona,
+    persona_caller_config,
 )
+from hydralab.callers.rules import RulesCaller
 
 __all__ = [
     "END_CALL_TOOL",
@@ -39,8 +44,10 @@ __all__ = [
     "Persona",
     "PersonaError",
     "PersonaTiming",
+    "RulesCaller",
     "build_messages",
     "load_eva_behaviors",
     "load_eva_user_prompt",
     "load_persona",
+    "persona_caller_config",
 ]

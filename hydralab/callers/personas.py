@@ -27,9 +27,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+from hydralab.caller_core import CallerConfig
+
+if TYPE_CHECKING:
+    from hydralab.script import Script
 
 __all__ = [
     "BEHAVIORS_FILE",
@@ -40,6 +45,7 @@ __all__ = [
     "PersonaTiming",
     "load_eva_behaviors",
     "load_persona",
+    "persona_caller_config",
 ]
 
 BEHAVIORS_FILE = Path("configs") / "user_behaviors.yaml"
@@ -345,3 +351,64 @@ class PersonaTiming:
     def speech_ms(self, text: str) -> float:
         """Rough speaking time of ``text`` at the persona's rate (words ÷ rate)."""
         return 60000.0 * len(text.split()) / self.persona.rate_wpm
+
+
+#: Assistant turns a listening caller's persona timing is drawn for (beyond the script's).
+_LISTENING_TURNS = 64
+#: A listening caller's estimate of an assistant turn the script does not know, ms.
+_UNKNOWN_TURN_MS = 6000.0
+
+
+def persona_caller_config(
+    base: CallerConfig,
+    persona: Persona,
+    *,
+    script: Script | None = None,
+    seed: int = 0,
+    turns: int | None = None,
+) -> CallerConfig:
+    """``base`` with ``persona``'s timing drawn for one call (deterministic for ``seed``).
+
+    Sets the speaking rate and, per turn, the think time before each user line
+    (``think_ms``), the mid-line pauses (``pause_ms``, at the line's middle) and the barge-ins
+    (``barge_in_after_ms``: assistant turns estimated from the script's text at the persona's
+    rate; turns beyond the script are taken as long). Every draw happens whether or not it is
+    used, so one setting never shifts another's draws.
+
+    Args:
+        base: The caller settings to start from (voice, noise, seed, frame size, line).
+        persona: Whose timing.
+        script: The reference conversation (its assistant texts give the turn estimates and
+            its user lines the pause decisions); ``None`` for a listening caller without one.
+        seed: Seeds the draws.
+        turns: Turns to draw for (default: the script's, or 64 without a script).
+    """
+    rng = random.Random(f"{seed}:persona:{persona.name}")
+    timing = persona.timing
+    n = turns if turns is not None else (len(script.assistant_turns) if script else 0)
+    n = max(n, _LISTENING_TURNS if script is None else n)
+    think: dict[int, float] = {}
+    pause: dict[int, float] = {}
+    barge: dict[int, float] = dict(base.barge_in_after_ms)
+    for i in range(n):
+        think[i] = round(timing.sample_think_ms(rng), 1)
+        line = script.user_turns[i].spoken if script and i < len(script.user_turns) else ""
+        split = timing.pause_split(line, rng) if line else None
+        pause_len = timing.sample_pause_ms(rng)
+        if split is not None:
+            pause[i] = round(pause_len, 1)
+        estimate = (
+            timing.speech_ms(script.assistant_turns[i].text)
+            if script and i < len(script.assistant_turns)
+            else _UNKNOWN_TURN_MS
+        )
+        after = timing.should_barge_in(rng, estimate)
+        if after is not None and i > 0 and i not in barge:  # never over the greeting
+            barge[i] = round(after, 1)
+    return dataclasses.replace(
+        base,
+        rate_wpm=persona.rate_wpm,
+        think_ms=think,
+        pause_ms=pause,
+        barge_in_after_ms=barge,
+    )

@@ -31,7 +31,7 @@ from typing import Any
 
 from hydralab.policy import Exchange, Heard, Reply
 from hydralab.records import Record
-from hydralab.script import Script
+from hydralab.script import Script, slots_in
 from hydralab.speech.text import spoken_form
 
 __all__ = ["RulesCaller"]
@@ -116,6 +116,8 @@ _SYNONYMS: Mapping[str, tuple[str, ...]] = {
 #: Single words that name one item on their own.
 _STRONG_WORDS = frozenset({"npi", "pin", "otp", "dob", "email", "surname", "badge"})
 _MONEY = re.compile(r"\$\s?(\d[\d,]*(?:\.\d+)?)|(\d[\d,]*(?:\.\d+)?)\s*dollars?")
+#: A read-back to confirm ("March 25th, correct?").
+_CONFIRM = ("correct", "is that right", "that right", "did i get that", "just to be sure")
 _SORRY = (
     "Sorry, I didn't catch that. Could you say it again?",
     "I'm sorry, could you repeat that?",
@@ -199,6 +201,8 @@ class RulesCaller:
         asking = any(cue in low for cue in _ASKING) or text.rstrip().endswith("?")
         if slots and asking:
             return self._give(slots)
+        if any(cue in low for cue in _CONFIRM):
+            return self._confirm(text)
         if any(cue in low for cue in _OFFER):
             return self._answer_offer(text)
         if any(cue in low for cue in _CLOSING):
@@ -240,12 +244,29 @@ class RulesCaller:
             label = " ".join(_words(key.replace("_", " ")))
             parts.append(f"my {label} is {value}")
             spoken.append(f"my {label} is {spoken_form(value)}")
-        sentence = "; ".join(parts)
+        sentence, said = "; ".join(parts), "; ".join(spoken)
         return Reply(
             sentence[:1].upper() + sentence[1:] + ".",
-            spoken=("; ".join(spoken)).capitalize() + ".",
+            spoken=said[:1].upper() + said[1:] + ".",
             slots=tuple(keys),
             reason="asked: " + ", ".join(keys),
+        )
+
+    def _confirm(self, heard: str) -> Reply:
+        """A read-back: confirm it, restating the items it read back (so the agent hears them
+        again); an amount over the criteria's limit is corrected instead."""
+        offer = self._answer_offer(heard)
+        if offer.reason.startswith("decline"):
+            return offer
+        keys = [k for k in slots_in(heard, self.information) if _leaf_text(self.information[k])]
+        if not keys:
+            return Reply("Yes, that's right.", reason="confirm")
+        given = self._give(keys)
+        return Reply(
+            "Yes, that's right. " + given.text,
+            spoken="Yes, that's right. " + (given.spoken or given.text),
+            slots=given.slots,
+            reason="confirm: " + ", ".join(keys),
         )
 
     def _answer_offer(self, heard: str) -> Reply:

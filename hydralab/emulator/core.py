@@ -40,12 +40,21 @@ Script mapping: ``assistant_turns[0]`` is played on ``generate_initial_response`
 user utterance (0-based, counted by ``speech_stopped``) is answered by
 ``assistant_turns[k + 1]`` whether or not the greeting was played (``+ first_speech_turn - 1``
 for a session that resumes a script after an injected ``internal_error``; see
-``EmulatorConfig.resume`` for when a new session resumes).
+``EmulatorConfig.resume`` for when a new session resumes), except that with drift on an
+utterance answered by a drift question does not move the script on (the next one gets the
+turn the question deferred).
 
 Hard cases on demand: :class:`EmulatorFaults` (``EmulatorConfig.faults``) makes sessions hit
 ``server_full``/1013, ``internal_error``/1011, ``failed``/``incomplete`` responses and the late
 ``speech_stopped`` quirk; :meth:`EmulatorSession.turn_truths` is the per-turn ground truth for
 latency-accuracy tests.
+
+Drift: :class:`EmulatorDrift` (``EmulatorConfig.drift``) makes the scripted assistant stray
+from the script the way a real model does: before a scripted turn it may first ask a question
+of its own (re-ask a slot the caller gave, ask early for one the script asks later, check one),
+wait for the caller's answer, then go on with the turn it deferred. Every question is logged
+(ground truth ``asked`` / ``drift_question``, :attr:`EmulatorSession.questions`), so a caller
+that listens can be scored against what it was asked.
 
 Id chaining: a reference trace's ids are not always the live tools' (itsm ids are content
 hashes). When a ``function_call_output`` arrives for a call whose script
@@ -113,6 +122,7 @@ from hydralab.tools.idchain import IdChain
 
 __all__ = [
     "DEFAULT_VOICE",
+    "DRIFT_KINDS",
     "INPUT_RATE_HZ",
     "MIN_AUDIO_FRAME_BYTES",
     "MODEL_OUTPUT_RATES_HZ",
@@ -121,12 +131,14 @@ __all__ = [
     "VOICE_ROSTERS",
     "Close",
     "EmulatorConfig",
+    "EmulatorDrift",
     "EmulatorFaults",
     "EmulatorSession",
     "GroundTruth",
     "Output",
     "Send",
     "SpeechCache",
+    "drift_texts",
     "live_config",
     "speak_texts",
     "split_phrases",
@@ -321,6 +333,76 @@ class EmulatorFaults:
         return status, {"type": "incomplete", "reason": detail or "max_output_tokens"}
 
 
+DRIFT_KINDS = ("repeat", "reorder", "clarify")
+"""The kinds of drift question, in the order their probabilities are stacked."""
+_DRIFT_WRAPPERS = {
+    "repeat": "Sorry, I didn't catch that. ",
+    "reorder": "",
+    "clarify": "Just to be sure — ",
+}
+
+
+@dataclass(frozen=True)
+class EmulatorDrift:
+    """The emulated model strays from the script (default of each kind: never).
+
+    When a user turn ends and the next scripted assistant turn would start, the session draws
+    (seeded) whether to ask a question of its own first: ``repeat`` with :attr:`repeat_prob`,
+    else ``reorder`` with :attr:`reorder_prob`, else ``clarify`` with :attr:`clarify_prob`.
+    The question is one assistant turn (audio and transcript, no tool calls); the caller's next
+    user turn answers it and the deferred scripted turn follows, the script going on exactly
+    where it was. Each question targets one slot (a key of ``Script.information``, the
+    record's ``information_required``) and uses the reference trace's own wording: the
+    sentence of the scripted turn that asks for it
+    (:meth:`~hydralab.script.AssistantSteps.question`):
+
+    * ``repeat``: a slot an earlier scripted turn asked for (the caller gave it), re-asked:
+      ``"Sorry, I didn't catch that. " + question``;
+    * ``reorder``: a slot only a later scripted turn asks for, asked now with that turn's
+      question;
+    * ``clarify``: a slot the caller gave, checked: ``"Just to be sure — " + question``.
+
+    Never before the turn that answers the caller's first line (assistant turn 1), never once
+    the last scripted turn has begun, never twice in a row, at most :attr:`max_per_call` per
+    session; a drawn kind with no slot to ask about asks nothing (so a script without slots,
+    :attr:`hydralab.script.AssistantSteps.asks`, never drifts). A question is an assistant
+    turn like any other for ``EmulatorFaults.internal_error_after_turns``.
+
+    Attributes:
+        repeat_prob: Probability of a ``repeat`` question before a scripted turn.
+        reorder_prob: Probability of a ``reorder`` question.
+        clarify_prob: Probability of a ``clarify`` question. The three sum to at most 1.
+        seed: Seeds the draws (with the session index; a stream of its own, so the latency
+            draws of the scripted turns before the first question are unchanged).
+        max_per_call: Most drift questions a session asks.
+    """
+
+    repeat_prob: float = 0.0
+    reorder_prob: float = 0.0
+    clarify_prob: float = 0.0
+    seed: int = 0
+    max_per_call: int = 1
+
+    def __post_init__(self) -> None:
+        probs = (self.repeat_prob, self.reorder_prob, self.clarify_prob)
+        if not all(0.0 <= p <= 1.0 for p in probs):
+            raise ValueError(f"drift probabilities must be in [0, 1], not {probs}")
+        if sum(probs) > 1.0 + 1e-9:
+            raise ValueError(f"drift probabilities must sum to at most 1, not {sum(probs):g}")
+        if self.max_per_call < 0:
+            raise ValueError("max_per_call must be >= 0")
+
+    def kind_for(self, u: float) -> str | None:
+        """The kind a uniform draw ``u`` in ``[0, 1)`` selects (``None``: no drift)."""
+        edge = 0.0
+        probs = (self.repeat_prob, self.reorder_prob, self.clarify_prob)
+        for kind, p in zip(DRIFT_KINDS, probs, strict=True):
+            edge += p
+            if u < edge:
+                return kind
+        return None
+
+
 @dataclass(frozen=True)
 class EmulatorConfig:
     """Behaviour of the emulator (shared by all sessions of one :class:`Emulator`).
@@ -346,6 +428,9 @@ class EmulatorConfig:
         vad_mode: webrtcvad aggressiveness.
         vad_hangover_ms: Non-voiced audio that ends a user turn.
         vad_min_speech_ms: Voiced audio needed before ``speech_started``.
+        vad_noise_gate_db: Voiced only this many dB above the line's noise floor
+            (:class:`~hydralab.speech.vad.SpeechSegmenter`'s ``noise_gate_db``); ``None``
+            (default): webrtcvad alone, which takes steady noise of a 10 dB SNR line for speech.
         tool_output_timeout_s: Time after a tool response's last ``.done`` frame for all outputs
             plus a ``response.create``; then ``error tool_response_timeout``.
         idle_timeout_s: No client frame for this long -> close 1000.
@@ -400,6 +485,8 @@ class EmulatorConfig:
             greet again). ``faults.resume_after_internal_error=False`` disables it too
             [with_context].
         strict_path: Refuse upgrades to any path but :data:`S2S_PATH` with HTTP 404 [on].
+        drift: Stray from the script with questions of its own (:class:`EmulatorDrift`);
+            ``None`` (the default, in both profiles): follow it exactly.
     """
 
     output_rate_hz: int = 48000
@@ -414,6 +501,7 @@ class EmulatorConfig:
     vad_mode: int = 3
     vad_hangover_ms: int = 600
     vad_min_speech_ms: int = 200
+    vad_noise_gate_db: float | None = None
     tool_output_timeout_s: float = 15.0
     idle_timeout_s: float = 30.0
     max_configure_bytes: int = 32_768
@@ -434,6 +522,7 @@ class EmulatorConfig:
     handshake_delay_on: str = "configured"
     resume: str = "always"
     strict_path: bool = False
+    drift: EmulatorDrift | None = None
 
     def __post_init__(self) -> None:
         if self.delta_ms <= 0 or self.delivery_speed <= 0:
@@ -513,6 +602,9 @@ _LIVE: dict[str, Any] = {
     "handshake_delay_on": "configured",
     "resume": "with_context",
     "strict_path": True,
+    # a production endpoint tracks the line's noise floor (webrtcvad alone hears a 10 dB SNR
+    # line's steady noise as speech and never ends the turn)
+    "vad_noise_gate_db": 6.0,
 }
 
 
@@ -594,6 +686,19 @@ def speak_texts(script: Script) -> list[str]:
         for step in turn.steps:
             if isinstance(step, Speak) and step.text.strip():
                 seen.setdefault(step.text, None)
+    return list(seen)
+
+
+def drift_texts(script: Script) -> list[str]:
+    """Every text a drift question about ``script`` can say (:class:`EmulatorDrift`), in
+    order, for a shell to render before serving (a miss is rendered when asked)."""
+    seen: dict[str, None] = {}
+    for turn in script.assistant_turns:
+        for slot in turn.asks:
+            question = turn.question(slot)
+            if question:
+                for kind in DRIFT_KINDS:
+                    seen.setdefault(_DRIFT_WRAPPERS[kind] + question, None)
     return list(seen)
 
 
@@ -683,7 +788,7 @@ class _Call:
 @dataclass
 class _Response:
     id: str
-    turn_index: int
+    turn_index: int | None
     latency_ms: float
     text: str
     message_item_id: str | None
@@ -699,9 +804,21 @@ class _Response:
     create_seen: bool = False  # a response.create arrived while it was streaming
 
 
+@dataclass(frozen=True)
+class _DriftQuestion:
+    """A question the session asks of its own before scripted turn ``defers``."""
+
+    kind: str  # one of DRIFT_KINDS
+    target: str  # the slot (information_required key) it is about
+    slots: tuple[str, ...]  # every slot the question's sentence asks for, target first
+    source: int  # the scripted turn whose question it words
+    defers: int  # the scripted turn it comes before
+    text: str
+
+
 @dataclass
 class _Turn:
-    index: int
+    index: int  # the scripted turn (a drift question: the one it defers)
     steps: tuple[Step, ...]
     trigger: str  # "initial" | "speech" | "tool_output"
     pos: int = 0  # next step to play
@@ -714,6 +831,12 @@ class _Turn:
     create_after_last_output: bool = False
     tool_deadline_ns: int = 0
     status_fault_done: bool = False
+    drift: _DriftQuestion | None = None
+
+    @property
+    def truth_index(self) -> int | None:
+        """``turn_index`` of its ground truth: ``None`` for a drift question (no script turn)."""
+        return None if self.drift is not None else self.index
 
 
 def _elide(d: dict[str, Any]) -> dict[str, Any]:
@@ -777,6 +900,15 @@ class EmulatorSession:
             first reply).
         id_chain: What the session learned of the trace's ids (``mapping``: trace id -> live
             id, in learning order).
+        turns_started: Assistant turns whose first response has started, drift questions
+            included: the next turn's number (0 = the first, the greeting when it is played).
+        questions: What the assistant asked, one dict per question as its turn starts (for
+            ``run.json``): ``turn`` (its number in :attr:`turns_started` order: the bridge's
+            and the caller's assistant turn index when every turn reaches them), ``kind``
+            (``"script"`` for a scripted turn with slots, else the drift kind), ``slots``
+            (information_required keys), ``expected`` (``{slot: value}``), ``script_turn``
+            (the scripted turn; for a drift question the one it deferred) and, for a drift
+            question, ``target``, ``source_turn`` (whose question it words) and ``text``.
     """
 
     def __init__(
@@ -831,6 +963,7 @@ class EmulatorSession:
             mode=config.vad_mode,
             hangover_ms=config.vad_hangover_ms,
             min_speech_ms=config.vad_min_speech_ms,
+            noise_gate_db=config.vad_noise_gate_db,
         )
         self._configure_received = False
         self._configured = False
@@ -879,6 +1012,14 @@ class EmulatorSession:
         self.id_chain = id_chain if id_chain is not None else IdChain()
         # call_id -> the trace response of the script call it was compiled from (id chaining)
         self._expected_responses: dict[str, dict[str, Any]] = {}
+        self.turns_started = 0
+        self.questions: list[dict[str, Any]] = []
+        drift = config.drift
+        self._drift_rng = random.Random(
+            f"drift/{drift.seed if drift is not None else 0}/{session_index}"
+        )
+        self._drifts = 0
+        self._drift_blocked = False  # the last user turn was answered by a drift question
 
     # ------------------------------------------------------------ public surface
 
@@ -1138,7 +1279,7 @@ class EmulatorSession:
                 self._truth_now(
                     "tool_response_timeout",
                     now_ns,
-                    turn_index=turn.index,
+                    turn_index=turn.truth_index,
                     detail=f"missing outputs: {missing}" if missing else "no response.create",
                 )
                 out.append(
@@ -1417,7 +1558,7 @@ class EmulatorSession:
             self._truth_now("undocumented_item_fields", now_ns, detail=",".join(extra))
         call_id = str(item.get("call_id", ""))
         turn = self._turn
-        idx = turn.index if turn is not None else None
+        idx = turn.truth_index if turn is not None else None
         self._truth_now("tool_output_received", now_ns, turn_index=idx, detail=call_id)
         if turn is None or call_id not in turn.pending_calls:
             self._truth_now("unknown_call_id", now_ns, turn_index=idx, detail=call_id)
@@ -1446,7 +1587,7 @@ class EmulatorSession:
 
     def _on_response_create(self, *, now_ns: int) -> list[Output]:
         turn = self._turn
-        idx = turn.index if turn is not None else None
+        idx = turn.truth_index if turn is not None else None
         self._truth_now("response_create_received", now_ns, turn_index=idx)
         out: list[Output] = []
         if self._tool_done_pending is not None:  # "late": the response.create releases it
@@ -1506,11 +1647,15 @@ class EmulatorSession:
             # The user kept talking before we answered: answer the same script turn later.
             self._turn = None
             self._next_turn = turn.index
+            if turn.drift is not None:  # the question was never asked: it does not count
+                self._drifts -= 1
+                self._drift_blocked = False
             self._truth_now(
                 "pending_response_withdrawn",
                 now_ns,
-                turn_index=turn.index,
+                turn_index=turn.truth_index,
                 injected_latency_ms=turn.latency_ms,
+                detail=None if turn.drift is None else f"drift {turn.drift.kind}",
             )
         item = {
             "id": self._user_item_id,
@@ -1551,12 +1696,13 @@ class EmulatorSession:
             ),
         ]
         if self._turn is not None:
-            self._truth_now("user_turn_while_busy", now_ns, turn_index=self._turn.index)
+            self._truth_now("user_turn_while_busy", now_ns, turn_index=self._turn.truth_index)
         elif answer is None:
             self._truth_now("user_turn_beyond_script", now_ns, detail=f"user turn {end_ms} ms")
         elif answer in self.config.faults.unanswered_turns:
             self._truth_now("user_turn_unanswered", now_ns, turn_index=answer)
             self._next_turn += 1
+            self._drift_blocked = False
         elif answer in self.config.faults.internal_error_at_speech_stopped and (
             self._stop_error_armed
         ):
@@ -1574,7 +1720,10 @@ class EmulatorSession:
                 ),
                 Close(1011, "internal error"),
             ]
+        elif (drift := self._draw_drift(answer)) is not None:
+            self._schedule_drift(drift, now_ns=now_ns)  # the scripted turn waits for the answer
         else:
+            self._drift_blocked = False
             self._schedule_turn(answer, trigger="speech", now_ns=now_ns)
             self._next_turn += 1
             if answer in self.config.faults.late_speech_stopped_turns and self._turn is not None:
@@ -1649,11 +1798,102 @@ class EmulatorSession:
         self._turn = turn
         self._schedule_response(turn, now_ns=now_ns)
 
+    # ------------------------------------------------------------ drift
+
+    def _draw_drift(self, answer: int) -> _DriftQuestion | None:
+        """A question to ask before scripted turn ``answer`` (``None``: play it now)."""
+        drift = self.config.drift
+        if (
+            drift is None
+            or self._drift_blocked
+            or self._drifts >= drift.max_per_call
+            or not 2 <= answer < len(self.script.assistant_turns)
+        ):
+            return None
+        kind = drift.kind_for(self._drift_rng.random())
+        if kind is None:
+            return None
+        options = self._drift_options(kind, answer)
+        if not options:
+            return None
+        target, source = options[self._drift_rng.randrange(len(options))]
+        asked = self.script.asks(source)
+        question = self.script.assistant_turns[source].question(target)
+        self._drifts += 1
+        return _DriftQuestion(
+            kind=kind,
+            target=target,
+            slots=(target, *(k for k in asked if k != target)),
+            source=source,
+            defers=answer,
+            text=_DRIFT_WRAPPERS[kind] + question,
+        )
+
+    def _drift_options(self, kind: str, answer: int) -> list[tuple[str, int]]:
+        """``(slot, scripted turn asking for it first)`` a ``kind`` question may be about:
+        slots given before scripted turn ``answer`` (``repeat``, ``clarify``) or asked only
+        after it (``reorder``), each with a question to word it."""
+        turns = self.script.assistant_turns
+        first: dict[str, int] = {}
+        for index, turn in enumerate(turns):
+            for slot in turn.asks:
+                first.setdefault(slot, index)
+        if kind == "reorder":
+            picked = {k: i for k, i in first.items() if i > answer}
+        else:
+            picked = {k: i for k, i in first.items() if 1 <= i < answer}
+        return [(k, i) for k, i in picked.items() if turns[i].question(k)]
+
+    def _schedule_drift(self, question: _DriftQuestion, *, now_ns: int) -> None:
+        """Ask ``question`` as a turn of its own; the scripted turn it defers stays next."""
+        self._drift_blocked = True
+        turn = _Turn(
+            index=question.defers,
+            steps=(Speak(question.text),),
+            trigger="speech",
+            drift=question,
+        )
+        self._turn = turn
+        self._schedule_response(turn, now_ns=now_ns)
+
+    def _turn_started(self, turn: _Turn, *, now_ns: int) -> None:
+        """The first response of ``turn`` starts: number it and log what it asks."""
+        number = self.turns_started
+        self.turns_started += 1
+        q = turn.drift
+        if q is not None:
+            entry: dict[str, Any] = {
+                "turn": number,
+                "kind": q.kind,
+                "slots": list(q.slots),
+                "expected": self.script.expected(q.slots),
+                "script_turn": q.defers,
+                "target": q.target,
+                "source_turn": q.source,
+                "text": str(self.id_chain.apply(q.text)),
+            }
+            kind = "drift_question"
+        else:
+            asks = self.script.asks(turn.index)
+            if not asks:
+                return
+            entry = {
+                "turn": number,
+                "kind": "script",
+                "slots": list(asks),
+                "expected": self.script.expected(asks),
+                "script_turn": turn.index,
+            }
+            kind = "asked"
+        self.questions.append(entry)
+        detail = json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str)
+        self._truth_now(kind, now_ns, turn_index=turn.truth_index, detail=detail)
+
     def _schedule_response(self, turn: _Turn, *, now_ns: int) -> None:
         if turn.pos >= len(turn.steps):
             self._turn = None
             self._turn_ended()
-            self._truth_now("turn_done", now_ns, turn_index=turn.index)
+            self._truth_now("turn_done", now_ns, turn_index=turn.truth_index)
             return
         tools_first = isinstance(turn.steps[turn.pos], CallTools)
         turn.latency_ms = self._draw_latency_ms(tools_first=tools_first)
@@ -1662,9 +1902,9 @@ class EmulatorSession:
         self._truth_now(
             "response_scheduled",
             now_ns,
-            turn_index=turn.index,
+            turn_index=turn.truth_index,
             injected_latency_ms=turn.latency_ms,
-            detail=turn.trigger,
+            detail=turn.trigger if turn.drift is None else f"drift {turn.drift.kind}",
         )
 
     def _continue_turn(self, turn: _Turn, *, now_ns: int) -> None:
@@ -1687,10 +1927,12 @@ class EmulatorSession:
             if isinstance(step, Speak) and step.text.strip():
                 texts.append(str(self.id_chain.apply(step.text)))  # written ids only
         turn.phase = "streaming"
+        if turn.responses_started == 0:
+            self._turn_started(turn, now_ns=now_ns)
         turn.responses_started += 1
         rid = self._id("resp")
         lat = turn.latency_ms
-        common = {"response_id": rid, "turn_index": turn.index, "injected_latency_ms": lat}
+        common = {"response_id": rid, "turn_index": turn.truth_index, "injected_latency_ms": lat}
         plan: deque[_Planned] = deque()
         t = now_ns
         plan.append(
@@ -1801,7 +2043,7 @@ class EmulatorSession:
             turn.pending_calls[c.call_id] = c.name
         r = _Response(
             id=rid,
-            turn_index=turn.index,
+            turn_index=turn.truth_index,
             latency_ms=lat,
             text=full_text,
             message_item_id=msg_id,
@@ -1811,12 +2053,12 @@ class EmulatorSession:
         )
         r.plan.append(_Planned(t, None, final=True))
         has_speech = any(isinstance(st, Speak) and st.text.strip() for st in turn.steps)
-        fault = self.config.faults.status_details(turn.index)
+        fault = None if turn.drift is not None else self.config.faults.status_details(turn.index)
         if fault is not None and not turn.status_fault_done and (texts or not has_speech):
             turn.status_fault_done = True
             r.end_status = fault
             self._truncate(r)
-        if self._held_stop is not None and self._held_stop[0] == turn.index:
+        if self._held_stop is not None and turn.drift is None and self._held_stop[0] == turn.index:
             self._insert_held_stop(r, self._held_stop[1])
             self._held_stop = None
         self._response = r
@@ -1998,7 +2240,7 @@ class EmulatorSession:
             ended = GroundTruth(
                 "turn_done",
                 -1,
-                turn_index=turn.index,
+                turn_index=turn.truth_index,
                 audio_ms=self.received_audio_ms,
                 detail=status,
             )
@@ -2022,7 +2264,7 @@ class EmulatorSession:
         self._turn = None
         self._turn_ended()
         turn_done = GroundTruth(
-            "turn_done", -1, turn_index=turn.index, audio_ms=self.received_audio_ms
+            "turn_done", -1, turn_index=turn.truth_index, audio_ms=self.received_audio_ms
         )
         return [dataclasses.replace(done, truths=(*done.truths, turn_done))]
 

@@ -10,6 +10,8 @@ Times in events are milliseconds of the input-sample clock: frame ``i`` covers
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from dataclasses import dataclass
 from math import gcd
 
@@ -24,6 +26,8 @@ __all__ = [
     "VoiceActivityDetector",
 ]
 
+#: The window whose quietest frame is the line's noise floor (``noise_gate_db``).
+NOISE_FLOOR_WINDOW_MS = 3000
 _NATIVE_RATES_HZ = (8000, 16000, 32000, 48000)
 _FRAME_MS = (10, 20, 30)
 
@@ -132,6 +136,12 @@ class SpeechSegmenter:
         hangover_ms: Silence after the last voiced frame that ends a segment.
         min_speech_ms: Voiced duration a candidate needs before ``SpeechStart`` is emitted.
         candidate_gap_ms: Silence that drops a not-yet-confirmed candidate.
+        noise_gate_db: When set, a frame counts as voiced only if webrtcvad says so *and* its
+            level is this many dB above the line's noise floor: the 10th percentile of the
+            frame levels of the last :data:`NOISE_FLOOR_WINDOW_MS`, digital silence (a lost
+            packet) left out. webrtcvad alone takes the steady noise of a 10 dB SNR line
+            (about -30 dBFS) for speech and never ends the turn; a production endpoint tracks
+            the noise floor. ``None``: webrtcvad alone.
     """
 
     def __init__(
@@ -144,6 +154,7 @@ class SpeechSegmenter:
         hangover_ms: int = 600,
         min_speech_ms: int = 200,
         candidate_gap_ms: int = 200,
+        noise_gate_db: float | None = None,
     ) -> None:
         if start_frames < 1:
             raise ValueError("start_frames must be >= 1")
@@ -157,6 +168,8 @@ class SpeechSegmenter:
         self.hangover_ms = hangover_ms
         self.min_speech_ms = min_speech_ms
         self.candidate_gap_ms = candidate_gap_ms
+        self.noise_gate_db = noise_gate_db
+        self._levels: deque[float] = deque(maxlen=max(1, NOISE_FLOOR_WINDOW_MS // frame_ms))
         self.reset()
 
     @property
@@ -184,6 +197,15 @@ class SpeechSegmenter:
         t_start = frame_index * self.frame_ms
         t_end = t_start + self.frame_ms
         voiced = self.vad.is_speech(frame)
+        if self.noise_gate_db is not None:
+            x = np.asarray(frame, dtype=np.float64)
+            power = float(np.mean(x * x))
+            level = 10.0 * math.log10(power + 1.0)
+            if power >= 1.0:  # digital silence (a lost packet) says nothing about the floor
+                self._levels.append(level)
+            if self._levels:
+                floor = float(np.percentile(np.fromiter(self._levels, float), 10))
+                voiced = voiced and level >= floor + self.noise_gate_db
         events: list[SegmentEvent] = []
 
         if voiced:
