@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         "(the caller's intended lines) unless --stt none",
     )
     _add_data_options(run)
+    _add_caller_options(run)
     run.add_argument(
         "--run-id",
         default=None,
@@ -89,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
         "else the public endpoint): on-prem, staging or a local `hydralab replay`",
     )
     _add_data_options(bat)
+    _add_caller_options(bat)
     bat.add_argument("--seed", type=int, default=0, help="seed of trial 1 (trial k: seed+k-1)")
     _add_profile(bat)
     bat.add_argument("--retry-failed", action="store_true", help="re-run failed conversations")
@@ -215,6 +217,19 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _llm_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``caller=`` an :class:`~hydralab.callers.LlmCaller` for ``--caller llm``."""
+    if args.caller != "llm":
+        return {}
+    from hydralab.records import load_record
+
+    data_dir = _data_dir(args)
+    rec = load_record(
+        args.record or args.record_pos, data_dir=Path(data_dir) if data_dir else None
+    )
+    return {"caller": _llm_caller(args, rec)}
+
+
 def _data_dir(args: argparse.Namespace) -> str | None:
     """``--data-dir``, else ``--eva-dir`` (an EVA root holds the records too)."""
     value = args.data_dir or args.eva_dir
@@ -229,6 +244,106 @@ def _tool_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "tools": args.tools,
         "configure_mode": args.configure_mode,
     }
+
+
+def _add_caller_options(p: argparse.ArgumentParser) -> None:
+    """Who the caller is: its policy, persona, how it hears, its line; the emulator's drift."""
+    g = p.add_argument_group("caller")
+    g.add_argument(
+        "--caller",
+        choices=("scripted", "rules", "llm"),
+        default="scripted",
+        help="scripted = the record's user lines in order (default); rules = offline, answers "
+        "what it is asked from the record's information_required; llm = an OpenAI-compatible "
+        "chat-completions model prompted like EVA's user simulator (--llm-*)",
+    )
+    g.add_argument(
+        "--persona",
+        default=None,
+        help="EVA's persona: default, elderly_slow, aggressive_impatient, forgetful_disorganized "
+        "(its timing applies to every caller; its text, from the EVA checkout, to llm)",
+    )
+    g.add_argument(
+        "--hearing",
+        choices=("stt", "native"),
+        default=None,
+        help="what a rules/llm caller hears: stt = the assistant's audio through --stt "
+        "(default on sockets), native = the bridge's transcript (default with --simulate)",
+    )
+    g.add_argument("--llm-base-url", default="https://api.openai.com/v1", help="llm endpoint")
+    g.add_argument("--llm-model", default="gpt-4o-mini", help="llm model name")
+    g.add_argument(
+        "--llm-key-env",
+        default="OPENAI_API_KEY",
+        help="environment variable holding the llm key ('' = none, e.g. a local server)",
+    )
+    g.add_argument(
+        "--noise",
+        choices=("none", "white", "pink", "babble"),
+        default="none",
+        help="background noise on the caller's line (babble needs the speech extra)",
+    )
+    g.add_argument("--snr", type=float, default=20.0, help="speech-to-noise ratio, dB")
+    g.add_argument(
+        "--packet-loss", type=float, default=0.0, help="chance a 20 ms frame is lost (0..1)"
+    )
+    g.add_argument("--codec-bits", type=int, default=None, help="requantise the line to N bits")
+    g.add_argument(
+        "--volume-fluctuation", type=float, default=0.0, help="slow gain swings of ± dB"
+    )
+    g.add_argument(
+        "--drift",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="emulator: chance per turn that it asks something the script does not (again, "
+        "out of order, to confirm), at most 3 per call (0 = off)",
+    )
+
+
+def _caller_kwargs(args: argparse.Namespace, *, simulate: bool) -> dict[str, Any]:
+    """``run_record`` / ``simulate_record`` caller settings from the options."""
+    from hydralab.audio.perturb import LinePerturbation
+
+    kwargs: dict[str, Any] = {"persona": args.persona}
+    if args.caller != "scripted":
+        kwargs["hearing"] = args.hearing or ("native" if simulate else "stt")
+    if args.caller == "rules":
+        kwargs["caller"] = "rules"
+    line = LinePerturbation(
+        noise=args.noise,
+        snr_db=args.snr,
+        packet_loss=args.packet_loss,
+        codec_bits=args.codec_bits,
+        volume_fluctuation_db=args.volume_fluctuation,
+        seed=args.seed,
+    )
+    if line.active:
+        kwargs["line"] = line
+    return kwargs
+
+
+def _llm_caller(args: argparse.Namespace, rec: Any) -> Any:
+    """The ``llm`` caller for ``rec`` from the ``--llm-*`` options (its key from the env)."""
+    from hydralab.callers import LlmCaller, LlmCallerConfig
+
+    config = LlmCallerConfig(
+        base_url=args.llm_base_url, model=args.llm_model, api_key_env=args.llm_key_env or None
+    )
+    return LlmCaller(rec, config=config, persona=args.persona or "default", eva_dir=args.eva_dir)
+
+
+def _emulator_config(args: argparse.Namespace, **overrides: Any) -> Any:
+    """The emulator's settings: the profile, the seed and the drift options."""
+    from hydralab.emulator import EmulatorConfig, EmulatorDrift
+
+    if args.drift > 0:
+        third = min(args.drift, 1.0) / 3.0
+        overrides["drift"] = EmulatorDrift(
+            repeat_prob=third, reorder_prob=third, clarify_prob=third, seed=args.seed,
+            max_per_call=3,
+        )  # fmt: skip
+    return EmulatorConfig.for_profile(args.profile, **overrides)
 
 
 def _add_profile(p: argparse.ArgumentParser) -> None:
@@ -278,7 +393,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hydralab.emulator import EmulatorConfig
 
     if args.simulate:
         from hydralab.sim import simulate_record
@@ -291,9 +405,11 @@ def _run(args: argparse.Namespace) -> int:
             run_id=args.run_id,
             hydra_model=args.hydra_model,
             voice=args.voice,
-            emulator_config=EmulatorConfig.for_profile(args.profile, seed=args.seed),
+            emulator_config=_emulator_config(args, seed=args.seed),
             transcriber=None if args.stt == "none" else "oracle",
             **_tool_kwargs(args),
+            **_caller_kwargs(args, simulate=True),
+            **_llm_kwargs(args),
         )
         print(result.summary())
         print("(simulated in virtual time)")
@@ -326,7 +442,6 @@ async def _run_call(args: argparse.Namespace) -> int:
     """One call over real sockets. SIGINT / SIGTERM end it (``interrupted``, never completed)
     with every output written and every child process stopped; the exit code is then 130 /
     143, else 0 when the call completed and 1 when it did not."""
-    from hydralab.emulator import EmulatorConfig
     from hydralab.runner import CallInterrupted, run_record
 
     interrupt = asyncio.Event()
@@ -353,10 +468,12 @@ async def _run_call(args: argparse.Namespace) -> int:
                 hydra_url=args.hydra_url,
                 voice=args.voice,
                 port=args.port,
-                emulator_config=EmulatorConfig.for_profile(args.profile, seed=args.seed),
+                emulator_config=_emulator_config(args, seed=args.seed),
                 transcriber=None if args.stt == "none" else args.stt,
                 interrupt=interrupt,
                 **_tool_kwargs(args),
+                **_caller_kwargs(args, simulate=False),
+                **_llm_kwargs(args),
             )
     except Exception as exc:
         if not received:
@@ -413,9 +530,10 @@ async def _serve(args: argparse.Namespace) -> int:
 def _batch(args: argparse.Namespace) -> int:
     from hydralab.analysis import latency_table, load_batch
     from hydralab.batch import run_batch_sync
-    from hydralab.emulator import EmulatorConfig
     from hydralab.records import list_records
 
+    if args.caller == "llm":
+        raise ValueError("--caller llm runs one call at a time: use hydralab run")
     kwargs = _tool_kwargs(args)
     data_dir = Path(kwargs["data_dir"]) if kwargs["data_dir"] else None
     result = run_batch_sync(
@@ -428,11 +546,12 @@ def _batch(args: argparse.Namespace) -> int:
         hydra_model=args.hydra_model,
         hydra_url=args.hydra_url,
         seed=args.seed,
-        emulator_config=EmulatorConfig.for_profile(args.profile),
+        emulator_config=_emulator_config(args),
         retry_failed=args.retry_failed,
         progress=not args.no_progress,
         processes=not args.one_process,
         **{**kwargs, "data_dir": data_dir},
+        **_caller_kwargs(args, simulate=False),
     )
     print(result.summary())
     try:

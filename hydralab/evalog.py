@@ -100,8 +100,9 @@ def fill_assistant_speech(
     heard — cut at a barge-in). Each played bridge turn goes to the caller's heard turn whose
     ``audio_start`` is the last one at or before the turn's first played sample plus
     ``lead_ms`` (the caller hears a little after the bridge sends); a heard turn that several
-    bridge turns fell into gets their texts joined. Events are returned as new dicts; the
-    input is not changed.
+    bridge turns fell into gets their texts joined. A text already there (a caller that
+    listens logs what it heard, through its STT) is kept. Events are returned as new dicts;
+    the input is not changed.
     """
     out = [dict(e) for e in events]
     starts: list[tuple[int, int]] = []  # (audio_start epoch ms, index of its assistant_speech)
@@ -122,5 +123,7 @@ def fill_assistant_speech(
         if heard:
             texts.setdefault(heard[-1], []).append(text)
     for i, parts in texts.items():
+        if str(out[i]["data"].get("text") or "").strip():
+            continue  # a caller that listens logged what it heard itself: kept
         out[i]["data"] = {**out[i]["data"], "text": " ".join(parts)}
     return out

@@ -1060,11 +1060,14 @@ def _write_results(
     audit = _read_audit(run_dir)
     not_completed = call_verdict(session, summary, caller, script, audit)
     if emulator_sessions:
-        # only the emulator knows its script did not reach its end (a caller that ran out of
-        # lines when the model asked more than the reference did)
+        # only the emulator knows its script did not reach its end: a scripted caller that ran
+        # out of lines when the model asked more than the reference did (a listening caller
+        # that says goodbye ends the conversation by its own choice; task_completion scores
+        # what was done by then)
         last = emulator_sessions[-1]
         if (
             caller is not None
+            and not caller.listening
             and caller.ended_reason == "goodbye"
             and last.next_speech_turn < len(script.assistant_turns)
         ):
@@ -1169,7 +1172,11 @@ def _write_results(
             "numpy": np.__version__,
         },
         "emulator": (
-            {k: v for k, v in emulator_config.__dict__.items() if k != "expected_api_key"}
+            {
+                k: v
+                for k, v in dataclasses.asdict(emulator_config).items()
+                if k != "expected_api_key"
+            }
             if emulator_config is not None
             else None
         ),

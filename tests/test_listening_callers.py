@@ -228,3 +228,50 @@ def test_persona_timing_applies_and_is_logged(tmp_path: Path) -> None:
     )
     turns = _run_json(quick)["caller_policy"]["user_turns"]
     assert any(t["barged_in"] for t in turns)  # it cut the assistant short, and it is logged
+
+
+# --- the socket shell: a listening caller over real sockets -------------------------------------
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("hearing", ["native", "stt"])
+async def test_a_listening_caller_over_real_sockets(tmp_path: Path, hearing: str) -> None:
+    """The shell's replier: NeedReply -> hear (the bridge's transcript, or the assistant's
+    audio through the local STT) -> decide -> synthesize off the loop -> reply; the caller
+    ends the call itself and the verdict says completed."""
+    from needs import require_speech
+
+    from hydralab.runner import run_record
+    from hydralab.script import Speak, script_from_lines
+
+    require_speech()
+    rec = load_record()  # hydralab's own default record
+    script = script_from_lines(
+        rec.greeting,
+        ["Hi, I need help with my booking.", "No, that is all. Goodbye."],
+        [(Speak("Sure. Anything else I can do for you today?"),), (Speak("Goodbye."),)],
+        record_id=rec.id,
+    )
+    policy = RulesCaller(rec, script=script)
+    result = await run_record(
+        rec,
+        script=script,
+        out_dir=tmp_path,
+        caller=policy,
+        hearing=hearing,  # type: ignore[arg-type]
+        transcriber="local" if hearing == "stt" else None,
+    )
+    assert result.completed, result.not_completed
+    meta = _run_json(result)["caller_policy"]
+    assert meta["policy"] == "rules" and meta["hearing"] == hearing
+    reasons = [d["reason"] for d in meta["decisions"]]
+    assert reasons[0] == "opening" and meta["decisions"][-1]["end_call"]
+    # what the caller heard is EVA's assistant_speech, in its own events file
+    events = [
+        json.loads(line)
+        for line in (result.run_dir / "user_simulator_events.jsonl").read_text().splitlines()
+    ]
+    heard = [e["data"]["text"] for e in events if e.get("type") == "assistant_speech"]
+    assert heard[: len(meta["decisions"])] == [d["heard"] for d in meta["decisions"]]
+    if hearing == "native":
+        assert "anything else" in meta["decisions"][1]["heard"].lower()
