@@ -224,9 +224,7 @@ def _llm_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     from hydralab.records import load_record
 
     data_dir = _data_dir(args)
-    rec = load_record(
-        args.record or args.record_pos, data_dir=Path(data_dir) if data_dir else None
-    )
+    rec = load_record(args.record or args.record_pos, data_dir=Path(data_dir) if data_dir else None)
     return {"caller": _llm_caller(args, rec)}
 
 
@@ -288,9 +286,7 @@ def _add_caller_options(p: argparse.ArgumentParser) -> None:
         "--packet-loss", type=float, default=0.0, help="chance a 20 ms frame is lost (0..1)"
     )
     g.add_argument("--codec-bits", type=int, default=None, help="requantise the line to N bits")
-    g.add_argument(
-        "--volume-fluctuation", type=float, default=0.0, help="slow gain swings of ± dB"
-    )
+    g.add_argument("--volume-fluctuation", type=float, default=0.0, help="slow gain swings of ± dB")
     g.add_argument(
         "--drift",
         type=float,
