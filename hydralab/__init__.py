@@ -13,9 +13,17 @@ from importlib.metadata import PackageNotFoundError, version
 
 from hydralab.analysis import RunTables, load_batch, load_run
 from hydralab.audio import StreamResampler, Timeline, read_wav, ulaw_decode, ulaw_encode, write_wav
+from hydralab.audio.perturb import LinePerturbation
 from hydralab.batch import BatchResult, run_batch, run_batch_sync
 from hydralab.bridge import Bridge, BridgeConfig, BridgeSession
 from hydralab.caller import Caller, CallerConfig, CallerResult
+from hydralab.callers import (
+    LlmCaller,
+    LlmCallerConfig,
+    Persona,
+    RulesCaller,
+    load_persona,
+)
 from hydralab.client import (
     DEFAULT_VOICES,
     VOICES,
@@ -27,8 +35,10 @@ from hydralab.client import (
     HydraVoiceError,
 )
 from hydralab.clock import Clock, ManualClock
-from hydralab.emulator import Emulator, EmulatorConfig, EmulatorFaults, live_config
+from hydralab.emulator import Emulator, EmulatorConfig, EmulatorDrift, EmulatorFaults, live_config
+from hydralab.listener import Listener
 from hydralab.playout import PlayoutPlacer
+from hydralab.policy import CallerPolicy, CallerPolicyError, Exchange, Heard, Reply
 from hydralab.protocol.budget import ConfigureTooLargeError, plan_configure
 from hydralab.records import (
     DEFAULT_RECORD_ID,
@@ -47,7 +57,15 @@ from hydralab.secrets import Secret, redact
 from hydralab.sim import SimConfig, Simulation, simulate_record
 from hydralab.speech.stt import SttConfig, make_transcriber
 from hydralab.toolpolicy import ToolPolicy
-from hydralab.tools import ToolExecutor
+from hydralab.tools import (
+    EvaTools,
+    HydralabTools,
+    IdChain,
+    ToolBackend,
+    ToolBackendError,
+    ToolExecutor,
+    choose_tools,
+)
 from hydralab.turns import TurnTracker
 
 try:
@@ -65,25 +83,40 @@ __all__ = [
     "BridgeSession",
     "Caller",
     "CallerConfig",
+    "CallerPolicy",
+    "CallerPolicyError",
     "CallerResult",
     "Clock",
     "ConfigureTooLargeError",
     "Emulator",
     "EmulatorConfig",
+    "EmulatorDrift",
     "EmulatorFaults",
+    "EvaTools",
+    "Exchange",
+    "Heard",
     "HydraAuthError",
     "HydraClient",
     "HydraConfig",
     "HydraError",
     "HydraServerFullError",
     "HydraVoiceError",
+    "HydralabTools",
+    "IdChain",
+    "LinePerturbation",
+    "Listener",
+    "LlmCaller",
+    "LlmCallerConfig",
     "ManualClock",
+    "Persona",
     "PlayoutPlacer",
     "Record",
     "RecordError",
     "RecordFormatError",
     "RecordNotFoundError",
     "ReplayServer",
+    "Reply",
+    "RulesCaller",
     "RunResult",
     "RunTables",
     "Script",
@@ -93,10 +126,13 @@ __all__ = [
     "StreamResampler",
     "SttConfig",
     "Timeline",
+    "ToolBackend",
+    "ToolBackendError",
     "ToolExecutor",
     "ToolPolicy",
     "TurnTracker",
     "__version__",
+    "choose_tools",
     "db_hash",
     "dbs_equal",
     "latency_summary",
@@ -104,6 +140,7 @@ __all__ = [
     "live_config",
     "load_batch",
     "load_fixture",
+    "load_persona",
     "load_record",
     "load_run",
     "make_transcriber",

@@ -18,8 +18,10 @@ Tables (:func:`load_run`, :func:`load_batch` → :class:`RunTables`):
   time and execution time (arguments done → output sent).
 * ``sessions`` — one row per conversation: outcome, scores, durations, token totals, latency
   summary, and the conditions it ran under (``domain``, ``configure_mode``,
-  ``standard_conditions``, ``tools_backend``): a compacted or ``session.update`` configure is not
-  EVA's standard benchmark condition, and the table says so beside the scores.
+  ``standard_conditions``, ``tools_backend``, ``caller``, ``persona``, ``line_noise``,
+  ``line_snr_db``, ``line_packet_loss``, ``questions_asked``/``questions_answered_right``, and
+  ``variant`` in a batch of variants): a compacted or ``session.update`` configure is not EVA's
+  standard benchmark condition, and the table says so beside the scores.
 
 Every plot takes ``ax=`` (a new figure when omitted) and returns the axes.
 """
@@ -439,12 +441,12 @@ def _conversation_tables(
         "model_response_max_ms": mr_st.get("max_ms", np.nan),
         "run_dir": str(d),
     }
-    ids = {k: meta.get(k) for k in ("conversation", "trial")}
+    ids = {k: meta.get(k) for k in ("conversation", "trial", "variant")}
     ids.update(record_id=session["record_id"], model=session["model"])
     return (
         [{**ids, **r} for r in rows],
         [{**ids, **c} for c in calls],
-        {"conversation": ids["conversation"], "trial": ids["trial"], **session},
+        {k: ids[k] for k in ("conversation", "trial", "variant")} | session,
     )
 
 
@@ -455,11 +457,21 @@ def _run_labels(run: dict[str, Any]) -> dict[str, Any]:
     code executed the calls (``tools_backend``: EVA's own or hydralab's)."""
     budget = run.get("configure_budget") or {}
     tools = run.get("tools") or {}
+    caller = run.get("caller_policy") or {}
+    line = caller.get("line") or {}
+    questions = run.get("questions") or {}
     return {
         "domain": run.get("domain"),
         "configure_mode": budget.get("mode"),
         "standard_conditions": budget.get("standard"),
         "tools_backend": tools.get("backend"),
+        "caller": caller.get("policy", "scripted"),
+        "persona": (caller.get("persona") or {}).get("name"),
+        "line_noise": line.get("noise"),
+        "line_snr_db": line.get("snr_db") if line.get("noise") not in (None, "none") else None,
+        "line_packet_loss": line.get("packet_loss"),
+        "questions_asked": questions.get("asked"),
+        "questions_answered_right": questions.get("answered_right"),
     }
 
 
@@ -519,18 +531,18 @@ def load_batch(path: str | Path) -> RunTables:
     if not dirs:
         raise FileNotFoundError(f"{root}: no run directories (run.json) found")
     manifest = _read_json(root / "batch.json", {}) or {}
-    trials = {
-        (root / c["run_dir"]).resolve(): c.get("trial")
+    known = {
+        (root / c["run_dir"]).resolve(): (c.get("trial"), c.get("variant"))
         for c in manifest.get("conversations", [])
         if c.get("run_dir")
     }
     metas = []
     for d in dirs:
-        trial = trials.get(d.resolve())
+        trial, variant = known.get(d.resolve(), (None, None))
         if trial is None and (m := re.search(r"trial_(\d+)", d.relative_to(root).as_posix())):
             trial = int(m.group(1))
         conv = d.relative_to(root).as_posix() if d != root else d.name
-        metas.append({"conversation": conv, "trial": trial})
+        metas.append({"conversation": conv, "trial": trial, "variant": variant})
     return _tables(dirs, metas, root)
 
 

@@ -75,10 +75,12 @@ class Conversation:
     attempts: int = 0
     overhead_max_ms: float | None = None  # emulator only: measured − ground truth, worst turn
     not_completed: list[str] | None = None  # why a call that ran did not complete
+    variant: str | None = None  # the named setting it ran under (run_batch(variants=...))
 
     @property
     def key(self) -> str:
-        return f"{self.record_id}#{self.trial}"
+        base = f"{self.record_id}#{self.trial}"
+        return base if self.variant is None else f"{base}@{self.variant}"
 
 
 @dataclass
@@ -203,6 +205,7 @@ async def run_batch(
     progress: bool = True,
     processes: bool = True,
     hydra_url: str | None = None,
+    variants: Mapping[str, Mapping[str, Any]] | None = None,
     **run_kwargs: Any,
 ) -> BatchResult:
     """Run ``records × trials`` conversations, at most ``concurrency`` at a time.
@@ -224,6 +227,11 @@ async def run_batch(
             be pickled, such as a custom ``transcriber``, need it).
         hydra_url: Hydra endpoint for ``model="hydra"`` (default ``$HYDRA_URL``, else the
             public one); resolved and checked once, recorded in ``batch.json`` (it has no key).
+        variants: Named settings to compare in one batch, e.g. ``{"clean": {}, "snr10":
+            {"line": LinePerturbation(noise="pink", snr_db=10)}, "slow": {"persona":
+            "elderly_slow"}}``: every record × trial runs once per variant, with the variant's
+            ``run_record`` arguments over ``run_kwargs``; its runs are
+            ``<batch_id>/<variant>-trial_<k>`` and the tables get a ``variant`` column.
         **run_kwargs: Passed to :func:`hydralab.runner.run_record` (``hydra_model``, ``voice``,
             ``data_dir``, ``transcriber``, ...).
 
@@ -246,17 +254,24 @@ async def run_batch(
     batch_dir = Path(out_dir) / (batch_id or _batch_id())
     batch_dir.mkdir(parents=True, exist_ok=True)
     done_before = _load_manifest(batch_dir)
-    convs = [
-        done_before.get(f"{rid}#{k}") or Conversation(record_id=rid, trial=k)
-        for k in range(1, trials + 1)
-        for rid in by_id
-    ]
+    names: list[str | None] = list(variants) if variants else [None]
+    for name in names:
+        if name is not None:
+            check_path_name(name, what="variant name")  # part of a run directory's name
+    convs = []
+    for name in names:
+        for k in range(1, trials + 1):
+            for rid in by_id:
+                conv = Conversation(record_id=rid, trial=k, variant=name)
+                convs.append(done_before.get(conv.key) or conv)
     domains = _domains_of(by_id, run_kwargs.get("data_dir"))
     several = len(set(domains.values())) > 1
 
     def run_id_of(c: Conversation) -> str:
-        """``trial_<k>``, or ``<domain>-trial_<k>`` in a batch of several domains."""
-        return f"{domains[c.record_id]}-trial_{c.trial}" if several else f"trial_{c.trial}"
+        """``trial_<k>``, after ``<domain>-`` in a batch of several domains and ``<variant>-``
+        in a batch of variants."""
+        run_id = f"{domains[c.record_id]}-trial_{c.trial}" if several else f"trial_{c.trial}"
+        return run_id if c.variant is None else f"{c.variant}-{run_id}"
 
     finished = FINISHED[:1] if retry_failed else FINISHED
     todo = [c for c in convs if c.status not in finished]
@@ -276,6 +291,10 @@ async def run_batch(
         "emulator": {k: v for k, v in dataclasses.asdict(emu).items() if k != "expected_api_key"},
         "caller": {k: v for k, v in dataclasses.asdict(cal).items()},
         "run_kwargs": {k: repr(v) for k, v in run_kwargs.items() if k != "api_key"},
+        "variants": {
+            name: {k: repr(v) for k, v in kw.items() if k != "api_key"}
+            for name, kw in (variants or {}).items()
+        },
     }
     result = BatchResult(batch_dir, convs, skipped=len(convs) - len(todo), config=config)
     created = dt.datetime.now().isoformat(timespec="seconds")
@@ -319,6 +338,7 @@ async def run_batch(
             k = c.trial - 1
             kwargs = dict(
                 run_kwargs,
+                **((variants or {}).get(c.variant or "", {}) if c.variant else {}),
                 out_dir=batch_dir,
                 run_id=run_id_of(c),
                 model=model,

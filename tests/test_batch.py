@@ -122,6 +122,36 @@ async def test_a_batch_of_several_domains_has_one_run_per_domain_and_trial(
         assert c["run_dir"].split("/")[0].endswith(f"trial_{c['trial']}")
 
 
+async def test_variants_run_each_record_under_each_named_setting(
+    fake: FakeRunner, tmp_path: Path
+) -> None:
+    res = await run_batch(
+        ["A", "B"], out_dir=tmp_path, batch_id="v", processes=False, progress=False,
+        variants={"clean": {}, "snr10": {"line": "pink@10"}},
+    )  # fmt: skip
+    assert res.ok and res.counts() == {"ok": 4}
+    got = sorted((c["record"], c["run_id"], c.get("line")) for c in fake.calls)
+    assert got == [
+        ("A", "clean-trial_1", None),
+        ("A", "snr10-trial_1", "pink@10"),
+        ("B", "clean-trial_1", None),
+        ("B", "snr10-trial_1", "pink@10"),
+    ]
+    m = _manifest(res.batch_dir)
+    assert {c["variant"] for c in m["conversations"]} == {"clean", "snr10"}
+    assert m["config"]["variants"]["snr10"] == {"line": "'pink@10'"}
+    again = await run_batch(
+        ["A", "B"], out_dir=tmp_path, batch_id="v", processes=False, progress=False,
+        variants={"clean": {}, "snr10": {"line": "pink@10"}},
+    )  # fmt: skip
+    assert again.skipped == 4  # resumed: every (record, trial, variant) was done
+    if PANDAS:
+        from hydralab.analysis import load_batch
+
+        sessions = load_batch(res.batch_dir).sessions
+        assert sorted(sessions["variant"]) == ["clean", "clean", "snr10", "snr10"]
+
+
 async def test_a_failure_is_recorded_and_the_batch_goes_on(
     fake: FakeRunner, tmp_path: Path
 ) -> None:
