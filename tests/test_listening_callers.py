@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from local_http import Answer, LocalHttpServer
 from oracle_checks import EVA_DATA, EVA_DIR, real_calls
 
 from hydralab.audio import read_wav
@@ -99,33 +98,20 @@ def test_rules_caller_parts() -> None:
 # --- llm: a fake chat-completions server answers as the rules caller would -------------------
 
 
-class _FakeChat:
+class _FakeChat(LocalHttpServer):
     """An OpenAI-compatible ``/chat/completions`` on 127.0.0.1 that checks each request."""
 
     def __init__(self, rules: RulesCaller, must_contain: list[str]) -> None:
         self.rules = rules
         self.must_contain = must_contain
         self.requests: list[dict[str, Any]] = []
-        fake = self
+        super().__init__()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.requests.append(body)
-                reply = fake.answer(body)
-                data = json.dumps(reply).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    def respond(self, path: str, headers: dict[str, str], body: bytes) -> Answer:
+        request = json.loads(body)
+        self.requests.append(request)
+        return Answer(body=json.dumps(self.answer(request)).encode())
 
     def answer(self, body: dict[str, Any]) -> dict[str, Any]:
         system = body["messages"][0]["content"]
@@ -158,12 +144,10 @@ def fake_chat() -> Iterator[_FakeChat]:
         RulesCaller(rec, script=script_from_record(rec)),
         [rec.user_goal["high_level_user_goal"][:60], str(info["employee_id"])],
     )
-    fake.thread.start()
     try:
         yield fake
     finally:
-        fake.server.shutdown()
-        fake.server.server_close()
+        fake.close()
 
 
 @real_calls

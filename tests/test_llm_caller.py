@@ -13,12 +13,13 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from local_http import Answer as HttpAnswer
+from local_http import LocalHttpServer
 
 from hydralab.callers import (
     END_CALL_TOOL,
@@ -72,60 +73,25 @@ def end_call(args: str = "{}") -> dict[str, Any]:
     }
 
 
-class FakeLlm:
+class FakeLlm(LocalHttpServer):
     """Scripted answers (the last one repeats); records each request's headers and JSON."""
 
     def __init__(self) -> None:
         self.answers: list[Answer] = [Answer(body=completion())]
         self.requests: list[tuple[str, dict[str, str], Any]] = []
         self._lock = threading.Lock()
-        fake = self
+        super().__init__()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with fake._lock:
-                    fake.requests.append(
-                        (
-                            self.path,
-                            {k.lower(): v for k, v in self.headers.items()},
-                            json.loads(raw),
-                        )
-                    )
-                    ans = fake.answers.pop(0) if len(fake.answers) > 1 else fake.answers[0]
-                try:
-                    if ans.delay_s:
-                        time.sleep(ans.delay_s)
-                    body = ans.body
-                    data = (json.dumps(body) if isinstance(body, dict) else body or "").encode()
-                    self.send_response(ans.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    for k, v in ans.headers.items():
-                        self.send_header(k, v)
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):  # the client timed out
-                    pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
+    def respond(self, path: str, headers: dict[str, str], body: bytes) -> HttpAnswer:
+        with self._lock:
+            self.requests.append((path, headers, json.loads(body)))
+            ans = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        data = (json.dumps(ans.body) if isinstance(ans.body, dict) else ans.body or "").encode()
+        return HttpAnswer(ans.status, data, dict(ans.headers), ans.delay_s)
 
     def script(self, *answers: Answer) -> None:
         self.answers = list(answers)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=5)
 
 
 @pytest.fixture

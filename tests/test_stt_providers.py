@@ -20,12 +20,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
+from local_http import Answer, LocalHttpServer
 
 from hydralab.secrets import Secret
 from hydralab.speech import providers as prov
@@ -70,7 +70,7 @@ class Seen:
     body: bytes
 
 
-class FakeProvider:
+class FakeProvider(LocalHttpServer):
     """Scripted replies (the last one repeats); records requests and peak concurrency."""
 
     def __init__(self) -> None:
@@ -79,63 +79,27 @@ class FakeProvider:
         self.active = 0
         self.peak = 0
         self._lock = threading.Lock()
-        fake = self
+        super().__init__()
+        self.url = f"http://127.0.0.1:{self.port}"
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
+    def respond(self, path: str, headers: dict[str, str], body: bytes) -> Answer:
+        url = urlsplit(path)
+        with self._lock:
+            self.requests.append(Seen("POST", url.path, parse_qs(url.query), headers, body))
+            reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        if isinstance(reply.body, dict | list):
+            data = json.dumps(reply.body).encode()
+        elif isinstance(reply.body, str):
+            data = reply.body.encode()
+        else:
+            data = reply.body or b""
+        return Answer(reply.status, data, dict(reply.headers), reply.delay_s)
 
-            def do_POST(self) -> None:
-                n = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(n)
-                url = urlsplit(self.path)
-                with fake._lock:
-                    fake.requests.append(
-                        Seen(
-                            "POST",
-                            url.path,
-                            parse_qs(url.query),
-                            {k.lower(): v for k, v in self.headers.items()},
-                            body,
-                        )
-                    )
-                    reply = fake.replies.pop(0) if len(fake.replies) > 1 else fake.replies[0]
-                    fake.active += 1
-                    fake.peak = max(fake.peak, fake.active)
-                try:
-                    if reply.delay_s:
-                        time.sleep(reply.delay_s)
-                    if isinstance(reply.body, dict | list):
-                        data = json.dumps(reply.body).encode()
-                    elif isinstance(reply.body, str):
-                        data = reply.body.encode()
-                    else:
-                        data = reply.body or b""
-                    self.send_response(reply.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    for k, v in reply.headers.items():
-                        self.send_header(k, v)
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):  # client timed out and left
-                    pass
-                finally:
-                    with fake._lock:
-                        fake.active -= 1
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=5)
+    def finished(self) -> None:
+        with self._lock:
+            self.active -= 1
 
 
 @pytest.fixture
