@@ -208,12 +208,20 @@ class RunResult:
                     lat += f" (spoke first; tools + bridge {bridge:.0f} ms after)"
                 else:
                     lat += f" (model alone {alone:.0f} ms + bridge {bridge:.0f} ms)"
+            heard = t.get("heard_ms")
+            lat += f" · heard {heard:.0f} ms" if heard is not None else ""
             lines.append(f"  turn {t['index']:>2} {t['kind']:<8} model_response {lat}")
         s = self.latency.get("model_response", {})
-        if s.get("n"):
+        h = self.latency.get("heard", {})
+        if s.get("n") or h.get("n"):
             lines.append(
-                f"model_response: n={s['n']} p50={s['p50_ms']:.0f} ms max={s['max_ms']:.0f} ms"
-            )
+                "latency p50: model_response "
+                + (f"{s['p50_ms']:.0f} ms (n={s['n']})" if s.get("n") else "—")
+                + " · heard by the caller "
+                + (f"{h['p50_ms']:.0f} ms (n={h['n']})" if h.get("n") else "—")
+                + (f" · max {s['max_ms']:.0f} / {h['max_ms']:.0f} ms" if s.get("n") and h.get("n")
+                   else "")
+            )  # fmt: skip
         if self.completed:
             lines.append("verdict: completed")
         else:
@@ -876,6 +884,35 @@ def question_answers(
     }
 
 
+#: The one caller-side latency hydralab reports beside ``model_response``.
+HEARD_DEFINITION = (
+    "heard_ms: the caller's speech end (the last audible sample of its utterance, as the caller "
+    "logged it: EVA's user audio_end) -> the first audible sample of the assistant's answer at "
+    "the caller (EVA's assistant audio_start); EVA's latency_assistant_turns, whose mean is "
+    "response_speed. It includes the model's end-of-speech detection, the model, the bridge and "
+    "both links; model_response starts at the model's own speech_stopped."
+)
+
+
+def heard_latencies(caller: CallerResult | None) -> dict[int, float]:
+    """``{assistant turn: heard_ms}`` from the caller's own log (:data:`HEARD_DEFINITION`):
+    the first audible audio of turn ``k`` minus the end of the caller's last utterance that
+    stopped before it. Negative for an answer that started before the caller finished (a
+    barge-in); turns without audio or before any utterance are left out."""
+    if caller is None:
+        return {}
+    stops = sorted(t.stop_epoch_ms for t in caller.user_turns if t.stop_epoch_ms is not None)
+    out: dict[int, float] = {}
+    for turn in caller.assistant_turns:
+        start = turn.audio_start_epoch_ms
+        if start is None or turn.index == 0:
+            continue
+        before = [s for s in stops if s <= start]
+        if before:
+            out[turn.index] = float(start - before[-1])
+    return out
+
+
 def resolve_persona(
     persona: str | Persona | None, rec: Record, eva_dir: Path | str | None
 ) -> Persona | None:
@@ -993,6 +1030,16 @@ def _write_results(
     summary = session.summary()
     stt_report = _stt_report(session, caller, summary)
     turns = summary["turns"]
+    heard = heard_latencies(caller)
+    noisy = caller is not None and any(
+        (t.line_report or {}).get("noise") not in (None, "none") for t in caller.user_turns
+    )
+    for row in turns:  # what the caller heard, beside what the model took (HEARD_DEFINITION)
+        row["heard_ms"] = heard.get(int(row["index"])) if row.get("kind") != "greeting" else None
+        if noisy and row.get("v2v_ms") is not None:
+            # v2v reads the caller's last audible sample off the line, where the noise is
+            # audible too: it would measure the noise, not the speech
+            row["v2v_ms"], row["v2v_reason"] = None, "noisy_line: see heard_ms"
     tools_called = [t for row in turns for t in row["tools"]]
     by_kind: dict[str, list[float]] = {}
     for row in turns:
@@ -1006,6 +1053,10 @@ def _write_results(
 
     latency = {
         "model_response": latency_summary(summary["model_response_ms"]),
+        # what the caller heard (HEARD_DEFINITION): EVA's latency_assistant_turns, positive ones
+        "heard": latency_summary(
+            [r["heard_ms"] for r in turns if r.get("heard_ms") is not None and r["heard_ms"] > 0]
+        ),
         "model_response_by_type": {k: latency_summary(v) for k, v in by_kind.items()},
         # tool turns: what the model took alone beside what hydralab's bridge added
         "tool_turns": {
@@ -1167,6 +1218,7 @@ def _write_results(
         },
         "versions": {
             "hydralab": _pkg_version("hydralab"),
+            "hydralab_commit": _hydralab_commit(),
             "python": platform.python_version(),
             "websockets": _pkg_version("websockets"),
             "numpy": np.__version__,
@@ -1244,6 +1296,14 @@ def _write_results(
             "eva_commit": run_meta["tools"].get("eva_commit"),
         },
     )
+
+
+def _hydralab_commit() -> str | None:
+    """The git commit of the hydralab checkout this code runs from (``None``: an installed
+    wheel, or not a git checkout)."""
+    from hydralab.tools.eva_code import git_commit
+
+    return git_commit(Path(__file__).resolve().parents[1])
 
 
 def _read_audit(run_dir: Path) -> dict[str, Any]:
