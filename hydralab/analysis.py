@@ -11,17 +11,25 @@ Tables (:func:`load_run`, :func:`load_batch` → :class:`RunTables`):
   ``start_s`` / ``end_s`` on the call timeline (seconds from sample 0 of the WAVs), and the
   latency with its anchors: ``model_response_ms`` (Hydra's ``speech_stopped`` received → first
   audio delta received; EVA's metric) between ``speech_stopped_s`` and ``first_audio_s``;
+  ``heard_ms``, **the** caller-side number to report beside it (the caller's speech end → the
+  first audible answer at the caller, as the caller logged them: EVA's
+  ``latency_assistant_turns``, whose mean is ``response_speed``; :data:`hydralab.runner.
+  HEARD_DEFINITION`);
   ``v2v_ms`` (the caller's last audible sample → the first audible model sample, read off the
   audio by the bridge; ``None`` with ``v2v_reason``); ``caller_latency_ms`` (caller's speech end
   → first assistant frame played, from the logs: EVA's ``latency_assistant_turns``).
 * ``tool_calls`` — one row per function call: tool, args, result status, arguments streaming
   time and execution time (arguments done → output sent).
 * ``sessions`` — one row per conversation: outcome, scores, durations, token totals, latency
-  summary, and the conditions it ran under (``domain``, ``configure_mode``,
-  ``standard_conditions``, ``tools_backend``, ``caller``, ``persona``, ``line_noise``,
-  ``line_snr_db``, ``line_packet_loss``, ``questions_asked``/``questions_answered_right``, and
-  ``variant`` in a batch of variants): a compacted or ``session.update`` configure is not EVA's
-  standard benchmark condition, and the table says so beside the scores.
+  summaries (``model_response_p*_ms`` beside ``heard_p*_ms``), the conditions it ran under
+  (``model``, ``model_tag``, ``voice``, ``output_rate_hz``, ``stt``, ``hydralab_version``,
+  ``hydralab_commit``, ``domain``, ``configure_mode``, ``standard_conditions``,
+  ``tools_backend``, ``caller``, ``persona``, ``line_noise``, ``line_snr_db``,
+  ``line_packet_loss``, and ``variant`` in a batch of variants; a compacted or
+  ``session.update`` configure is not EVA's standard benchmark condition, and the table says so
+  beside the scores), ``questions_asked``/``questions_answered_right``, and the turn-taking
+  measures of :mod:`hydralab.measures` (``time_to_greeting_ms``, ``barge_ins``,
+  ``mean_yield_ms``/``max_yield_ms``, ``mean_overlap_ms``).
 
 Every plot takes ``ax=`` (a new figure when omitted) and returns the axes.
 """
@@ -55,6 +63,7 @@ __all__ = [
     "TRACKS",
     "TYPE_COLORS",
     "RunTables",
+    "compare_batches",
     "find_runs",
     "latency_table",
     "latest_run",
@@ -64,6 +73,7 @@ __all__ = [
     "load_batch",
     "load_run",
     "load_transcript",
+    "pass_at_k_table",
     "plot_latency_box",
     "plot_latency_ecdf",
     "plot_latency_hist",
@@ -109,7 +119,7 @@ _TURN_COLS = [
     "conversation", "record_id", "trial", "model", "speaker", "turn", "type", "status",
     "interrupted", "text", "start_s", "end_s", "duration_s", "model_response_ms",
     "latency_reason", "speech_stopped_s", "first_audio_s", "v2v_ms", "v2v_reason",
-    "caller_latency_ms", "user_stop_s",
+    "caller_latency_ms", "heard_ms", "user_stop_s",
     "tools", "input_tokens", "output_tokens", "stages_ms",
 ]  # fmt: skip
 _TOOL_COLS = [
@@ -249,6 +259,34 @@ class RunTables:
             raise KeyError(f"no conversation {conversation!r}")
         return Path(row["run_dir"].iloc[0])
 
+    def compare(
+        self,
+        other: RunTables | str | Path,
+        *,
+        metric: str = "model_response_ms",
+        by: str | None = "type",
+        labels: tuple[str, str] = ("a", "b"),
+        level: float = 0.95,
+        percentiles: Sequence[int] = (50, 90),
+        n_boot: int = 2000,
+        seed: int = 0,
+    ) -> pd.DataFrame:
+        """These tables (side ``a``) beside ``other`` (side ``b``), with CIs of ``b - a``.
+
+        See :func:`compare_batches`, which this calls as ``compare_batches(self, other, ...)``.
+        """
+        return compare_batches(
+            self,
+            other,
+            metric=metric,
+            by=by,
+            labels=labels,
+            level=level,
+            percentiles=percentiles,
+            n_boot=n_boot,
+            seed=seed,
+        )
+
     def __repr__(self) -> str:
         return (
             f"RunTables({len(self.sessions)} conversation(s), {len(self.turns)} turns, "
@@ -325,6 +363,8 @@ def _conversation_tables(
                 "v2v_ms": t.get("v2v_ms"),
                 "v2v_reason": t.get("v2v_reason"),
                 "caller_latency_ms": (start - user_stop) * 1000.0,
+                # the caller-side headline (runner.HEARD_DEFINITION), as the run measured it
+                "heard_ms": t.get("heard_ms", (start - user_stop) * 1000.0),
                 "user_stop_s": user_stop,
                 "tools": list(t.get("tools") or []),
                 "input_tokens": usage.get("input_tokens"),
@@ -414,6 +454,9 @@ def _conversation_tables(
     result = _read_json(d / "result.json", {}) or {}
     mr_vals = [t["model_response_ms"] for t in a_turns if t.get("model_response_ms") is not None]
     mr_st = latency_stats(mr_vals)
+    heard_st = latency_stats(
+        [t["heard_ms"] for t in a_turns if t.get("heard_ms") is not None and t["heard_ms"] > 0]
+    )
     usage_tot: dict[str, int] = {}
     for t in a_turns:
         for k, v in (t.get("usage") or {}).items():
@@ -439,6 +482,8 @@ def _conversation_tables(
         "model_response_n": len(mr_vals),
         **{f"model_response_p{p}_ms": mr_st.get(f"p{p}_ms", np.nan) for p in PERCENTILES},
         "model_response_max_ms": mr_st.get("max_ms", np.nan),
+        **{f"heard_p{p}_ms": heard_st.get(f"p{p}_ms", np.nan) for p in PERCENTILES},
+        **_turn_taking_columns(d),
         "run_dir": str(d),
     }
     ids = {k: meta.get(k) for k in ("conversation", "trial", "variant")}
@@ -448,6 +493,24 @@ def _conversation_tables(
         [{**ids, **c} for c in calls],
         {k: ids[k] for k in ("conversation", "trial", "variant")} | session,
     )
+
+
+def _turn_taking_columns(d: Path) -> dict[str, Any]:
+    """Time to the greeting and the barge-in measures of one conversation
+    (:func:`hydralab.measures.conversation_measures`; ``None`` where the files do not say)."""
+    from hydralab.measures import MeasureError, conversation_measures
+
+    try:
+        m = conversation_measures(d)
+    except MeasureError:
+        m = {}
+    return {
+        "time_to_greeting_ms": m.get("time_to_greeting_ms"),
+        "barge_ins": m.get("barge_ins"),
+        "mean_yield_ms": m.get("mean_yield_ms"),
+        "max_yield_ms": m.get("max_yield_ms"),
+        "mean_overlap_ms": m.get("mean_overlap_ms"),
+    }
 
 
 def _run_labels(run: dict[str, Any]) -> dict[str, Any]:
@@ -460,8 +523,16 @@ def _run_labels(run: dict[str, Any]) -> dict[str, Any]:
     caller = run.get("caller_policy") or {}
     line = caller.get("line") or {}
     questions = run.get("questions") or {}
+    hydra = run.get("hydra") or {}
+    versions = run.get("versions") or {}
     return {
         "domain": run.get("domain"),
+        "model_tag": hydra.get("model"),
+        "voice": hydra.get("voice_echoed") or hydra.get("voice_requested"),
+        "output_rate_hz": hydra.get("output_rate_hz"),
+        "stt": (run.get("stt") or {}).get("provider"),
+        "hydralab_version": versions.get("hydralab"),
+        "hydralab_commit": versions.get("hydralab_commit"),
         "configure_mode": budget.get("mode"),
         "standard_conditions": budget.get("standard"),
         "tools_backend": tools.get("backend"),
@@ -559,14 +630,34 @@ def _turn_frame(data: Any) -> pd.DataFrame:
 
 
 def latency_table(
-    data: Any, *, metric: str = "model_response_ms", by: str | None = "type"
+    data: Any,
+    *,
+    metric: str = "model_response_ms",
+    by: str | None = "type",
+    ci: bool = False,
+    level: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """n, p50, p90, p95, max and mean of ``metric`` (ms) per ``by`` group plus an ``all`` row.
 
     Greeting turns have no anchor and so no ``model_response``; groups without values are left
     out. Percentiles are numpy's linear ones (as in ``run.json``).
+
+    Args:
+        data: Tables, a turns DataFrame, a run or batch directory, or a ``RunResult``.
+        metric: The latency column (``model_response_ms``, ``v2v_ms``, ``caller_latency_ms``).
+        by: The grouping column (``None``: the ``all`` row only).
+        ci: Also give each percentile's percentile-bootstrap CI, in columns ``p50_lo``,
+            ``p50_hi``, ``p90_lo`` … beside ``p50_ms`` … (NaN for a group of one turn); see
+            :func:`hydralab.stats.percentile_ci`. Without it the table is unchanged.
+        level: Coverage of the CIs.
+        n_boot: Bootstrap resamples per group.
+        seed: Seed of the resampling (each group uses it: the table is deterministic).
     """
     import pandas as pd
+
+    from hydralab.stats import summarize
 
     df = _turn_frame(data)
     df = df[df["speaker"] == "assistant"].dropna(subset=[metric])
@@ -580,15 +671,32 @@ def latency_table(
         st = latency_stats(np.asarray(v, dtype=float))
         if not st["n"]:
             continue
-        rows.append(
-            {
-                by or "group": name,
-                "n": st["n"],
-                **{f"p{p}_ms": st[f"p{p}_ms"] for p in PERCENTILES},
-                "max_ms": st["max_ms"],
-                "mean_ms": st["mean_ms"],
+        row: dict[str, Any] = {
+            by or "group": name,
+            "n": st["n"],
+            **{f"p{p}_ms": st[f"p{p}_ms"] for p in PERCENTILES},
+            "max_ms": st["max_ms"],
+            "mean_ms": st["mean_ms"],
+        }
+        if ci:
+            sm = summarize(
+                np.asarray(v, dtype=float),
+                percentiles=PERCENTILES,
+                level=level,
+                n_boot=n_boot,
+                seed=seed,
+            )
+            row = {
+                **{k: row[k] for k in (by or "group", "n")},
+                **{
+                    k: row.get(k, sm.get(k))
+                    for p in PERCENTILES
+                    for k in (f"p{p}_ms", f"p{p}_lo", f"p{p}_hi")
+                },
+                "max_ms": row["max_ms"],
+                "mean_ms": row["mean_ms"],
             }
-        )
+        rows.append(row)
     return pd.DataFrame(rows).set_index(by or "group") if rows else pd.DataFrame()
 
 
@@ -786,6 +894,7 @@ def _metric_label(metric: str) -> str:
         "model_response_ms": "model_response (ms): speech_stopped → first audio delta",
         "v2v_ms": "v2v (ms): caller's last audible sample → first audible model sample",
         "caller_latency_ms": "caller latency (ms): caller's speech end → first frame played",
+        "heard_ms": "heard (ms): caller's speech end → first audible answer at the caller",
     }.get(metric, metric)
 
 
@@ -1152,3 +1261,208 @@ def plot_turn_latency(run: Any, *, ax: Axes | None = None) -> Axes:
     ax.set_ylabel("model_response (ms)")
     ax.set_title("speech_stopped → first audio delta, per turn")
     return ax
+
+
+# ---------------------------------------------------------------------------- comparisons
+def _as_tables(x: Any) -> RunTables:
+    """Tables from tables, a run or batch directory, or a ``RunResult``."""
+    if isinstance(x, RunTables):
+        return x
+    p = Path(getattr(x, "run_dir", x))
+    return load_run(p) if (p / "run.json").is_file() else load_batch(p)
+
+
+def _need_columns(df: pd.DataFrame, cols: Iterable[str | None], what: str) -> None:
+    missing = [c for c in cols if c is not None and c not in df.columns]
+    if missing:
+        raise KeyError(f"{what} has no column(s) {missing}; it has {list(df.columns)}")
+
+
+def _grouped(df: pd.DataFrame, col: str, by: str | None) -> dict[str, npt.NDArray[np.float64]]:
+    """``col`` (non-missing) per ``by`` group (known order) plus ``all``."""
+    import pandas as pd
+
+    df = df[df[col].notna()]
+    out: dict[str, npt.NDArray[np.float64]] = {}
+    if by is not None:
+        for g in _group_order(df[by].dropna().unique()):
+            out[str(g)] = pd.to_numeric(df.loc[df[by] == g, col]).to_numpy(dtype=float)
+    out["all"] = pd.to_numeric(df[col]).to_numpy(dtype=float)
+    return out
+
+
+def compare_batches(
+    a: Any,
+    b: Any,
+    *,
+    metric: str = "model_response_ms",
+    by: str | None = "type",
+    labels: tuple[str, str] = ("a", "b"),
+    level: float = 0.95,
+    percentiles: Sequence[int] = (50, 90),
+    n_boot: int = 2000,
+    seed: int = 0,
+    completion: str = "task_completion",
+) -> pd.DataFrame:
+    """Two batches (two models, voices or settings) side by side, with CIs of the differences.
+
+    One row per statistic and group, a block per statistic: ``p50_ms`` and ``p90_ms`` of
+    ``metric`` over assistant turns per ``by`` group (and ``all``), then ``task_completion``
+    over scored conversations (per ``by`` group too when ``by`` is a sessions column, e.g.
+    ``record_id`` or ``domain``; else ``all`` only). Columns, with the default labels:
+
+    * ``n_a``, ``n_b`` — turns (conversations for ``task_completion``) with a value;
+    * ``a``, ``a_lo``, ``a_hi``, ``b``, ``b_lo``, ``b_hi`` — each side's estimate and CI
+      (percentile bootstrap for latency percentiles, Wilson for the completion rate);
+    * ``diff``, ``diff_lo``, ``diff_hi`` — ``b - a`` and its CI: a bootstrap resampling each
+      side independently for percentiles, Newcombe's hybrid score interval for rates. An
+      interval excluding 0 is a difference at that level.
+
+    Percentiles are numpy's linear ones (as in ``run.json``); a conversation counts as
+    completed when its ``task_completion`` is 1.0. Turns are resampled as independent values;
+    turns of one call are not, so intervals from few calls are optimistic.
+
+    Args:
+        a: The baseline: tables, or a batch or run directory.
+        b: The other side, likewise.
+        metric: The latency column of the turns table.
+        by: The grouping column of the turns table (``None``: ``all`` only).
+        labels: Names of the two sides, used in the column names.
+        level: Coverage of every interval.
+        percentiles: Which latency percentiles to compare.
+        n_boot: Bootstrap resamples per side and group.
+        seed: Seed of the resampling (the same for every group: deterministic).
+        completion: The sessions column scored 1.0 for a completed task (the block is left
+            out when neither side has it).
+
+    Returns:
+        A DataFrame indexed by ``(statistic, group)``.
+
+    Raises:
+        KeyError: When ``metric`` or ``by`` is not a column of the turns tables.
+        ValueError: On labels that are not two distinct names, or an invalid level.
+    """
+    import pandas as pd
+
+    from hydralab.stats import percentile_ci, percentile_diff_ci, rate_ci, rate_diff_ci
+
+    la, lb = labels
+    if not (isinstance(la, str) and isinstance(lb, str) and la and lb and la != lb):
+        raise ValueError(f"labels must be two distinct non-empty names, got {labels!r}")
+    if "diff" in labels:
+        raise ValueError("'diff' names the difference columns: choose other labels")
+    ta, tb = _as_tables(a), _as_tables(b)
+    for t, lab in ((ta, la), (tb, lb)):
+        _need_columns(t.turns, ["speaker", metric, by], f"the turns table of {lab!r}")
+    va, vb = (_grouped(t.assistant, metric, by) for t in (ta, tb))
+    order = [*_group_order([g for g in {**va, **vb} if g != "all"]), "all"]
+    empty = np.zeros(0)
+    cols = [f"n_{la}", f"n_{lb}", la, f"{la}_lo", f"{la}_hi", lb, f"{lb}_lo", f"{lb}_hi"]
+    cols += ["diff", "diff_lo", "diff_hi"]
+    rows: list[dict[str, Any]] = []
+    for q in percentiles:
+        for g in order:
+            xa, xb = va.get(g, empty), vb.get(g, empty)
+            if not (xa.size or xb.size):
+                continue
+            pa = float(np.percentile(xa, q)) if xa.size else np.nan
+            pb = float(np.percentile(xb, q)) if xb.size else np.nan
+            ci_a = percentile_ci(xa, q, level=level, n_boot=n_boot, seed=seed)
+            ci_b = percentile_ci(xb, q, level=level, n_boot=n_boot, seed=seed)
+            ci_d = percentile_diff_ci(xa, xb, q, level=level, n_boot=n_boot, seed=seed)
+            rows.append(
+                dict(zip(["statistic", "group", *cols], [
+                    f"p{q}_ms", g, xa.size, xb.size, pa, *ci_a, pb, *ci_b, pb - pa, *ci_d
+                ], strict=True))
+            )  # fmt: skip
+    sa, sb = ta.sessions, tb.sessions
+    if completion in sa.columns or completion in sb.columns:
+        sby = by if by is not None and by in sa.columns and by in sb.columns else None
+        ca, cb = (_grouped(s, completion, sby) if completion in s.columns else {} for s in (sa, sb))
+        for g in [*_group_order([g for g in {**ca, **cb} if g != "all"]), "all"]:
+            xa, xb = ca.get(g, empty), cb.get(g, empty)
+            if not (xa.size or xb.size):
+                continue
+            ka, kb = int((xa >= 1.0).sum()), int((xb >= 1.0).sum())
+            ra = ka / xa.size if xa.size else np.nan
+            rb = kb / xb.size if xb.size else np.nan
+            rows.append(
+                dict(zip(["statistic", "group", *cols], [
+                    completion, g, xa.size, xb.size,
+                    ra, *rate_ci(ka, xa.size, level=level),
+                    rb, *rate_ci(kb, xb.size, level=level),
+                    rb - ra, *rate_diff_ci(ka, xa.size, kb, xb.size, level=level),
+                ], strict=True))
+            )  # fmt: skip
+    out = pd.DataFrame(rows, columns=["statistic", "group", *cols])
+    return out.astype({f"n_{la}": int, f"n_{lb}": int}).set_index(["statistic", "group"])
+
+
+def pass_at_k_table(
+    sessions: Any,
+    k_values: Sequence[int] = (1, 2, 3),
+    *,
+    metric: str = "task_completion",
+    threshold: float = 1.0,
+) -> pd.DataFrame:
+    """pass@k and pass^k per record from repeated trials, and their mean over records.
+
+    A trial passes when ``metric >= threshold`` (``task_completion`` is 1.0 for a completed
+    task); trials without a score (NaN) are left out, as EVA leaves out errored trials. For each
+    record of ``n`` scored trials with ``c`` passes: ``pass@k`` (at least one of k trials
+    passes) and ``pass^k`` (all k pass), EVA's unbiased estimators
+    (:func:`hydralab.stats.pass_at_k`, :func:`hydralab.stats.pass_hat_k`); NaN when ``k > n``.
+
+    Args:
+        sessions: A sessions DataFrame (``record_id``, ``trial``, ``metric``) or tables.
+        k_values: The k to report, each a positive integer.
+        metric: The score column.
+        threshold: The score a trial needs to pass.
+
+    Returns:
+        One row per record (index ``record_id``): ``n``, ``c``, ``pass@k`` and ``pass^k`` for
+        each k; then a row ``mean`` whose pass columns are the mean over records with at least
+        k trials (EVA's aggregate) and whose ``n``/``c`` are the totals.
+
+    Raises:
+        KeyError: When a column is missing.
+        ValueError: On an invalid k, or a record with the same trial twice (several batches
+            or variants in one table: select one first).
+    """
+    import pandas as pd
+
+    from hydralab.stats import pass_at_k, pass_hat_k
+
+    df = sessions.sessions if isinstance(sessions, RunTables) else sessions
+    _need_columns(df, ["record_id", metric], "the sessions table")
+    ks = list(k_values)
+    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
+        raise ValueError(f"k_values must be positive integers, got {k_values!r}")
+    ks = sorted(set(ks))
+    df = df[df[metric].notna()]
+    if "trial" in df.columns:
+        known = df[df["trial"].notna()]
+        dup = known[known.duplicated(["record_id", "trial"], keep=False)]
+        if not dup.empty:
+            first = dup.iloc[0]
+            raise ValueError(
+                f"record {first['record_id']!r} has trial {first['trial']} more than once: the "
+                "table mixes batches or variants; select one first "
+                "(e.g. sessions[sessions['variant'] == name])"
+            )
+    rows: list[dict[str, Any]] = []
+    for rid in sorted(df["record_id"].dropna().unique(), key=str):
+        scores = pd.to_numeric(df.loc[df["record_id"] == rid, metric]).to_numpy(dtype=float)
+        n, c = int(scores.size), int((scores >= threshold).sum())
+        row: dict[str, Any] = {"record_id": rid, "n": n, "c": c}
+        for k in ks:
+            row[f"pass@{k}"] = pass_at_k(n, c, k) if k <= n else np.nan
+            row[f"pass^{k}"] = pass_hat_k(n, c, k) if k <= n else np.nan
+        rows.append(row)
+    cols = ["record_id", "n", "c", *(f"pass{s}{k}" for k in ks for s in ("@", "^"))]
+    out = pd.DataFrame(rows, columns=cols)
+    mean: dict[str, Any] = {"record_id": "mean", "n": int(out["n"].sum()), "c": int(out["c"].sum())}
+    for col in cols[3:]:
+        mean[col] = float(out[col].mean()) if out[col].notna().any() else np.nan
+    out = pd.concat([out, pd.DataFrame([mean], columns=cols)], ignore_index=True)
+    return out.astype({"n": int, "c": int}).set_index("record_id")
