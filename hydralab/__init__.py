@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from hydralab.analysis import RunTables, load_batch, load_run
+from hydralab.analysis import (
+    RunTables,
+    compare_batches,
+    latency_table,
+    load_batch,
+    load_run,
+    pass_at_k_table,
+)
 from hydralab.audio import StreamResampler, Timeline, read_wav, ulaw_decode, ulaw_encode, write_wav
 from hydralab.audio.perturb import LinePerturbation
 from hydralab.batch import BatchResult, run_batch, run_batch_sync
@@ -133,9 +140,11 @@ __all__ = [
     "TurnTracker",
     "__version__",
     "choose_tools",
+    "compare_batches",
     "db_hash",
     "dbs_equal",
     "latency_summary",
+    "latency_table",
     "list_records",
     "live_config",
     "load_batch",
@@ -144,6 +153,7 @@ __all__ = [
     "load_record",
     "load_run",
     "make_transcriber",
+    "pass_at_k_table",
     "plan_configure",
     "read_wav",
     "redact",

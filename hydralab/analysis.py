@@ -1221,12 +1221,16 @@ def plot_spectrogram(
 
 # ---------------------------------------------------------------------------- single-run views
 def load_transcript(run: Any) -> pd.DataFrame:
-    """The audit log as a table: time on the call timeline (s), who, what."""
+    """The audit log as a table: time on the call timeline (s), who, what — and, for the
+    caller's lines, ``intended``: what the caller meant to say (its ``user_speech`` events, in
+    order) beside ``text``, what the STT recognised. Show it untruncated with
+    ``pd.option_context("display.max_colwidth", None)``."""
     import pandas as pd
 
     d = _dir(run)
     entries = _read_json(d / "audit_log.json", {}).get("transcript", [])
     t0 = _t0_epoch_ms(_read_json(d / "run.json", {}), entries)
+    intended = iter(_intended_lines(d))
     rows = []
     for e in entries:
         kind = e["message_type"]
@@ -1240,8 +1244,29 @@ def load_transcript(run: Any) -> pd.DataFrame:
             )
         else:
             text = str(v)
-        rows.append({"t_s": (int(e["timestamp"]) - t0) / 1000.0, "who": kind, "text": text})
-    return pd.DataFrame(rows, columns=["t_s", "who", "text"])
+        rows.append(
+            {
+                "t_s": (int(e["timestamp"]) - t0) / 1000.0,
+                "who": kind,
+                "text": text,
+                "intended": next(intended, None) if kind == "user" else None,
+            }
+        )
+    return pd.DataFrame(rows, columns=["t_s", "who", "text", "intended"])
+
+
+def _intended_lines(d: Path) -> list[str]:
+    """The caller's intended lines (``user_speech`` events of its log), in order."""
+    path = d / "user_simulator_events.jsonl"
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            e = json.loads(line)
+            if isinstance(e, dict) and e.get("type") == "user_speech":
+                out.append(str((e.get("data") or {}).get("text", "")))
+    return out
 
 
 def plot_turn_latency(run: Any, *, ax: Axes | None = None) -> Axes:

@@ -66,3 +66,14 @@ def test_on_a_noisy_line_v2v_says_why_it_is_missing(tmp_path: Path) -> None:
     rows = [t for t in meta["turns"] if t["kind"] != "greeting"]
     assert all(t["v2v_ms"] is None and t["v2v_reason"].startswith("noisy_line") for t in rows)
     assert all(t["heard_ms"] is not None and t["heard_ms"] > 0 for t in rows)
+
+
+@pytest.mark.skipif(not PANDAS, reason="needs pandas (the notebooks extra)")
+def test_the_transcript_shows_the_intended_line_beside_what_stt_heard() -> None:
+    from hydralab.analysis import load_transcript
+
+    df = load_transcript(Path(__file__).parent / "fixtures" / "run_HL-AIR-002")
+    users = df[df["who"] == "user"]
+    assert list(users["intended"])[1] == "PL9XMC, last name Hunter."
+    assert list(users["text"])[1] == "p o i'd s m the last name hunter"  # what STT made of it
+    assert df[df["who"] != "user"]["intended"].isna().all()
