@@ -1,11 +1,11 @@
-# hydralab — the two README commands: `make demo` and `make test`.
+# hydralab — the README commands: `make demo`, `make test` and `make lab`.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 EXTRAS := speech,notebooks,dev
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv lint typecheck bench clean
+.PHONY: demo test lab venv lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ demo: $(STAMP)
 test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest -n 3 --dist loadfile tests
 	$(BIN)/python -m pytest -n 3 --dist loadfile notebooks
+
+## JupyterLab on notebooks/ (the venv with the notebooks extra, as `make test` sets it up),
+## listening on 127.0.0.1 only.
+lab: $(STAMP)
+	$(BIN)/jupyter lab --ip=127.0.0.1 notebooks/
 
 lint: $(STAMP)
 	$(BIN)/ruff check hydralab tests benchmarks

@@ -21,7 +21,7 @@ from hydralab.analysis import (
 )
 from hydralab.audio import StreamResampler, Timeline, read_wav, ulaw_decode, ulaw_encode, write_wav
 from hydralab.audio.perturb import LinePerturbation
-from hydralab.batch import BatchResult, run_batch, run_batch_sync
+from hydralab.batch import BatchResult, BatchSettingsError, run_batch, run_batch_sync
 from hydralab.bridge import Bridge, BridgeConfig, BridgeSession
 from hydralab.caller import Caller, CallerConfig, CallerResult
 from hydralab.callers import (
@@ -85,6 +85,7 @@ __all__ = [
     "DEFAULT_VOICES",
     "VOICES",
     "BatchResult",
+    "BatchSettingsError",
     "Bridge",
     "BridgeConfig",
     "BridgeSession",

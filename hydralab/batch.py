@@ -4,7 +4,11 @@
 :func:`hydralab.runner.run_record`. A conversation that fails is recorded in the manifest and
 the batch goes on. The manifest, ``<out_dir>/<batch_id>/batch.json``, is rewritten after every
 conversation, so a batch that was stopped (or crashed) is resumed by running it again with the
-same ``batch_id``: finished conversations are skipped.
+same ``batch_id``: finished conversations are skipped. A resume must keep the settings that
+define the experiment (:data:`EXPERIMENT_KEYS`: the model, the Hydra endpoint, the seed, the
+emulator and caller settings, ``run_record``'s arguments such as ``hydra_model``, ``voice``,
+``transcriber``, ``caller``, ``persona``, ``line``, the ``label`` and the ``variants``); other
+settings are refused, saying which one differs. More records or trials may be added.
 
 Layout: trial ``k`` of every record is one run, ``<batch_id>/trial_<k>``; the record directories
 inside it are wherever ``run_record`` puts them (its ``RunResult.run_dir``). A batch of several
@@ -25,6 +29,8 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
+import inspect
 import json
 import multiprocessing
 import os
@@ -51,13 +57,37 @@ from hydralab.runner import (
 )
 from hydralab.secrets import get_api_key, redact
 
-__all__ = ["MANIFEST", "BatchResult", "Conversation", "run_batch", "run_batch_sync"]
+__all__ = [
+    "EXPERIMENT_KEYS",
+    "MANIFEST",
+    "BatchResult",
+    "BatchSettingsError",
+    "Conversation",
+    "run_batch",
+    "run_batch_sync",
+]
 
 MANIFEST = "batch.json"
 # ok: the call completed (result.json "completed") · failed: the call ran but did not complete
 # (its run directory holds what happened, run.json "verdict" why) · error: run_record raised
 # (no usable run directory).
 FINISHED = ("ok", "failed")
+#: The ``batch.json`` config entries a resume must keep: they define what the conversations
+#: measure. ``records``, ``trials``, ``concurrency`` and ``processes`` may change on resume.
+EXPERIMENT_KEYS = (
+    "model",
+    "hydra_url",
+    "seed",
+    "emulator",
+    "caller",
+    "run_kwargs",
+    "label",
+    "variants",
+)
+
+
+class BatchSettingsError(ValueError):
+    """A batch was resumed with settings other than those it was started with."""
 
 
 @dataclass
@@ -76,6 +106,7 @@ class Conversation:
     overhead_max_ms: float | None = None  # emulator only: measured − ground truth, worst turn
     not_completed: list[str] | None = None  # why a call that ran did not complete
     variant: str | None = None  # the named setting it ran under (run_batch(variants=...))
+    label: str | None = None  # the batch's free-text label (run_batch(label=...))
 
     @property
     def key(self) -> str:
@@ -153,15 +184,98 @@ def _json_default(obj: Any) -> Any:
     return repr(obj)
 
 
-def _load_manifest(batch_dir: Path) -> dict[str, Conversation]:
+def _read_manifest(batch_dir: Path) -> dict[str, Any]:
     try:
         doc = json.loads((batch_dir / MANIFEST).read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _load_manifest(batch_dir: Path) -> dict[str, Conversation]:
+    doc = _read_manifest(batch_dir)
     names = {f.name for f in dataclasses.fields(Conversation)}
     rows = doc.get("conversations", [])
     convs = [Conversation(**{k: v for k, v in c.items() if k in names}) for c in rows]
     return {c.key: c for c in convs}
+
+
+@functools.cache
+def _run_record_defaults() -> dict[str, str]:
+    """``run_record``'s keyword defaults as the manifest keeps arguments (their ``repr``)."""
+    from hydralab import runner
+
+    params = inspect.signature(runner.run_record).parameters.values()
+    return {p.name: repr(p.default) for p in params if p.default is not inspect.Parameter.empty}
+
+
+def _as_stored(value: Any) -> Any:
+    """``value`` as it reads back from ``batch.json`` (tuples and sets as lists, ...)."""
+    return json.loads(json.dumps(value, ensure_ascii=False, default=_json_default))
+
+
+def _explicit(kwargs: Any) -> dict[str, Any]:
+    """Stored ``run_record`` arguments without those equal to its defaults (passing
+    ``voice=None`` is leaving it out); an object ``repr`` with an address (``<... at 0x..>``)
+    cannot be compared across processes and is left out too."""
+    if not isinstance(kwargs, dict):
+        return {}
+    defaults = _run_record_defaults()
+    return {
+        k: v
+        for k, v in kwargs.items()
+        if defaults.get(k, object()) != v and not (isinstance(v, str) and " at 0x" in v)
+    }
+
+
+def _setting_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The experiment settings (:data:`EXPERIMENT_KEYS`) of ``new`` that differ from ``old``
+    (both as stored), each as ``"name old → new"``."""
+    out: list[str] = []
+
+    def differ(name: str, a: Any, b: Any, *, text: bool = False) -> None:
+        if not text:  # run_record's arguments are kept as their repr already
+            a, b = json.dumps(a, ensure_ascii=False), json.dumps(b, ensure_ascii=False)
+        out.append(f"{name} {a} → {b}")
+
+    for key in EXPERIMENT_KEYS:
+        a, b = old.get(key), new.get(key)
+        if key in ("emulator", "caller") and isinstance(a, dict) and isinstance(b, dict):
+            # a field only one side has came with another hydralab version: not compared; a
+            # profile sets many fields at once, so it alone is named
+            keys = sorted(a.keys() & b.keys())
+            if "profile" in keys and a["profile"] != b["profile"]:
+                keys = ["profile"]
+            for k in keys:
+                if a[k] != b[k]:
+                    differ(f"{key}.{k}", a[k], b[k])
+        elif key == "run_kwargs":
+            a, b = _explicit(a), _explicit(b)
+            for k in sorted(a.keys() | b.keys()):
+                if a.get(k) != b.get(k):
+                    differ(k, a.get(k, "(default)"), b.get(k, "(default)"), text=True)
+        elif key == "variants":
+            a = {n: _explicit(kw) for n, kw in (a or {}).items()}
+            b = {n: _explicit(kw) for n, kw in (b or {}).items()}
+            if a != b:
+                differ("variants", a, b)
+        elif a != b:
+            differ(key, a, b)
+    return out
+
+
+def _check_resume(batch_dir: Path, stored: Any, config: Mapping[str, Any]) -> None:
+    """Refuse to resume a batch whose stored experiment settings differ from ``config``."""
+    if not isinstance(stored, dict):
+        return
+    diffs = _setting_differences(stored, _as_stored(config))
+    if diffs:
+        shown = "; ".join(diffs[:8]) + (f"; and {len(diffs) - 8} more" if len(diffs) > 8 else "")
+        raise BatchSettingsError(
+            f"batch {batch_dir.name!r} was started with other settings, so resuming it would mix "
+            f"two experiments: {shown}. Use another --batch-id (batch_id=) for the "
+            "new settings, or the batch's own settings to resume it"
+        )
 
 
 def _record_id(record: str | Record | None) -> str:
@@ -206,6 +320,7 @@ async def run_batch(
     processes: bool = True,
     hydra_url: str | None = None,
     variants: Mapping[str, Mapping[str, Any]] | None = None,
+    label: str | None = None,
     **run_kwargs: Any,
 ) -> BatchResult:
     """Run ``records × trials`` conversations, at most ``concurrency`` at a time.
@@ -232,12 +347,18 @@ async def run_batch(
             "elderly_slow"}}``: every record × trial runs once per variant, with the variant's
             ``run_record`` arguments over ``run_kwargs``; its runs are
             ``<batch_id>/<variant>-trial_<k>`` and the tables get a ``variant`` column.
+        label: Free text describing the batch (e.g. ``"hydra-v1.1, zoe, pink 10 dB"``), kept in
+            ``batch.json`` (its config and every conversation's entry).
         **run_kwargs: Passed to :func:`hydralab.runner.run_record` (``hydra_model``, ``voice``,
             ``data_dir``, ``transcriber``, ...).
 
     Returns:
         The batch directory and every conversation's status; the same facts are in
         ``batch.json``. Load the tables with :func:`hydralab.analysis.load_batch`.
+
+    Raises:
+        BatchSettingsError: ``batch_id`` names a batch started with other experiment settings
+            (:data:`EXPERIMENT_KEYS`); the message names each one that differs.
     """
     if trials < 1 or concurrency < 1:
         raise ValueError(f"trials and concurrency must be ≥ 1, got {trials} and {concurrency}")
@@ -253,6 +374,7 @@ async def run_batch(
     check_out_dir(out_dir)  # an unwritable out_dir is reported now, before any conversation
     batch_dir = Path(out_dir) / (batch_id or _batch_id())
     batch_dir.mkdir(parents=True, exist_ok=True)
+    stored = _read_manifest(batch_dir).get("config")
     done_before = _load_manifest(batch_dir)
     names: list[str | None] = list(variants) if variants else [None]
     for name in names:
@@ -263,7 +385,9 @@ async def run_batch(
         for k in range(1, trials + 1):
             for rid in by_id:
                 conv = Conversation(record_id=rid, trial=k, variant=name)
-                convs.append(done_before.get(conv.key) or conv)
+                conv = done_before.get(conv.key) or conv
+                conv.label = label
+                convs.append(conv)
     domains = _domains_of(by_id, run_kwargs.get("data_dir"))
     several = len(set(domains.values())) > 1
 
@@ -295,7 +419,9 @@ async def run_batch(
             name: {k: repr(v) for k, v in kw.items() if k != "api_key"}
             for name, kw in (variants or {}).items()
         },
+        "label": label,
     }
+    _check_resume(batch_dir, stored, config)
     result = BatchResult(batch_dir, convs, skipped=len(convs) - len(todo), config=config)
     created = dt.datetime.now().isoformat(timespec="seconds")
     t_start = time.monotonic()

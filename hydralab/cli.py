@@ -1,30 +1,91 @@
 """``hydralab`` command line: ``run`` one record, ``batch`` records x trials, ``serve`` the bridge
 to outside callers (EVA's simulators), serve the ``emulator`` or ``replay`` a recorded Hydra
 session, list ``records``, ``score`` run directories again, ``probe`` the real Hydra (key
-holders) to record fixtures."""
+holders) to record fixtures.
+
+Every subcommand's --help shows its options' defaults."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
+import json
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from hydralab import __version__
 from hydralab.secrets import redact
 
 __all__ = ["main"]
 
+STT_CHOICES = ("local", "smallest", "openai", "deepgram", "none")
+SUMMARY_FILE = "summary.json"
+# score --csv / --json: the tables of hydralab.analysis.load_batch, by file name
+EXPORT_TABLES = (("turns", "turns"), ("tool_calls", "tool_calls"), ("conversations", "sessions"))
+
+SCORE_EPILOG = f"""\
+PATH may be a record's directory, a run's (records/<id>/ inside), a batch's or any folder of
+runs. One line per record directory is printed (and its scores.json written, unless
+--no-write); for a batch or a folder of runs, also one summary row: conversations, completed
+(result.json), task_completion mean, authentication_success rate (over the records with an auth
+step), tool_call_validity mean, and model_response p50 / p90 over all turns of all its records
+(n = the number of turns measured).
+
+--csv DIR / --json DIR (need pandas: pip install 'hydralab[notebooks]') write the tables of
+hydralab.analysis.load_batch(PATH), after scoring, with a first column `batch` (PATH's name):
+  turns.csv|json          one row per turn of either speaker (latencies and their anchors)
+  tool_calls.csv|json     one row per function call (tool, args, status, timings)
+  conversations.csv|json  one row per conversation (outcome, scores, conditions, ...)
+  {SUMMARY_FILE}            {{"hydralab_version", "created_at", "paths", "files": {{name: rows}},
+                          "batches": [one per PATH: "batch", "path", "label", "conversations",
+                          "completed", "task_completion_mean", "authentication_success_rate",
+                          "authentication_n", "tool_call_validity_mean", "model_response":
+                          {{"n", "mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms"}}],
+                          "records": [one per record directory: "batch", "record_id",
+                          "directory", "completed", "task_completion",
+                          "authentication_success", "tool_call_validity", "model_response"]}}
+CSV cells holding lists or objects are JSON text; JSON files are lists of row objects."""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default after its help, unless the help already says what the default is,
+    or there is none to show (``None``: the help says what happens; a flag's ``False``)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "(default" in text or "default:" in text:
+            return text
+        if action.default is None or action.default is False:
+            return text
+        return super()._get_help_string(action)
+
+
+class _RawEpilogFormatter(_HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """As :class:`_HelpFormatter`, the description and epilog laid out as written."""
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hydralab", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="hydralab", description=__doc__, formatter_class=_HelpFormatter
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run one record's conversation and write its run directory")
-    run.add_argument("record_pos", nargs="?", metavar="RECORD", help="record id")
+    def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        kwargs.setdefault("description", kwargs.get("help"))
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        parser: argparse.ArgumentParser = sub.add_parser(name, **kwargs)
+        return parser
+
+    run = add_parser("run", help="run one record's conversation and write its run directory")
+    run.add_argument(
+        "record_pos", nargs="?", metavar="RECORD", help="record id (default: as --record)"
+    )
     run.add_argument("--record", help="record id (default: hydralab's default record)")
     run.add_argument("--out", default="runs", help="parent folder of run directories")
     run.add_argument(
@@ -57,31 +118,58 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_data_options(run)
     _add_caller_options(run)
+    talk = run.add_mutually_exclusive_group()
+    talk.add_argument("--quiet", action="store_true", help="no line per turn while the call runs")
+    talk.add_argument(
+        "--verbose", action="store_true", help="each turn's line also shows its words"
+    )
     run.add_argument(
         "--run-id",
         default=None,
         help="run directory name (default: a new timestamped id); one that already holds this "
         "record's run is refused",
     )
-    run.add_argument("--seed", type=int, default=0, help="emulator latency seed")
-    _add_profile(run)
     run.add_argument(
-        "--stt",
-        choices=("local", "smallest", "openai", "deepgram", "none"),
-        default="local",
-        help="user-turn transcription: local = offline pocketsphinx; smallest/openai/deepgram "
-        "read SMALLEST_API_KEY / OPENAI_API_KEY / DEEPGRAM_API_KEY",
+        "--seed", type=int, default=0, help="emulator latency seed (also the line's and drift's)"
     )
+    _add_profile(run)
+    _add_stt(run)
 
-    bat = sub.add_parser(
-        "batch", help="run records x trials (concurrently, resumable) into one batch directory"
+    bat = add_parser(
+        "batch",
+        help="run records x trials (concurrently, resumable) into one batch directory",
+        description="run records x trials (concurrently, resumable) into one batch directory; "
+        "rerun with the same --batch-id to resume it (finished conversations are skipped). A "
+        "resume must keep the settings that define the experiment (--model, --hydra-model, "
+        "--hydra-url, --voice, --stt, --seed, --profile, --drift, the caller options, --label, "
+        "the data and tool options): other settings are refused, naming the one that differs. "
+        "--trials, more records, --concurrency may change.",
     )
-    bat.add_argument("records", nargs="*", metavar="RECORD", help="record ids (default: all)")
+    bat.add_argument(
+        "records", nargs="*", metavar="RECORD", help="record ids (default: all of --data-dir's)"
+    )
     bat.add_argument("--trials", type=int, default=1, help="conversations per record")
     bat.add_argument("--concurrency", type=int, default=3, help="conversations at once")
     bat.add_argument("--out", default="runs", help="parent folder of the batch directory")
-    bat.add_argument("--batch-id", default=None, help="batch directory name; reuse to resume")
-    bat.add_argument("--model", choices=("emulator", "hydra"), default="emulator")
+    bat.add_argument(
+        "--batch-id",
+        default=None,
+        help="batch directory name; reuse to resume (default: a new batch-<timestamp>-<hex>)",
+    )
+    bat.add_argument(
+        "--label",
+        default=None,
+        metavar="TEXT",
+        help="free text describing the batch, kept in batch.json (its config and every "
+        "conversation's entry) (default: none)",
+    )
+    bat.add_argument(
+        "--model",
+        choices=("emulator", "hydra"),
+        default="emulator",
+        help="emulator = offline local Hydra emulator; hydra = the real endpoint "
+        "(needs SMALLEST_API_KEY)",
+    )
     bat.add_argument("--hydra-model", default="hydra-v1.1", help="Hydra ?model= tag")
     bat.add_argument(
         "--hydra-url",
@@ -89,6 +177,13 @@ def _parser() -> argparse.ArgumentParser:
         help="Hydra endpoint for --model hydra (ws:// or wss://, no query; default: $HYDRA_URL, "
         "else the public endpoint): on-prem, staging or a local `hydralab replay`",
     )
+    bat.add_argument(
+        "--voice",
+        default=None,
+        help="Hydra voice from the tag's roster (default: hydralab's per-tag voice, zoe on "
+        "hydra-v1.1; 'server' = send none, the server then picks sterling)",
+    )
+    _add_stt(bat)
     _add_data_options(bat)
     _add_caller_options(bat)
     bat.add_argument("--seed", type=int, default=0, help="seed of trial 1 (trial k: seed+k-1)")
@@ -99,7 +194,7 @@ def _parser() -> argparse.ArgumentParser:
         "--one-process", action="store_true", help="all conversations in one event loop"
     )
 
-    srv = sub.add_parser(
+    srv = add_parser(
         "serve",
         help="wait for Twilio Media Streams callers (EVA's simulators included) on 127.0.0.1; "
         "each call gets its own run directory",
@@ -108,16 +203,29 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--record", default=None, help="record id (default: hydralab's default)")
     _add_data_options(srv)
     srv.add_argument("--out", default="runs", help="parent folder of the run directories")
-    srv.add_argument("--run-id", default=None, help="prefix of the run ids (RUN_ID-NNN)")
-    srv.add_argument("--model", choices=("emulator", "hydra"), default="emulator")
+    srv.add_argument(
+        "--run-id",
+        default=None,
+        help="prefix of the run ids (RUN_ID-NNN) (default: a new timestamped id)",
+    )
+    srv.add_argument(
+        "--model",
+        choices=("emulator", "hydra"),
+        default="emulator",
+        help="what answers the callers: the offline emulator or the real Hydra",
+    )
     srv.add_argument("--hydra-model", default="hydra-v1.1", help="Hydra ?model= tag")
-    srv.add_argument("--hydra-url", default=None, help="Hydra endpoint for --model hydra")
-    srv.add_argument("--voice", default=None, help="Hydra voice (as for run)")
+    srv.add_argument(
+        "--hydra-url",
+        default=None,
+        help="Hydra endpoint for --model hydra (default: $HYDRA_URL, else the public endpoint)",
+    )
+    srv.add_argument(
+        "--voice", default=None, help="Hydra voice (as for run) (default: the per-tag voice)"
+    )
     srv.add_argument("--seed", type=int, default=0, help="emulator latency seed")
     _add_profile(srv)
-    srv.add_argument(
-        "--stt", choices=("local", "smallest", "openai", "deepgram", "none"), default="local"
-    )
+    _add_stt(srv)
     srv.add_argument(
         "--max-calls",
         type=int,
@@ -125,11 +233,11 @@ def _parser() -> argparse.ArgumentParser:
         help="calls at once; a caller over it is refused with close 1013 busy (default: 4)",
     )
 
-    rep = sub.add_parser(
+    rep = add_parser(
         "replay", help="serve a recorded Hydra session (a frames fixture) on 127.0.0.1"
     )
     rep.add_argument("fixture", metavar="FIXTURE", help="hydralab.frames JSONL file")
-    rep.add_argument("--port", type=int, default=0)
+    rep.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 = any)")
     rep.add_argument(
         "--time-scale",
         type=float,
@@ -137,31 +245,68 @@ def _parser() -> argparse.ArgumentParser:
         help="factor on the recorded gaps between server frames (0 = none)",
     )
 
-    emu = sub.add_parser("emulator", help="serve the offline Hydra emulator on 127.0.0.1")
-    emu.add_argument("--port", type=int, default=0)
-    emu.add_argument("--record", default=None)
-    emu.add_argument("--data-dir", "--eva-dir", dest="data_dir", default=None)
+    emu = add_parser("emulator", help="serve the offline Hydra emulator on 127.0.0.1")
+    emu.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 = any)")
+    emu.add_argument(
+        "--record",
+        default=None,
+        help="record whose script it plays (default: hydralab's default record)",
+    )
+    emu.add_argument(
+        "--data-dir",
+        "--eva-dir",
+        dest="data_dir",
+        default=None,
+        help="records folder or EVA checkout (default: hydralab's own records)",
+    )
     emu.add_argument(
         "--output-rate",
         type=int,
         default=48000,
         help="output rate (classic: every tag; live: tags without a known rate)",
     )
-    emu.add_argument("--seed", type=int, default=0)
+    emu.add_argument("--seed", type=int, default=0, help="latency seed")
     _add_profile(emu)
 
-    rec = sub.add_parser("records", help="list the available record ids")
-    rec.add_argument("--data-dir", "--eva-dir", dest="data_dir", default=None)
+    rec = add_parser("records", help="list the available record ids")
+    rec.add_argument(
+        "--data-dir",
+        "--eva-dir",
+        dest="data_dir",
+        default=None,
+        help="records folder or EVA checkout (default: hydralab's own records)",
+    )
 
-    score = sub.add_parser(
-        "score", help="re-score run directories from their files (writes scores.json)"
+    score = add_parser(
+        "score",
+        help="re-score run directories from their files (writes scores.json); summarise a batch; "
+        "export its tables (--csv / --json)",
+        description="re-score run directories from their files (writes scores.json), "
+        "summarise batches\nand export their tables (--csv / --json)",
+        epilog=SCORE_EPILOG,
+        formatter_class=_RawEpilogFormatter,
     )
     score.add_argument(
-        "run_dirs", nargs="+", metavar="RUN_DIR", help="a record's directory or a whole run's"
+        "run_dirs",
+        nargs="+",
+        metavar="PATH",
+        help="a record's directory, a run's, a batch's or any folder of runs",
     )
     score.add_argument("--no-write", action="store_true", help="print only; keep scores.json")
+    score.add_argument(
+        "--csv",
+        default=None,
+        metavar="DIR",
+        help="write turns.csv, tool_calls.csv, conversations.csv and summary.json to DIR",
+    )
+    score.add_argument(
+        "--json",
+        default=None,
+        metavar="DIR",
+        help="write turns.json, tool_calls.json, conversations.json and summary.json to DIR",
+    )
 
-    probe = sub.add_parser(
+    probe = add_parser(
         "probe",
         help="record raw frames of real Hydra sessions as replay fixtures (needs SMALLEST_API_KEY)",
     )
@@ -182,6 +327,16 @@ def _parser() -> argparse.ArgumentParser:
         "5=configure_size 6=stt (default: all)",
     )
     return p
+
+
+def _add_stt(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--stt",
+        choices=STT_CHOICES,
+        default="local",
+        help="user-turn transcription: local = offline pocketsphinx; smallest/openai/deepgram "
+        "read SMALLEST_API_KEY / OPENAI_API_KEY / DEEPGRAM_API_KEY; none = no STT",
+    )
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
@@ -226,6 +381,15 @@ def _llm_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     data_dir = _data_dir(args)
     rec = load_record(args.record or args.record_pos, data_dir=Path(data_dir) if data_dir else None)
     return {"caller": _llm_caller(args, rec)}
+
+
+def _progress_printer() -> Callable[[str], None]:
+    """Progress lines on stderr as they come (stdout keeps the summary)."""
+
+    def show(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    return show
 
 
 def _data_dir(args: argparse.Namespace) -> str | None:
@@ -467,6 +631,8 @@ async def _run_call(args: argparse.Namespace) -> int:
                 emulator_config=_emulator_config(args, seed=args.seed),
                 transcriber=None if args.stt == "none" else args.stt,
                 interrupt=interrupt,
+                progress=None if args.quiet else _progress_printer(),
+                verbose=args.verbose,
                 **_tool_kwargs(args),
                 **_caller_kwargs(args, simulate=False),
                 **_llm_kwargs(args),
@@ -541,6 +707,9 @@ def _batch(args: argparse.Namespace) -> int:
         model=args.model,
         hydra_model=args.hydra_model,
         hydra_url=args.hydra_url,
+        voice=args.voice,
+        transcriber=None if args.stt == "none" else args.stt,
+        label=args.label,
         seed=args.seed,
         emulator_config=_emulator_config(args),
         retry_failed=args.retry_failed,
@@ -561,10 +730,21 @@ def _batch(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from hydralab.scoring import find_record_dirs, score_run
+    """Score every record directory below each PATH; a summary row per batch (or folder of
+    runs); the tables and ``summary.json`` to ``--csv`` / ``--json`` (see ``SCORE_EPILOG``)."""
+    from hydralab.scoring import score_run
 
-    dirs = [d for arg in args.run_dirs for d in find_record_dirs(arg)]
-    if not dirs:
+    exports = [Path(d) for d in (args.csv, args.json) if d]
+    if exports:
+        try:
+            import pandas  # noqa: F401
+        except ImportError:
+            raise RuntimeError(
+                "--csv / --json need pandas, in the notebooks extra: "
+                "pip install 'hydralab[notebooks]'"
+            ) from None
+    found = [(arg, *_score_dirs(arg)) for arg in args.run_dirs]
+    if not any(dirs for _, dirs, _ in found):
         raise FileNotFoundError(
             f"no record directories (with audit_log.json) in {', '.join(args.run_dirs)}"
         )
@@ -572,17 +752,193 @@ def _score(args: argparse.Namespace) -> int:
         f"{'record':<14} {'user':>4} {'asst':>4} {'tools':>5} {'task':>5} {'auth':>5} "
         f"{'valid':>5} {'p50 ms':>7}  directory"
     )
-    for record_dir in dirs:
-        s = score_run(record_dir, write=not args.no_write)
-        turns, mr = s["turns"], s["latency"]["model_response"]
-        auth = "-" if s["authentication_success"] is None else int(s["authentication_success"])
-        p50 = f"{mr['p50_ms']:.0f}" if mr["n"] else "-"
+    batches: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+    folders: list[dict[str, Any]] = []  # the summaries printed: batches and folders of runs
+    for arg, dirs, folder in found:
+        rows = []
+        for record_dir in dirs:
+            s = score_run(record_dir, write=not args.no_write)
+            turns, mr = s["turns"], s["latency"]["model_response"]
+            auth = "-" if s["authentication_success"] is None else int(s["authentication_success"])
+            p50 = f"{mr['p50_ms']:.0f}" if mr["n"] else "-"
+            print(
+                f"{s['record_id']:<14} {turns['user']:>4} {turns['assistant']:>4} "
+                f"{turns['tool_calls']:>5} {s['task_completion']:>5.1f} {auth!s:>5} "
+                f"{s['tool_call_validity']:>5.2f} {p50:>7}  {record_dir}"
+            )
+            rows.append(_record_row(arg, record_dir, s))
+        summary = _batch_summary(arg, rows)
+        records += rows
+        batches.append(summary)
+        if folder and rows:
+            folders.append(summary)
+    if folders:
+        print()
         print(
-            f"{s['record_id']:<14} {turns['user']:>4} {turns['assistant']:>4} "
-            f"{turns['tool_calls']:>5} {s['task_completion']:>5.1f} {auth!s:>5} "
-            f"{s['tool_call_validity']:>5.2f} {p50:>7}  {record_dir}"
+            f"{'batch':<24} {'convs':>5} {'done':>5} {'task':>5} {'auth':>5} {'valid':>5} "
+            f"{'p50 ms (n)':>14} {'p90 ms (n)':>14}  directory"
         )
+        for b in folders:
+            print(_summary_line(b))
+    if exports:
+        tables = _export_tables([arg for arg, dirs, _ in found if dirs])
+        doc = {
+            "hydralab_version": __version__,
+            "created_at": dt.datetime.now().isoformat(timespec="seconds"),
+            "paths": list(args.run_dirs),
+            "files": {name: len(df) for name, df in tables.items()},
+            "batches": batches,
+            "records": records,
+        }
+        for out, fmt in ((args.csv, "csv"), (args.json, "json")):
+            if out:
+                _write_exports(Path(out), fmt, tables, doc)
+                print(f"{fmt}: {', '.join(f'{n}.{fmt}' for n in tables)}, {SUMMARY_FILE} in {out}")
     return 0
+
+
+def _score_dirs(arg: str) -> tuple[list[Path], bool]:
+    """The record directories at or below ``arg``, and whether ``arg`` is a batch or a folder of
+    runs (neither a record's directory nor one run's: its record directories lie deeper)."""
+    from hydralab.scoring import find_record_dirs
+
+    dirs = find_record_dirs(arg)
+    root = Path(arg)
+    if dirs or not root.is_dir():
+        return dirs, (root / "batch.json").is_file()
+    # a batch (<batch>/trial_<k>/records/<id>/) or any folder of runs: record directories at
+    # any depth, each counted once
+    marks = {f.parent for name in ("audit_log.json", "events.jsonl") for f in root.rglob(name)}
+    deeper = sorted(d for d in marks if find_record_dirs(d) == [d])
+    return deeper, True
+
+
+def _model_response_ms(record_dir: Path) -> list[float]:
+    """The record's ``model_response`` latencies (ms), as its scores count them: from
+    ``pipecat_metrics.jsonl``, or rebuilt from ``events.jsonl`` for a run killed mid-call."""
+    from hydralab import scoring
+
+    metrics = record_dir / "pipecat_metrics.jsonl"
+    if metrics.is_file():
+        rows = scoring._load_jsonl(metrics)
+    else:
+        rows = scoring._rebuild_from_events(
+            scoring._load_jsonl(record_dir / "events.jsonl")
+        ).metrics
+    return scoring.model_response_latencies_ms(rows)
+
+
+def _read_json_dict(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _record_row(arg: str, record_dir: Path, s: dict[str, Any]) -> dict[str, Any]:
+    """One record's line of ``summary.json`` (``values_ms`` is dropped before writing)."""
+    values = _model_response_ms(record_dir)
+    from hydralab.latency import latency_stats
+
+    return {
+        "batch": Path(arg).resolve().name,
+        "record_id": s["record_id"],
+        "directory": str(record_dir),
+        "completed": _read_json_dict(record_dir / "result.json").get("completed") is True,
+        "task_completion": s["task_completion"],
+        "authentication_success": s["authentication_success"],
+        "tool_call_validity": s["tool_call_validity"],
+        "model_response": _rounded(latency_stats(values)),
+        "values_ms": values,
+    }
+
+
+def _rounded(stats: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in stats.items()}
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def _batch_summary(arg: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One PATH's summary: counts, score means, model_response over all its turns."""
+    from hydralab.latency import latency_stats
+
+    root = Path(arg)
+    config = _read_json_dict(root / "batch.json").get("config")
+    auth = [
+        float(r["authentication_success"]) for r in rows if r["authentication_success"] is not None
+    ]
+    values = [v for r in rows for v in r.pop("values_ms")]
+    return {
+        "batch": root.resolve().name,
+        "path": str(root),
+        "label": config.get("label") if isinstance(config, dict) else None,
+        "conversations": len(rows),
+        "completed": sum(r["completed"] for r in rows),
+        "task_completion_mean": _mean([float(r["task_completion"]) for r in rows]),
+        "authentication_success_rate": _mean(auth),
+        "authentication_n": len(auth),
+        "tool_call_validity_mean": _mean([float(r["tool_call_validity"]) for r in rows]),
+        "model_response": _rounded(latency_stats(values)),
+    }
+
+
+def _summary_line(b: dict[str, Any]) -> str:
+    def num(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    mr = b["model_response"]
+
+    def pct(p: int) -> str:
+        return f"{mr[f'p{p}_ms']:.0f} (n={mr['n']})" if mr["n"] else "- (n=0)"
+
+    label = f"  [{b['label']}]" if b["label"] else ""
+    return (
+        f"{b['batch']:<24} {b['conversations']:>5} {b['completed']:>5} "
+        f"{num(b['task_completion_mean']):>5} {num(b['authentication_success_rate']):>5} "
+        f"{num(b['tool_call_validity_mean']):>5} {pct(50):>14} {pct(90):>14}  {b['path']}{label}"
+    )
+
+
+def _export_tables(paths: list[str]) -> dict[str, Any]:
+    """``load_batch``'s tables of every PATH, one frame per table, ``batch`` first."""
+    import pandas as pd
+
+    from hydralab.analysis import load_batch
+
+    parts: dict[str, list[Any]] = {name: [] for name, _ in EXPORT_TABLES}
+    for arg in paths:
+        tables = load_batch(arg)
+        for name, attr in EXPORT_TABLES:
+            df = getattr(tables, attr).copy()
+            df.insert(0, "batch", Path(arg).resolve().name)
+            parts[name].append(df)
+    return {name: pd.concat(frames, ignore_index=True) for name, frames in parts.items()}
+
+
+def _write_exports(out: Path, fmt: str, tables: dict[str, Any], doc: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, df in tables.items():
+        if fmt == "csv":
+            df.map(_csv_cell).to_csv(out / f"{name}.csv", index=False)
+        else:
+            df.to_json(
+                out / f"{name}.json", orient="records", indent=2, force_ascii=False,
+                default_handler=str,
+            )  # fmt: skip
+    text = json.dumps(doc, indent=2, ensure_ascii=False, default=str)
+    (out / SUMMARY_FILE).write_text(text + "\n", encoding="utf-8")
+
+
+def _csv_cell(v: Any) -> Any:
+    """Lists and objects as JSON text (not Python's repr), so any CSV reader can parse them."""
+    if isinstance(v, dict | list | tuple):
+        return json.dumps(v, ensure_ascii=False, default=str)
+    return v
 
 
 def _emulator(args: argparse.Namespace) -> int:

@@ -501,6 +501,8 @@ async def run_record(
     hearing: Hearing = "stt",
     persona: str | Persona | None = None,
     line: LinePerturbation | None = None,
+    progress: Callable[[str], None] | None = None,
+    verbose: bool = False,
 ) -> RunResult:
     """Run one record's conversation end to end and write its run directory.
 
@@ -554,6 +556,10 @@ async def run_record(
         line: A degraded line (:class:`~hydralab.audio.perturb.LinePerturbation`): noise at
             an SNR, packet loss, codec quantisation, volume fluctuation on what is sent;
             ``audio_user_clean.wav`` keeps the clean speech.
+        progress: Called with a line per assistant turn as it completes (its type, status,
+            ``model_response`` and tools; :func:`turn_progress_line`), e.g. ``print``
+            (``hydralab run`` does unless ``--quiet``). ``None``: silent.
+        verbose: Progress lines also carry the turn's text.
 
     Only the first connection to the run's bridge gets a conversation; any other is refused
     at once (close 1013 ``busy``; logged in ``events.jsonl`` and ``run.json
@@ -670,7 +676,18 @@ async def run_record(
                     native_text=native_text,
                 )
             caller_obj = Caller(script, url=bridge.url, config=ccfg, clock=clock, listener=listener)
-            caller_result = await _place_call(caller_obj, bridge, interrupt)
+            watcher = (
+                asyncio.ensure_future(_watch_turns(bridge, progress, verbose=verbose))
+                if progress is not None
+                else None
+            )
+            try:
+                caller_result = await _place_call(caller_obj, bridge, interrupt)
+            finally:
+                if watcher is not None:
+                    watcher.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watcher
             if caller_result is None:
                 raise CallInterrupted("interrupted before the call began: nothing was recorded")
             session = await _the_session(bridge, caller_result, timeout_s=session_timeout_s)
@@ -708,6 +725,33 @@ async def run_record(
             ),
         },
     )
+
+
+def turn_progress_line(turn: Any, *, verbose: bool = False) -> str:
+    """One line for a completed assistant turn (a :class:`~hydralab.turns.AssistantTurn`)."""
+    mr = turn.model_response_ms
+    lat = f"{mr:.0f} ms" if mr is not None else f"— ({turn.latency_reason or 'no anchor'})"
+    tools = ", ".join(str(c.get("name") or c.get("tool") or "?") for c in turn.tool_calls)
+    line = f"turn {turn.index:>2} {turn.kind:<8} {turn.status:<11} model_response {lat}"
+    if tools:
+        line += f" · tools: {tools}"
+    if verbose and turn.text:
+        line += f" · “{turn.text}”"
+    return line
+
+
+async def _watch_turns(
+    bridge: Bridge, progress: Callable[[str], None], *, verbose: bool, every_s: float = 0.25
+) -> None:
+    """Report each assistant turn of the bridge's conversation once it completes."""
+    told = 0
+    while True:
+        if bridge.sessions:
+            turns = bridge.sessions[0].core.tracker.turns
+            while told < len(turns) and turns[told].complete:
+                progress(turn_progress_line(turns[told], verbose=verbose))
+                told += 1
+        await asyncio.sleep(every_s)
 
 
 async def _place_call(

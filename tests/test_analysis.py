@@ -214,7 +214,7 @@ def test_tool_waterfall_stages_add_up(batch: RunTables) -> None:
 
 def test_transcript(run: RunTables) -> None:
     tr = load_transcript(RUN)
-    assert list(tr.columns) == ["t_s", "who", "text"]
+    assert list(tr.columns) == ["t_s", "who", "text", "intended"]
     assert tr["t_s"].is_monotonic_increasing
     assert {"user", "assistant", "tool_call", "tool_response"} <= set(tr["who"])
 

@@ -237,6 +237,7 @@ async def test_a_listening_caller_over_real_sockets(tmp_path: Path, hearing: str
         record_id=rec.id,
     )
     policy = RulesCaller(rec, script=script)
+    lines: list[str] = []
     result = await run_record(
         rec,
         script=script,
@@ -244,8 +245,14 @@ async def test_a_listening_caller_over_real_sockets(tmp_path: Path, hearing: str
         caller=policy,
         hearing=hearing,  # type: ignore[arg-type]
         transcriber="local" if hearing == "stt" else None,
+        progress=lines.append,
+        verbose=True,
     )
     assert result.completed, result.not_completed
+    # a line per assistant turn as it completed, in order, with its latency
+    assert [ln.split()[1] for ln in lines] == [str(t["index"]) for t in result.turns]
+    assert all("model_response" in ln for ln in lines)
+    assert str(result.turns[-1]["text"]) in lines[-1]  # verbose: the turn's words too
     meta = _run_json(result)["caller_policy"]
     assert meta["policy"] == "rules" and meta["hearing"] == hearing
     reasons = [d["reason"] for d in meta["decisions"]]
