@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from hydralab.audio import read_wav, resample
+from hydralab.audio import read_wav, resample, ulaw_decode, ulaw_encode
 from hydralab.latency import latency_stats
 
 if TYPE_CHECKING:
@@ -92,6 +92,9 @@ TRACKS = {
     "caller": "audio_user.wav",
     "assistant": "audio_assistant.wav",
     "model": "audio_assistant.wav",
+    # the model's answer as the caller heard it: the phone line's 8 kHz μ-law band (made from
+    # the model's full-band track; "model" is what the model sent)
+    "heard": "audio_assistant.wav",
 }
 ASSISTANT_TYPES = ("greeting", "plain", "tool", "barged_in")
 TYPE_COLORS = {
@@ -752,12 +755,18 @@ def load_audio(run: Any, track: str = "mixed") -> tuple[npt.NDArray[np.int16], i
     """One track as ``(int16 samples, sample_rate_hz)``.
 
     Any sample rate is read as stored (hydralab writes 48 kHz; the test fixture is smaller). A
-    missing ``audio_mixed.wav`` is made from the two sides.
+    missing ``audio_mixed.wav`` is made from the two sides. ``"model"`` is the model's
+    full-band output as it sent it; ``"heard"`` the same answer as the caller heard it over
+    the phone line: resampled to 8 kHz and through G.711 μ-law (its band ends at 4 kHz).
     """
     if track not in TRACKS:
         raise ValueError(f"unknown track {track!r}: choose one of {sorted(TRACKS)}")
     d = _dir(run)
     path = d / TRACKS[track]
+    if track == "heard":
+        pcm, rate = read_wav(path)
+        narrow = resample(pcm, in_rate_hz=rate, out_rate_hz=8000) if rate != 8000 else pcm
+        return ulaw_decode(ulaw_encode(narrow)), 8000
     if path.is_file() or track != "mixed":
         return read_wav(path)
     (u, ur), (a, ar) = read_wav(d / TRACKS["user"]), read_wav(d / TRACKS["assistant"])
@@ -794,7 +803,8 @@ def _player(pcm: npt.NDArray[np.int16], rate: int) -> Audio:
 def listen(
     run: Any, track: str = "mixed", *, start_s: float | None = None, end_s: float | None = None
 ) -> Audio:
-    """An inline 48 kHz player: ``mixed``, ``user``/``caller`` or ``assistant``/``model``.
+    """An inline player: ``mixed``, ``user``/``caller``, ``assistant``/``model`` (as sent) or
+    ``heard`` (the answer as the caller heard it: 8 kHz μ-law).
 
     ``start_s``/``end_s`` cut a stretch of the call timeline.
     """

@@ -77,3 +77,17 @@ def test_the_transcript_shows_the_intended_line_beside_what_stt_heard() -> None:
     assert list(users["intended"])[1] == "PL9XMC, last name Hunter."
     assert list(users["text"])[1] == "p o i'd s m the last name hunter"  # what STT made of it
     assert df[df["who"] != "user"]["intended"].isna().all()
+
+
+def test_the_answer_as_heard_is_the_phone_band() -> None:
+    import numpy as np
+
+    from hydralab.analysis import load_audio
+
+    run = Path(__file__).parent / "fixtures" / "run_HL-AIR-002"
+    heard, rate = load_audio(run, "heard")
+    model, model_rate = load_audio(run, "model")
+    assert rate == 8000 and model_rate > rate
+    assert abs(len(heard) / rate - len(model) / model_rate) < 0.01  # the same call, narrower
+    spectrum = np.abs(np.fft.rfft(heard.astype(float)))
+    assert spectrum.argmax() * rate / (2 * len(spectrum)) < 4000
