@@ -598,7 +598,9 @@ def load_batch(path: str | Path) -> RunTables:
     """The tables of every conversation below ``path`` (a batch directory or any folder).
 
     Conversations are found by their ``run.json``, at any depth. When ``path`` holds a batch
-    manifest (``batch.json``, see :func:`hydralab.batch.run_batch`), each row gets its trial.
+    manifest (``batch.json``, see :func:`hydralab.batch.run_batch`), each row gets its trial
+    and variant, and calls the manifest marks ``infrastructure`` (they never reached the model)
+    are left out: they say nothing about the model.
     """
     root = Path(path)
     dirs = find_runs(root)
@@ -610,6 +612,18 @@ def load_batch(path: str | Path) -> RunTables:
         for c in manifest.get("conversations", [])
         if c.get("run_dir")
     }
+    # calls that never reached the model (DNS, refused, 401, server_full exhausted) are
+    # infrastructure errors, not the model's failures: kept out of the scores and latencies
+    never = {
+        (root / c["run_dir"]).resolve()
+        for c in manifest.get("conversations", [])
+        if c.get("run_dir") and c.get("infrastructure")
+    }
+    dirs = [d for d in dirs if d.resolve() not in never]
+    if not dirs:
+        raise FileNotFoundError(
+            f"{root}: no conversation reached the model ({len(never)} never did)"
+        )
     metas = []
     for d in dirs:
         trial, variant = known.get(d.resolve(), (None, None))

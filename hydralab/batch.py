@@ -10,6 +10,12 @@ emulator and caller settings, ``run_record``'s arguments such as ``hydra_model``
 ``transcriber``, ``caller``, ``persona``, ``line``, the ``label`` and the ``variants``); other
 settings are refused, saying which one differs. More records or trials may be added.
 
+A conversation whose call never reached the model (:data:`NEVER_CONNECTED`, or a Hydra
+connection / auth / handshake error raised) is an ``error`` with ``infrastructure: true`` in
+the manifest, not a ``failed`` one: it says nothing about the model, is left out of scores and
+latency, and a resume re-runs it. A sweep file (:func:`load_sweep`, :func:`run_batch_sweep`,
+``hydralab batch --config``) runs ``models × callers`` as the variants of one batch.
+
 Layout: trial ``k`` of every record is one run, ``<batch_id>/trial_<k>``; the record directories
 inside it are wherever ``run_record`` puts them (its ``RunResult.run_dir``). A batch of several
 domains (EVA's airline, itsm, medical_hr) has one run per domain and trial,
@@ -36,6 +42,7 @@ import multiprocessing
 import os
 import secrets as _secrets
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -60,18 +67,31 @@ from hydralab.secrets import get_api_key, redact
 __all__ = [
     "EXPERIMENT_KEYS",
     "MANIFEST",
+    "NEVER_CONNECTED",
     "BatchResult",
     "BatchSettingsError",
     "Conversation",
+    "Sweep",
+    "SweepError",
+    "load_sweep",
     "run_batch",
+    "run_batch_sweep",
+    "run_batch_sweep_sync",
     "run_batch_sync",
 ]
 
 MANIFEST = "batch.json"
 # ok: the call completed (result.json "completed") · failed: the call ran but did not complete
 # (its run directory holds what happened, run.json "verdict" why) · error: run_record raised
-# (no usable run directory).
+# (no usable run directory), or the call never reached the model (``infrastructure``, below).
 FINISHED = ("ok", "failed")
+#: ``RunResult.ended_reason`` of a call that never reached the model: no session could be
+#: opened (DNS, connection refused, HTTP 401, ``server_full`` after the retries, a failed
+#: handshake). Such a conversation is an infrastructure ``error``, not a ``failed`` one. A
+#: session that was up and then dropped ends ``model_disconnected``: the model's failure.
+NEVER_CONNECTED = frozenset({"model_connect_failed"})
+#: ``run_record`` arguments a variant may not set: the batch sets them for every conversation.
+_BATCH_OWNED = ("out_dir", "run_id", "hydra_url", "emulator_config", "caller_config", "api_key")
 #: The ``batch.json`` config entries a resume must keep: they define what the conversations
 #: measure. ``records``, ``trials``, ``concurrency`` and ``processes`` may change on resume.
 EXPERIMENT_KEYS = (
@@ -107,6 +127,10 @@ class Conversation:
     not_completed: list[str] | None = None  # why a call that ran did not complete
     variant: str | None = None  # the named setting it ran under (run_batch(variants=...))
     label: str | None = None  # the batch's free-text label (run_batch(label=...))
+    model: str | None = None  # the model it ran against (its variant's, else the batch's)
+    # status "error" because the call never reached the model (DNS, refused, 401, server_full,
+    # handshake): not a model failure, left out of scores and latency, re-run on resume
+    infrastructure: bool = False
 
     @property
     def key(self) -> str:
@@ -129,10 +153,20 @@ class BatchResult:
         return self.batch_dir / MANIFEST
 
     def counts(self) -> dict[str, int]:
-        """Conversations per status (ok, failed, error, running, pending; zeros left out)."""
-        order = ("ok", "failed", "error", "running", "pending")
-        out = {k: sum(c.status == k for c in self.conversations) for k in order}
+        """Conversations per outcome (ok, failed, error, infrastructure, running, pending; zeros
+        left out). ``infrastructure`` counts the ``error`` conversations whose call never reached
+        the model (:attr:`Conversation.infrastructure`), ``error`` the others: the counts add
+        up to the number of conversations."""
+        order = ("ok", "failed", "error", "infrastructure", "running", "pending")
+        out = dict.fromkeys(order, 0)
+        for c in self.conversations:
+            out["infrastructure" if c.status == "error" and c.infrastructure else c.status] += 1
         return {k: v for k, v in out.items() if v}
+
+    def infrastructure(self) -> list[Conversation]:
+        """The conversations whose call never reached the model (status ``error``): not model
+        failures, to leave out of scores and latency; a resume re-runs them."""
+        return [c for c in self.conversations if c.status == "error" and c.infrastructure]
 
     @property
     def ok(self) -> bool:
@@ -152,10 +186,20 @@ class BatchResult:
             lines.append(
                 f"model_response vs the emulator's ground truth: at most +{max(over):.1f} ms"
             )
+        infra = self.infrastructure()
+        if infra:
+            lines.append(
+                f"{len(infra)} never reached the model (infrastructure: connection, auth, "
+                "capacity or handshake): not model failures, left out of scores and latency; "
+                "run the batch again (same batch id) to retry them"
+            )
         for c in self.conversations:
             if c.status != "ok":
-                why = c.error or "; ".join(c.not_completed or []) or c.ended_reason
-                lines.append(f"  {c.key}: {c.status} — {why}")
+                why = c.error or "; ".join(c.not_completed or []) or c.ended_reason or "?"
+                status = "error (infrastructure)" if c.infrastructure else c.status
+                if c.infrastructure and c.ended_reason and c.ended_reason not in why:
+                    why = f"{c.ended_reason}: {why}"
+                lines.append(f"  {c.key}: {status} — {why}")
         lines.append(f"manifest: {self.manifest}")
         return "\n".join(lines)
 
@@ -346,7 +390,11 @@ async def run_batch(
             {"line": LinePerturbation(noise="pink", snr_db=10)}, "slow": {"persona":
             "elderly_slow"}}``: every record × trial runs once per variant, with the variant's
             ``run_record`` arguments over ``run_kwargs``; its runs are
-            ``<batch_id>/<variant>-trial_<k>`` and the tables get a ``variant`` column.
+            ``<batch_id>/<variant>-trial_<k>`` and the tables get a ``variant`` column. A
+            variant may run against its own model (``{"model": "hydra", "hydra_model": ...,
+            "voice": ...}``; ``model`` above is the default), each conversation's manifest
+            entry records its ``model``; a variant may not set ``out_dir``, ``run_id``,
+            ``hydra_url``, ``emulator_config``, ``caller_config`` or ``api_key``.
         label: Free text describing the batch (e.g. ``"hydra-v1.1, zoe, pink 10 dB"``), kept in
             ``batch.json`` (its config and every conversation's entry).
         **run_kwargs: Passed to :func:`hydralab.runner.run_record` (``hydra_model``, ``voice``,
@@ -362,9 +410,24 @@ async def run_batch(
     """
     if trials < 1 or concurrency < 1:
         raise ValueError(f"trials and concurrency must be ≥ 1, got {trials} and {concurrency}")
-    if model != "hydra" and hydra_url is not None:
+    for vname, vkw in (variants or {}).items():
+        owned = sorted(set(vkw) & set(_BATCH_OWNED))
+        if owned:
+            raise ValueError(
+                f"variant {vname!r} sets {', '.join(owned)}: the batch sets it for every "
+                "conversation (pass it to run_batch)"
+            )
+    # each variant may run against its own model (run_record's model=, hydra_model=, voice=)
+    models_of: dict[str | None, str] = {
+        vname: str(vkw.get("model", model)) for vname, vkw in (variants or {}).items()
+    } or {None: model}
+    for key, m in models_of.items():
+        if m not in ("emulator", "hydra"):
+            where = f"variant {key!r}: " if key is not None else ""
+            raise ValueError(f"{where}unknown model {m!r}: use 'emulator' or 'hydra'")
+    if "hydra" not in models_of.values() and hydra_url is not None:
         raise ValueError("hydra_url applies to model 'hydra' only")
-    endpoint = resolve_hydra_url(hydra_url) if model == "hydra" else None
+    endpoint = resolve_hydra_url(hydra_url) if "hydra" in models_of.values() else None
     recs: list[str | Record | None] = (
         [records] if records is None or isinstance(records, str) else list(records)
     )
@@ -387,6 +450,7 @@ async def run_batch(
                 conv = Conversation(record_id=rid, trial=k, variant=name)
                 conv = done_before.get(conv.key) or conv
                 conv.label = label
+                conv.model = models_of[name]
                 convs.append(conv)
     domains = _domains_of(by_id, run_kwargs.get("data_dir"))
     several = len(set(domains.values())) > 1
@@ -409,6 +473,8 @@ async def run_batch(
         "trials": trials,
         "concurrency": concurrency,
         "model": model,
+        # the models the conversations run against (variants may set their own)
+        "models": sorted(set(models_of.values())),
         "hydra_url": endpoint,
         "seed": seed,
         "processes": processes,
@@ -457,37 +523,42 @@ async def run_batch(
                 if batch_dir.resolve() in old.parents:
                     shutil.rmtree(old, ignore_errors=True)
             c.status, c.error, c.ended_reason, c.run_dir = "running", None, None, None
-            c.overhead_max_ms, c.not_completed = None, None
+            c.overhead_max_ms, c.not_completed, c.infrastructure = None, None, False
             c.started_at = dt.datetime.now().isoformat(timespec="seconds")
             c.attempts += 1
             t0 = time.monotonic()
             k = c.trial - 1
-            kwargs = dict(
-                run_kwargs,
-                **((variants or {}).get(c.variant or "", {}) if c.variant else {}),
-                out_dir=batch_dir,
-                run_id=run_id_of(c),
-                model=model,
-                **({"hydra_url": endpoint} if endpoint is not None else {}),
-                emulator_config=dataclasses.replace(emu, seed=emu_seed + k),
-                caller_config=dataclasses.replace(cal, seed=cal_seed + k),
-            )
+            variant = (variants or {}).get(c.variant, {}) if c.variant is not None else {}
+            kwargs: dict[str, Any] = {
+                **run_kwargs,
+                **variant,
+                "model": models_of[c.variant],
+                "out_dir": batch_dir,
+                "run_id": run_id_of(c),
+                **({"hydra_url": endpoint} if models_of[c.variant] == "hydra" else {}),
+                "emulator_config": dataclasses.replace(emu, seed=emu_seed + k),
+                "caller_config": dataclasses.replace(cal, seed=cal_seed + k),
+            }
             try:
                 if processes:
                     out = await _run_in_subprocess(by_id[c.record_id], kwargs)
                 else:
                     out = _outcome(await run_record(by_id[c.record_id], **kwargs))
             except Exception as exc:  # one conversation failing never stops the batch
-                out = {"exception": redact(f"{type(exc).__name__}: {exc}")}
+                out = _exception_outcome(exc)
             if "exception" in out:
                 c.status, c.error = "error", out["exception"]
+                c.infrastructure = bool(out.get("infrastructure"))
             else:
                 c.run_dir = os.path.relpath(out["run_dir"], batch_dir)
                 c.ended_reason = out["ended_reason"]
                 c.error = redact(out["error"]) if out["error"] else None
                 c.overhead_max_ms = out["overhead_max_ms"]
                 c.not_completed = [redact(w) for w in out["not_completed"]] or None
-                c.status = "ok" if out["completed"] else "failed"
+                if out.get("infrastructure"):  # its run directory stays: the log says why
+                    c.status, c.infrastructure = "error", True
+                else:
+                    c.status = "ok" if out["completed"] else "failed"
             c.wall_s = round(time.monotonic() - t0, 3)
             save()
             if bar is not None:
@@ -515,6 +586,23 @@ def _outcome(r: RunResult) -> dict[str, Any]:
         "completed": r.completed,
         "not_completed": list(r.not_completed),
         "overhead_max_ms": _overhead_max_ms(r),
+        "infrastructure": not r.completed and r.ended_reason in NEVER_CONNECTED,
+    }
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """``exc`` (raised by ``run_record``) says the call never reached the model: a Hydra
+    connection, auth or handshake error, or a network error (DNS, refused, reset)."""
+    from hydralab.client import HydraError
+
+    return isinstance(exc, HydraError | ConnectionError | socket.gaierror)
+
+
+def _exception_outcome(exc: BaseException) -> dict[str, Any]:
+    """What the batch keeps of a conversation that raised (redacted: the key is known here)."""
+    return {
+        "exception": redact(f"{type(exc).__name__}: {exc}"),
+        "infrastructure": _never_connected(exc),
     }
 
 
@@ -552,7 +640,7 @@ def _conversation(record: str | Record | None, kwargs: dict[str, Any]) -> dict[s
     try:
         return _outcome(run_record_sync(record, **kwargs))
     except Exception as exc:
-        return {"exception": redact(f"{type(exc).__name__}: {exc}")}
+        return _exception_outcome(exc)
 
 
 async def _run_in_subprocess(record: str | Record | None, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -581,3 +669,332 @@ def run_batch_sync(
 ) -> BatchResult:
     """Blocking :func:`run_batch`; works in scripts and inside Jupyter alike."""
     return run_sync(run_batch(records, **kwargs))
+
+
+# ---------------------------------------------------------------------------------- sweeps
+#: A sweep file's top-level keys (``records`` and ``models`` and ``callers`` are required).
+SWEEP_KEYS = (
+    "records", "trials", "label", "batch_id", "concurrency", "seed", "data_dir", "eva_dir",
+    "stt", "tools", "configure_mode", "profile", "hydra_url", "session_timeout_s", "models",
+    "callers",
+)  # fmt: skip
+_MODEL_KEYS = ("label", "model", "hydra_model", "voice")
+_CALLER_KEYS = ("label", "caller", "persona", "hearing", "line")
+_LINE_KEYS = (
+    "noise", "snr_db", "packet_loss", "codec_bits", "volume_fluctuation_db",
+    "volume_fluctuation_hz", "seed",
+)  # fmt: skip
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "stt": ("local", "smallest", "openai", "deepgram", "none"),
+    "tools": ("auto", "eva", "hydralab"),
+    "configure_mode": ("standard", "compacted", "update"),
+    "profile": ("live", "classic"),
+    "model": ("emulator", "hydra"),
+    "caller": ("scripted", "rules"),
+    "hearing": ("stt", "native"),
+}
+
+
+class SweepError(ValueError):
+    """A sweep file that cannot be run; the message names the file and the key path."""
+
+
+@dataclass
+class Sweep:
+    """A sweep file, checked: its records × trials run once per ``models × callers``
+    combination, the variant ``<model label>+<caller label>``."""
+
+    path: Path
+    records: list[str] | None  # None = "all": every record of data_dir
+    trials: int
+    variants: dict[str, dict[str, Any]]  # variant name → run_record arguments
+    run_kwargs: dict[str, Any]  # shared run_record arguments (stt, tools, data_dir, ...)
+    batch_kwargs: dict[str, Any]  # run_batch's own (label, seed, concurrency, emulator, ...)
+
+    def record_ids(self) -> list[str]:
+        """The record ids to run: those listed, or every record of ``data_dir``."""
+        if self.records is not None:
+            return list(self.records)
+        from hydralab.records import list_records
+
+        return list_records(self.run_kwargs.get("data_dir"))
+
+
+class _Checker:
+    """Reads one sweep document, raising :class:`SweepError` with the key path."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, where: str, why: str) -> SweepError:
+        return SweepError(f"{self.path}: {where}: {why}" if where else f"{self.path}: {why}")
+
+    def mapping(self, value: Any, where: str, keys: Sequence[str]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(where or "the file", f"expected a mapping, got {_kind(value)}")
+        for k in value:
+            if k not in keys:
+                raise self.fail(_join(where, str(k)), f"unknown key (allowed: {', '.join(keys)})")
+        return value
+
+    def text(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(where, f"expected a non-empty string, got {_kind(value)}")
+        return value
+
+    def choice(self, value: Any, where: str, name: str) -> str:
+        options = _CHOICES[name]
+        if value not in options:
+            raise self.fail(where, f"{value!r} is not one of {', '.join(options)}")
+        return str(value)
+
+    def integer(self, value: Any, where: str, *, minimum: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(where, f"expected an integer, got {_kind(value)}")
+        if minimum is not None and value < minimum:
+            raise self.fail(where, f"must be ≥ {minimum}, got {value}")
+        return value
+
+    def number(self, value: Any, where: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(where, f"expected a number, got {_kind(value)}")
+        return float(value)
+
+    def path_value(self, value: Any, where: str) -> str:
+        """A path; a relative one is relative to the sweep file's folder."""
+        p = Path(self.text(value, where)).expanduser()
+        return str(p if p.is_absolute() else self.path.parent / p)
+
+    def labelled(self, value: Any, where: str) -> list[dict[str, Any]]:
+        if not isinstance(value, list):
+            raise self.fail(where, f"expected a list, got {_kind(value)}")
+        if not value:
+            raise self.fail(where, "the list is empty")
+        seen: set[str] = set()
+        for i, item in enumerate(value):
+            at = f"{where}[{i}]"
+            if not isinstance(item, dict):
+                raise self.fail(at, f"expected a mapping, got {_kind(item)}")
+            if "label" not in item:
+                raise self.fail(at, "missing key 'label'")
+            label = self.text(item["label"], f"{at}.label")
+            try:
+                check_path_name(label, what="label")
+            except ValueError as exc:
+                raise self.fail(f"{at}.label", str(exc)) from None
+            if "+" in label:
+                raise self.fail(f"{at}.label", f"{label!r}: '+' joins the variant names")
+            if label in seen:
+                raise self.fail(f"{at}.label", f"{label!r} is used twice")
+            seen.add(label)
+        return value
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else f"{type(value).__name__} {value!r}"[:80]
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def load_sweep(path: Path | str) -> Sweep:
+    """Read and check a sweep file (YAML).
+
+    Schema (``records``, ``models``, ``callers`` required; paths relative to the file)::
+
+        records: all                 # or a list of record ids
+        trials: 3                    # per record and variant (default 1)
+        label: free text             # batch label (optional)
+        batch_id: my-sweep           # batch directory; rerun to resume (optional)
+        concurrency: 3               # conversations at once (optional)
+        seed: 0                      # seed of trial 1 (default 0)
+        data_dir: ../eva/data        # records folder (optional; default: eva_dir or hydralab's)
+        eva_dir: ../eva              # EVA checkout (optional)
+        stt: local                   # local | smallest | openai | deepgram | none
+        tools: auto                  # auto | eva | hydralab
+        configure_mode: standard     # standard | compacted | update
+        profile: live                # the emulator's: live | classic
+        hydra_url: wss://...         # Hydra endpoint for model hydra (optional)
+        session_timeout_s: 60
+        models:                      # each: label, model (emulator | hydra), hydra_model, voice
+          - {label: emu, model: emulator}
+          - {label: v11-zoe, model: hydra, hydra_model: hydra-v1.1, voice: zoe}
+        callers:                     # each: label, caller (scripted | rules), persona,
+          - {label: clean}           #   hearing (stt | native, rules only), line
+          - label: pink10
+            caller: rules
+            persona: elderly_slow
+            line: {noise: pink, snr_db: 10, packet_loss: 0.02, codec_bits: 8,
+                   volume_fluctuation_db: 3, seed: 0}
+
+    Raises:
+        SweepError: The file cannot be read, is not YAML, or breaks the schema; the message
+            names the key path (``callers[1].line.snr_db: expected a number, got str 'ten'``).
+    """
+    import yaml
+
+    from hydralab.audio.perturb import LinePerturbation
+    from hydralab.callers.personas import PERSONA_NAMES
+
+    p = Path(path)
+    ck = _Checker(p)
+    try:
+        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SweepError(f"{p}: cannot read the sweep file: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise SweepError(f"{p}: not valid YAML: {exc}") from None
+    top = ck.mapping(doc, "", SWEEP_KEYS)
+    for key in ("records", "models", "callers"):
+        if key not in top:
+            raise ck.fail("", f"missing key {key!r}")
+
+    records: list[str] | None
+    raw = top["records"]
+    if raw == "all":
+        records = None
+    elif isinstance(raw, list):
+        if not raw:
+            raise ck.fail("records", "the list is empty (use 'all' for every record)")
+        records = []
+        for i, rid in enumerate(raw):
+            try:
+                records.append(check_path_name(rid, what="record id"))
+            except ValueError as exc:
+                raise ck.fail(f"records[{i}]", str(exc)) from None
+        if len(set(records)) != len(records):
+            raise ck.fail("records", "a record id is listed twice")
+    else:
+        raise ck.fail("records", f"expected 'all' or a list of record ids, got {_kind(raw)}")
+
+    trials = ck.integer(top.get("trials", 1), "trials", minimum=1)
+    seed = ck.integer(top.get("seed", 0), "seed")
+    run_kwargs: dict[str, Any] = {}
+    batch_kwargs: dict[str, Any] = {"seed": seed}
+    eva_dir = ck.path_value(top["eva_dir"], "eva_dir") if "eva_dir" in top else None
+    data_dir = ck.path_value(top["data_dir"], "data_dir") if "data_dir" in top else eva_dir
+    if data_dir is not None:
+        run_kwargs["data_dir"] = data_dir
+    if eva_dir is not None:
+        run_kwargs["eva_dir"] = eva_dir
+    stt = ck.choice(top.get("stt", "local"), "stt", "stt")
+    run_kwargs["transcriber"] = None if stt == "none" else stt
+    for key in ("tools", "configure_mode"):
+        if key in top:
+            run_kwargs[key] = ck.choice(top[key], key, key)
+    if "session_timeout_s" in top:
+        timeout = ck.number(top["session_timeout_s"], "session_timeout_s")
+        if timeout <= 0:
+            raise ck.fail("session_timeout_s", f"must be > 0, got {timeout:g}")
+        run_kwargs["session_timeout_s"] = timeout
+    profile = ck.choice(top.get("profile", "live"), "profile", "profile")
+    batch_kwargs["emulator_config"] = EmulatorConfig.for_profile(profile)
+    if "label" in top:
+        batch_kwargs["label"] = ck.text(top["label"], "label")
+    if "batch_id" in top:
+        try:
+            batch_kwargs["batch_id"] = check_path_name(top["batch_id"], what="batch id")
+        except ValueError as exc:
+            raise ck.fail("batch_id", str(exc)) from None
+    if "concurrency" in top:
+        batch_kwargs["concurrency"] = ck.integer(top["concurrency"], "concurrency", minimum=1)
+
+    models: list[tuple[str, dict[str, Any]]] = []
+    for i, item in enumerate(ck.labelled(top["models"], "models")):
+        at = f"models[{i}]"
+        ck.mapping(item, at, _MODEL_KEYS)
+        if "model" not in item:
+            raise ck.fail(at, "missing key 'model' (emulator or hydra)")
+        kw: dict[str, Any] = {"model": ck.choice(item["model"], f"{at}.model", "model")}
+        for key in ("hydra_model", "voice"):
+            if key in item:
+                kw[key] = ck.text(item[key], f"{at}.{key}")
+        models.append((item["label"], kw))
+    if "hydra_url" in top:
+        if all(kw["model"] != "hydra" for _, kw in models):
+            raise ck.fail("hydra_url", "applies to model 'hydra' only, and no model is hydra")
+        batch_kwargs["hydra_url"] = ck.text(top["hydra_url"], "hydra_url")
+
+    callers: list[tuple[str, dict[str, Any]]] = []
+    for i, item in enumerate(ck.labelled(top["callers"], "callers")):
+        at = f"callers[{i}]"
+        ck.mapping(item, at, _CALLER_KEYS)
+        kw = {}
+        policy = ck.choice(item.get("caller", "scripted"), f"{at}.caller", "caller")
+        if policy != "scripted":
+            kw["caller"] = policy
+            kw["hearing"] = ck.choice(item.get("hearing", "stt"), f"{at}.hearing", "hearing")
+            if kw["hearing"] == "stt" and stt == "none":
+                raise ck.fail(f"{at}.hearing", "a caller that hears by stt needs stt (not none)")
+        elif "hearing" in item:
+            raise ck.fail(f"{at}.hearing", "applies to a rules caller only (scripted: no)")
+        if "persona" in item:
+            persona = ck.text(item["persona"], f"{at}.persona")
+            if eva_dir is None and persona not in PERSONA_NAMES:
+                raise ck.fail(
+                    f"{at}.persona", f"{persona!r} is not one of {', '.join(PERSONA_NAMES)}"
+                )
+            kw["persona"] = persona
+        if "line" in item:
+            line = ck.mapping(item["line"], f"{at}.line", _LINE_KEYS)
+            values: dict[str, Any] = {"seed": seed}
+            for key, v in line.items():
+                where = f"{at}.line.{key}"
+                if key == "noise":
+                    values[key] = ck.text(v, where)
+                elif key in ("codec_bits", "seed"):
+                    values[key] = (
+                        None if v is None and key == "codec_bits" else ck.integer(v, where)
+                    )
+                else:
+                    values[key] = ck.number(v, where)
+            try:
+                kw["line"] = LinePerturbation(**values)
+            except ValueError as exc:
+                raise ck.fail(f"{at}.line", str(exc)) from None
+        callers.append((item["label"], kw))
+
+    variants = {f"{m}+{c}": {**mkw, **ckw} for m, mkw in models for c, ckw in callers}
+    batch_kwargs["model"] = models[0][1]["model"]  # each variant sets its own
+    return Sweep(p, records, trials, variants, run_kwargs, batch_kwargs)
+
+
+async def run_batch_sweep(
+    path: Path | str,
+    *,
+    out_dir: Path | str = "runs",
+    batch_id: str | None = None,
+    concurrency: int | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+    processes: bool = True,
+) -> BatchResult:
+    """Run the sweep file ``path`` (:func:`load_sweep`) as one batch: every record × trial once
+    per ``models × callers`` combination, the variant ``<model label>+<caller label>``.
+
+    ``batch_id`` and ``concurrency`` override the file's; the rest is as :func:`run_batch`
+    (resume: the same file and batch id; :class:`BatchSettingsError` if the file changed what
+    the conversations measure).
+    """
+    sweep = load_sweep(path)
+    kwargs = {**sweep.run_kwargs, **sweep.batch_kwargs}
+    if batch_id is not None:
+        kwargs["batch_id"] = batch_id
+    if concurrency is not None:
+        kwargs["concurrency"] = concurrency
+    return await run_batch(
+        sweep.record_ids(),
+        trials=sweep.trials,
+        variants=sweep.variants,
+        out_dir=out_dir,
+        retry_failed=retry_failed,
+        progress=progress,
+        processes=processes,
+        **kwargs,
+    )
+
+
+def run_batch_sweep_sync(path: Path | str, **kwargs: Any) -> BatchResult:
+    """Blocking :func:`run_batch_sweep`; works in scripts and inside Jupyter alike."""
+    return run_sync(run_batch_sweep(path, **kwargs))

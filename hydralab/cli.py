@@ -143,10 +143,20 @@ def _parser() -> argparse.ArgumentParser:
         "resume must keep the settings that define the experiment (--model, --hydra-model, "
         "--hydra-url, --voice, --stt, --seed, --profile, --drift, the caller options, --label, "
         "the data and tool options): other settings are refused, naming the one that differs. "
-        "--trials, more records, --concurrency may change.",
+        "--trials, more records, --concurrency may change. With --config SWEEP.yaml the sweep "
+        "file defines the experiment (records, trials, models x callers as variants "
+        "<model>+<caller>); only --out, --batch-id, --concurrency, --retry-failed, "
+        "--no-progress and --one-process may be given with it.",
     )
     bat.add_argument(
         "records", nargs="*", metavar="RECORD", help="record ids (default: all of --data-dir's)"
+    )
+    bat.add_argument(
+        "--config",
+        default=None,
+        metavar="SWEEP.yaml",
+        help="a sweep file: records, trials, shared settings, models x callers "
+        "(see hydralab.batch.load_sweep) (default: none, the options below)",
     )
     bat.add_argument("--trials", type=int, default=1, help="conversations per record")
     bat.add_argument("--concurrency", type=int, default=3, help="conversations at once")
@@ -305,6 +315,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="write turns.json, tool_calls.json, conversations.json and summary.json to DIR",
     )
+
+    rep_ = add_parser(
+        "report",
+        help="write one self-contained HTML page for a run or a batch (plots, tables, players, "
+        "transcript, tool trace, DB diff)",
+    )
+    rep_.add_argument("path", metavar="RUN_OR_BATCH_DIR")
+    rep_.add_argument("--out", default=None, help="the HTML file (default: PATH/report.html)")
 
     probe = add_parser(
         "probe",
@@ -538,6 +556,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "probe":
             return _probe(args)
+        if args.command == "report":
+            from hydralab.report import write_report
+
+            print(write_report(args.path, out=args.out))
+            return 0
         if args.command == "records":
             from hydralab.records import list_records
 
@@ -691,14 +714,73 @@ async def _serve(args: argparse.Namespace) -> int:
 
 def _batch(args: argparse.Namespace) -> int:
     from hydralab.analysis import latency_table, load_batch
+
+    if args.config is not None:
+        result = _batch_sweep(args)
+    else:
+        if args.caller == "llm":
+            raise ValueError("--caller llm runs one call at a time: use hydralab run")
+        result = _batch_options(args)
+    print(result.summary())
+    try:
+        import pandas as pd
+    except ImportError:  # the table needs the notebooks extra; the batch is written anyway
+        pd = None
+    if result.run_dirs() and pd is not None:
+        with pd.option_context("display.precision", 0, "display.width", 120):
+            print(latency_table(load_batch(result.batch_dir)))
+    return 0 if result.ok else 1
+
+
+#: ``hydralab batch`` options that may be given with ``--config`` (they do not define the
+#: experiment); ``records`` and every other option conflict with it.
+_SWEEP_CLI_OPTIONS = (
+    "command", "config", "out", "batch_id", "concurrency", "retry_failed", "no_progress",
+    "one_process",
+)  # fmt: skip
+
+
+def _batch_sweep(args: argparse.Namespace) -> Any:
+    """``hydralab batch --config SWEEP.yaml``: the sweep file defines the experiment."""
+    from hydralab.batch import run_batch_sweep_sync
+
+    if args.records:
+        raise ValueError(
+            f"--config {args.config} names the records: drop the RECORD arguments "
+            f"({' '.join(args.records)}) or list them under 'records:' in the sweep file"
+        )
+    defaults = vars(_parser().parse_args(["batch"]))
+    given = sorted(
+        "--" + k.replace("_", "-")
+        for k, v in vars(args).items()
+        if k not in _SWEEP_CLI_OPTIONS and v != defaults.get(k)
+    )
+    if given:
+        raise ValueError(
+            f"--config {args.config} defines the experiment: set {', '.join(given)} in the "
+            "sweep file instead (only --out, --batch-id, --concurrency, --retry-failed, "
+            "--no-progress, --one-process go with --config)"
+        )
+    concurrency = args.concurrency if args.concurrency != defaults["concurrency"] else None
+    return run_batch_sweep_sync(
+        args.config,
+        out_dir=args.out,
+        batch_id=args.batch_id,
+        concurrency=concurrency,
+        retry_failed=args.retry_failed,
+        progress=not args.no_progress,
+        processes=not args.one_process,
+    )
+
+
+def _batch_options(args: argparse.Namespace) -> Any:
+    """``hydralab batch RECORD...``: the experiment from the options."""
     from hydralab.batch import run_batch_sync
     from hydralab.records import list_records
 
-    if args.caller == "llm":
-        raise ValueError("--caller llm runs one call at a time: use hydralab run")
     kwargs = _tool_kwargs(args)
     data_dir = Path(kwargs["data_dir"]) if kwargs["data_dir"] else None
-    result = run_batch_sync(
+    return run_batch_sync(
         args.records or list_records(data_dir),
         trials=args.trials,
         concurrency=args.concurrency,
@@ -718,15 +800,6 @@ def _batch(args: argparse.Namespace) -> int:
         **{**kwargs, "data_dir": data_dir},
         **_caller_kwargs(args, simulate=False),
     )
-    print(result.summary())
-    try:
-        import pandas as pd
-    except ImportError:  # the table needs the notebooks extra; the batch is written anyway
-        pd = None
-    if result.run_dirs() and pd is not None:
-        with pd.option_context("display.precision", 0, "display.width", 120):
-            print(latency_table(load_batch(result.batch_dir)))
-    return 0 if result.ok else 1
 
 
 def _score(args: argparse.Namespace) -> int:
