@@ -728,7 +728,11 @@ def _batch(args: argparse.Namespace) -> int:
         pd = None
     if result.run_dirs() and pd is not None:
         with pd.option_context("display.precision", 0, "display.width", 120):
-            print(latency_table(load_batch(result.batch_dir)))
+            tables = load_batch(result.batch_dir)
+            print("model_response (ms): Hydra's speech_stopped -> its first audio delta")
+            print(latency_table(tables))
+            print("heard (ms): the caller's speech end -> the first audible answer at the caller")
+            print(latency_table(tables, metric="heard_ms"))
     return 0 if result.ok else 1
 
 

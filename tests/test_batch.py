@@ -256,5 +256,6 @@ def test_cli_batch(fake: FakeRunner, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "batch cli: 4 conversations (ok 4)" in out
     if PANDAS:  # the latency table of the fixture's turns (printed when pandas is there)
         assert "p50_ms" in out and "barged_in" in out
+        assert "model_response (ms)" in out and "heard (ms)" in out  # both headlines
     assert fake.max_active == 4
     assert main(["batch", "BOOM", "--out", str(tmp_path), "--one-process", "--no-progress"]) == 1

@@ -276,9 +276,11 @@ async def test_scripted_call_with_marks() -> None:
         first, last = bridge.arrivals[i + 1], bridge.arrivals[j - 1]
         assert abs(start.timestamp_ms - first.wall_ms) < 100
         assert abs(stop.timestamp_ms - last.wall_ms) < 100
-        # The stop stamps the end of the last real sample (80 of 160 in the last frame).
+        # The stop stamps the end of the last real sample (80 of 160 in the last frame); a
+        # wake-up a period or more late re-anchors the send grid (never a burst), which on a
+        # loaded machine (the test suite's other workers, a headless browser) adds to it.
         assert stop.timestamp_ms - start.timestamp_ms == pytest.approx(
-            (TONE_FRAMES - 1) * 20 + 10, abs=25
+            (TONE_FRAMES - 1) * 20 + 10, abs=50
         )
         sent = result.user_turns[turn]
         assert (sent.start_epoch_ms, sent.stop_epoch_ms) == (start.timestamp_ms, stop.timestamp_ms)

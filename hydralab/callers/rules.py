@@ -113,6 +113,8 @@ _SYNONYMS: Mapping[str, tuple[str, ...]] = {
     "first": ("first name",),
     "last": ("last name", "surname", "family name"),
 }
+#: A goodbye however the STT spelled it ("goodbye", "good by", "bye").
+_BYE = re.compile(r"\b(?:good ?bye|good by|bye)\b")
 #: Single words that name one item on their own.
 _STRONG_WORDS = frozenset({"npi", "pin", "otp", "dob", "email", "surname", "badge"})
 _MONEY = re.compile(r"\$\s?(\d[\d,]*(?:\.\d+)?)|(\d[\d,]*(?:\.\d+)?)\s*dollars?")
@@ -205,7 +207,7 @@ class RulesCaller:
             return self._confirm(text)
         if any(cue in low for cue in _OFFER):
             return self._answer_offer(text)
-        if any(cue in low for cue in _CLOSING):
+        if any(cue in low for cue in _CLOSING) or _BYE.search(low):
             return Reply(_GOODBYE, end_call=True, reason="goodbye")
         reference = self._reference_reply(low, min_score=0.35)
         if reference is not None:
