@@ -205,15 +205,20 @@ def percentile_ci(
     Raises:
         ValueError: On invalid values, ``q``, ``level`` or ``n_boot``.
     """
-    qq = _q(q)
     return bootstrap_ci(
-        values,
-        lambda x, axis: np.percentile(x, qq, axis=axis),
-        level=level,
-        n_boot=n_boot,
-        seed=seed,
-        vectorized=True,
+        values, _percentile_of(q), level=level, n_boot=n_boot, seed=seed, vectorized=True
     )
+
+
+def _percentile_of(q: float) -> Callable[..., Any]:
+    """The vectorised ``q``-th percentile (numpy's linear, as ``latency_stats``) for
+    :func:`bootstrap_ci` / :func:`bootstrap_diff_ci`."""
+    qq = _q(q)
+
+    def stat(x: npt.NDArray[np.float64], axis: int) -> Any:
+        return np.percentile(x, qq, axis=axis)
+
+    return stat
 
 
 def bootstrap_diff_ci(
@@ -280,15 +285,8 @@ def percentile_diff_ci(
     Raises:
         ValueError: On invalid values, ``q``, ``level`` or ``n_boot``.
     """
-    qq = _q(q)
     return bootstrap_diff_ci(
-        a,
-        b,
-        lambda x, axis: np.percentile(x, qq, axis=axis),
-        level=level,
-        n_boot=n_boot,
-        seed=seed,
-        vectorized=True,
+        a, b, _percentile_of(q), level=level, n_boot=n_boot, seed=seed, vectorized=True
     )
 
 
