@@ -259,7 +259,11 @@ def _lines_with_data(ax: Any) -> list[Any]:
 def test_plot_latency_ecdf(batch: RunTables) -> None:
     ax = plot_latency_ecdf(batch)
     steps = [ln for ln in _lines_with_data(ax) if ln.get_drawstyle().startswith("steps")]
-    assert len(steps) == 2  # plain, tool
+    assert len(steps) == 3  # heard (dashed, beside model_response), plain, tool
+    assert steps[0].get_linestyle() == "--"
+    alone = plot_latency_ecdf(batch, heard=False)
+    steps_alone = [ln for ln in _lines_with_data(alone) if ln.get_drawstyle().startswith("steps")]
+    assert len(steps_alone) == 2  # plain, tool
     marks = [ln for ln in _lines_with_data(ax) if ln.get_marker() in ("o", "s", "^")]
     assert len(marks) == 2 * 3  # p50, p90, p95 on each curve
     tool = batch.assistant[batch.assistant["type"] == "tool"]["model_response_ms"]
@@ -267,7 +271,8 @@ def test_plot_latency_ecdf(batch: RunTables) -> None:
     assert p90.get_xdata()[0] == pytest.approx(np.percentile(tool, 90))
     assert p90.get_ydata()[0] == pytest.approx(0.9)
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend[0].startswith("plain (n=8)") and legend[1].startswith("tool (n=12)")
+    assert legend[0].startswith("heard by the caller, all (n=")
+    assert legend[1].startswith("plain (n=8)") and legend[2].startswith("tool (n=12)")
     assert "model_response" in ax.get_xlabel() and ax.get_ylim()[1] >= 1.0
 
 
