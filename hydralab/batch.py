@@ -42,6 +42,7 @@ import multiprocessing
 import os
 import secrets as _secrets
 import shutil
+import signal
 import socket
 import tempfile
 import time
@@ -647,13 +648,25 @@ async def _run_in_subprocess(record: str | Record | None, kwargs: dict[str, Any]
     """Run :func:`_conversation` in a fresh child process and await its outcome."""
     # spawn, not fork: the parent may be a Jupyter kernel with threads; one process per call
     # so a crash (or a stuck native library) takes only its own conversation down.
+    # Ctrl-C reaches the whole process group: the child ignores it (no traceback from it) and
+    # the parent, whose cancellation marks the conversation for a retry, ends the child.
     pool = concurrent.futures.ProcessPoolExecutor(
-        1, mp_context=multiprocessing.get_context("spawn")
+        1, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_sigint
     )
     try:
         return await asyncio.get_running_loop().run_in_executor(pool, _conversation, record, kwargs)
+    except asyncio.CancelledError:
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            with contextlib.suppress(Exception):
+                proc.terminate()
+        raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _ignore_sigint() -> None:
+    """A conversation's child process leaves Ctrl-C to the batch (its parent)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _progress(total: int, done: int, *, enabled: bool) -> Any:

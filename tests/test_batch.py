@@ -259,3 +259,48 @@ def test_cli_batch(fake: FakeRunner, tmp_path: Path, capsys: pytest.CaptureFixtu
         assert "model_response (ms)" in out and "heard (ms)" in out  # both headlines
     assert fake.max_active == 4
     assert main(["batch", "BOOM", "--out", str(tmp_path), "--one-process", "--no-progress"]) == 1
+
+
+@pytest.mark.e2e
+def test_ctrl_c_stops_a_batch_cleanly(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) during a batch: exit
+    130, no traceback from the conversation's child process, the child ended, and the
+    conversation marked for a retry in the manifest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from needs import require_speech
+
+    require_speech()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hydralab", "batch", "HL-AIR-001", "--out", str(tmp_path),
+         "--batch-id", "ctrlc", "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        # a job started in the background inherits SIGINT ignored; a terminal's batch has it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    manifest = tmp_path / "ctrlc" / MANIFEST
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until the call is under way (its run directory)
+        if manifest.is_file() and list((tmp_path / "ctrlc").glob("trial_1/records/*")):
+            break
+        time.sleep(0.2)
+    time.sleep(3.0)  # the child is in its call
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err, err
+    convs = _manifest(tmp_path / "ctrlc")["conversations"]
+    assert [(c["status"], c["error"]) for c in convs] == [("error", "cancelled")]
+    gone = time.monotonic() + 15  # nothing of the batch is left running (the ended child's
+    while time.monotonic() < gone:  # STT process and multiprocessing's tracker follow it)
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)
