@@ -454,6 +454,10 @@ def test_emulator_mutes_audio_after_an_update_over_its_ceiling() -> None:
 
 
 def test_emulator_update_validation_follows_the_docs() -> None:
+    """Source: ../shared/reference/smallest-docs/managing-sessions.mdx, "Mid-session updates"
+    ("Only the `tools` field is honoured", the echo lists only applied fields, a no-op patch
+    produces no echo) and its warning that `session.update` returns `invalid_frame` on
+    unknown fields; the live profile reproduces all three."""
     e = _configured()
     # an unknown field: invalid_frame, nothing applied
     bad = SessionUpdate(session={"tools": [tool(5)], "temperature": 0.2}, event_id="evt_bad")

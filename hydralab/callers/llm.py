@@ -101,7 +101,7 @@ _ERROR_DETAIL_CHARS = 200
 _INAUDIBLE = "[inaudible]"
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_LOOPBACK_HOSTS = frozenset({"localhost", "::1", "[::1]", "0.0.0.0"})
+_LOOPBACK_HOSTS = frozenset({"localhost", "::1", "[::1]"})  # with 127.0.0.0/8: no key needed
 
 END_CALL_TOOL: dict[str, Any] = {
     "type": "function",

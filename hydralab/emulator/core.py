@@ -602,8 +602,10 @@ _LIVE: dict[str, Any] = {
     "handshake_delay_on": "configured",
     "resume": "with_context",
     "strict_path": True,
-    # a production endpoint tracks the line's noise floor (webrtcvad alone hears a 10 dB SNR
-    # line's steady noise as speech and never ends the turn)
+    # UNVERIFIED GUESS (no spec, doc page or recorded frame says how Hydra's endpointing
+    # treats a noisy line): a production endpoint tracks the noise floor; webrtcvad alone
+    # hears a 10 dB SNR line's steady noise as speech and never ends the turn. Results on
+    # degraded lines against the emulator measure this guess, not Hydra.
     "vad_noise_gate_db": 6.0,
 }
 
