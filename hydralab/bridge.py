@@ -179,6 +179,15 @@ def write_outputs(core: BridgeCore, writer: RunWriter, tools: ToolExecutor) -> N
         writer.close()
 
 
+_TICK_NS = 100_000_000
+"""Longest sleep of a session's ticker (its flushes of the recordings and the event log)."""
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class BridgeSession(CoreOutcome):
     """One caller ↔ model conversation. ``run(ws)`` returns when the call has ended."""
 
@@ -227,7 +236,9 @@ class BridgeSession(CoreOutcome):
         self.done = asyncio.Event()
         self.connect_attempts = 0
         self._stop = asyncio.Event()
-        self._wake = asyncio.Event()
+        # the ticker's sleep: until when, and the future an earlier deadline resolves
+        self._sleep_until_ns = 0
+        self._wake_fut: asyncio.Future[None] | None = None
         self._to_caller: asyncio.Queue[ToCaller] = asyncio.Queue()
         self._to_model: asyncio.Queue[ToModel | ToModelAudio] = asyncio.Queue()
         self._tool_tasks: set[asyncio.Task[None]] = set()
@@ -337,7 +348,21 @@ class BridgeSession(CoreOutcome):
                     self._reconnect = e
                 case End():
                     self._stop.set()
-        self._wake.set()
+        self._nudge()
+
+    def _nudge(self) -> None:
+        """Wake the ticker if what just happened moved the core's next deadline earlier than
+        its sleep (or ended the call). Most inputs do not (a caller frame moves the silence
+        fill later), and a wake-up per input cost more than the input."""
+        fut = self._wake_fut
+        if fut is None or fut.done():
+            return
+        if self.core.stopped:
+            fut.set_result(None)
+            return
+        at = self.core.next_deadline_ns()
+        if at is not None and at < self._sleep_until_ns:
+            fut.set_result(None)
 
     def _spawn(self, tasks: set[asyncio.Task[None]], coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -450,16 +475,25 @@ class BridgeSession(CoreOutcome):
             self._apply(self.core.model_connected(model_info(self.client), self.clock.now_ns()))
 
     async def _ticker(self) -> None:
+        loop = asyncio.get_running_loop()
         while not self.core.stopped:
-            self.core.timeline.flush(self.clock.now_ns())  # settled audio to disk; never raises
+            now = self.clock.now_ns()
+            self.core.timeline.flush(now)  # settled audio to disk; never raises
+            self.writer.flush(now)
             at = self.core.next_deadline_ns()
-            self._wake.clear()
-            delay = 0.1 if at is None else (at - self.clock.now_ns()) / 1e9
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+            if at is None or at > now:
+                # sleep until the deadline (at most _TICK_NS: the flushes above) or a nudge
+                until = now + _TICK_NS if at is None else min(at, now + _TICK_NS)
+                fut: asyncio.Future[None] = loop.create_future()
+                self._sleep_until_ns, self._wake_fut = until, fut
+                timer = loop.call_at(loop.time() + (until - now) / 1e9, _resolve, fut)
+                try:
+                    await fut
+                finally:
+                    timer.cancel()
+                    self._wake_fut = None
                 continue
-            self._apply(self.core.advance(self.clock.now_ns()))
+            self._apply(self.core.advance(now))
             await asyncio.sleep(0)
 
     async def _caller_writer(self, ws: ServerConnection) -> None:
@@ -572,9 +606,19 @@ class Bridge:
         """Conversations in flight."""
         return len(self._active)
 
-    async def start(self, *, host: str = "127.0.0.1", port: int = 0) -> str:
+    async def start(
+        self, *, host: str = "127.0.0.1", port: int = 0, reuse_port: bool = False
+    ) -> str:
+        """Listen on ``host:port`` (0: any free port). ``reuse_port``: share the port with
+        other processes that set it too (``SO_REUSEPORT``; the kernel spreads the connections
+        over them: :func:`hydralab.serve.serve_workers`)."""
         self._server = await serve(
-            self._handler, host, port, compression=None, max_size=CALLER_MAX_FRAME_BYTES
+            self._handler,
+            host,
+            port,
+            compression=None,
+            max_size=CALLER_MAX_FRAME_BYTES,
+            reuse_port=reuse_port or None,  # passed on to loop.create_server
         )
         self.port = int(next(iter(self._server.sockets)).getsockname()[1])
         return self.url

@@ -18,6 +18,7 @@ connecting. The API key is taken from ``SMALLEST_API_KEY`` (or passed in as a
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import json
@@ -258,7 +259,7 @@ def elide_frame(d: dict[str, Any]) -> dict[str, Any]:
     for k in keys:
         v = out.get(k)
         if isinstance(v, str):
-            out[k] = f"<{len(v) * 3 // 4} bytes>"
+            out[k] = f"<{len(v) * 3 // 4 - v[-2:].count('=')} bytes>"  # base64's decoded size
     return out
 
 
@@ -305,6 +306,19 @@ def encode_client_event(event: HydraEvent) -> tuple[str, dict[str, Any]]:
     return json.dumps(d, ensure_ascii=False, separators=(",", ":")), d
 
 
+_APPEND_TYPE = InputAudioBufferAppend.type
+
+
+def encode_append(event_id: str, pcm16k: npt.NDArray[np.int16]) -> tuple[str, dict[str, Any]]:
+    """``input_audio_buffer.append`` of ``pcm16k`` with ``event_id``: its text frame (the same
+    text :func:`encode_client_event` writes for it, without building the event and its dict:
+    50 of these a second) and its frame-log dict (audio elided)."""
+    pcm = pcm16k if pcm16k.dtype == "<i2" else np.ascontiguousarray(pcm16k, dtype="<i2")
+    b64 = base64.b64encode(pcm.tobytes()).decode("ascii")
+    text = f'{{"type":"{_APPEND_TYPE}","event_id":{json.dumps(event_id)},"audio":"{b64}"}}'
+    return text, {"type": _APPEND_TYPE, "event_id": event_id, "audio": f"<{pcm.size * 2} bytes>"}
+
+
 class SentEventIds:
     """Client ``event_id``s: stamps each client event and remembers the recent ones' types, so
     that a server ``error`` naming one (``error.event_id``) can be matched to its frame.
@@ -333,6 +347,16 @@ class SentEventIds:
     def sent_type(self, event_id: str | None) -> str | None:
         """The type of the recent client frame with this ``event_id`` (``None`` if unknown)."""
         return self._types.get(event_id) if event_id else None
+
+    def next_id(self, type_: str) -> str:
+        """A new ``event_id`` for a frame of ``type_`` built without an event object,
+        remembered as :meth:`stamp` remembers it."""
+        self.n_sent += 1
+        eid = client_event_id(self.prefix, self.n_sent)
+        self._types[eid] = type_
+        if len(self._types) > _SENT_IDS_KEPT:
+            self._types.pop(next(iter(self._types)))
+        return eid
 
 
 def handshake_closed_error(code: int | None, reason: str | None) -> HydraHandshakeError:
@@ -600,7 +624,7 @@ class HydraClient(ConfiguredSession):
                     self._backlog.append(ev)
 
     # ------------------------------------------------------------------ send / receive
-    async def _send_text(self, text: str, logged: dict[str, Any]) -> None:
+    async def _send_text(self, text: str, logged: dict[str, Any], *, elided: bool = False) -> None:
         if self._ws is None:
             raise HydraConnectionError("not connected")
         try:
@@ -609,7 +633,7 @@ class HydraClient(ConfiguredSession):
             raise HydraConnectionError(f"Hydra socket closed: {exc.rcvd or exc}") from None
         self.stats.frames_out += 1
         if self._log is not None:
-            self._log("out", elide_frame(logged), self._now_ns())
+            self._log("out", logged if elided else elide_frame(logged), self._now_ns())
 
     def _stamp(self, event: HydraEvent) -> Any:
         """``event`` with a client ``event_id`` (kept when set), remembered so that a server
@@ -630,7 +654,10 @@ class HydraClient(ConfiguredSession):
 
     async def send_audio(self, pcm16k: npt.NDArray[np.int16]) -> None:
         """PCM16 mono 16 kHz → ``input_audio_buffer.append``."""
-        await self.send(InputAudioBufferAppend.from_pcm(pcm16k))
+        if not self._configured.is_set():
+            raise HydraError("audio before session.configured would be dropped by Hydra")
+        text, logged = encode_append(self._ids.next_id(_APPEND_TYPE), pcm16k)
+        await self._send_text(text, logged, elided=True)
         self.stats.audio_bytes_out += int(pcm16k.size) * 2
 
     async def _recv(self) -> HydraEvent | None:

@@ -1,13 +1,17 @@
 """The run directory: EVA-compatible files plus hydralab's own.
 
-``events.jsonl`` is appended and flushed line by line while the call runs, so a crash leaves a
-valid partial log. The other files are written whole: the bridge session's through
-:class:`RunWriter` (``audit_log.json``, ``transcript.jsonl``, the scenario DBs...) when the
-session ends, on any exit path; the runner's (``run.json``, ``result.json``, ``config.json``...)
-through :func:`write_json` / :func:`write_jsonl`. Every JSON write is atomic (temp file +
-rename) and passes through :func:`hydralab.secrets.redact_obj`, so no API key reaches the disk.
-Files are created with mode ``0o644`` less the process umask, which this module neither reads
-nor changes.
+``events.jsonl`` is appended line by line while the call runs and flushed to the OS at least
+every :data:`EVENTS_FLUSH_MS` of the session clock (and at its end), so a crash leaves a valid
+partial log missing at most that much (a flush per row, ~100 rows a second of audio frames,
+cost more than the rest of the uplink's logging). The other files are written whole: the
+bridge session's through :class:`RunWriter` (``audit_log.json``, ``transcript.jsonl``, the
+scenario DBs...) when the session ends, on any exit path; the runner's (``run.json``,
+``result.json``, ``config.json``...) through :func:`write_json` / :func:`write_jsonl`. Every
+JSON write is atomic (temp file + rename) and passes through
+:func:`hydralab.secrets.redact_obj` (skipped for a row whose JSON
+:func:`hydralab.secrets.may_hold_secret` clears), so no API key reaches the disk. Files are
+created with mode ``0o644`` less the process umask, which this module neither reads nor
+changes.
 """
 
 from __future__ import annotations
@@ -19,15 +23,22 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from hydralab.secrets import redact_obj
+from hydralab.secrets import may_hold_secret, redact_obj
 
-__all__ = ["FILE_MODE", "RunWriter", "write_json", "write_jsonl"]
+__all__ = ["EVENTS_FLUSH_MS", "FILE_MODE", "RunWriter", "write_json", "write_jsonl"]
+
+EVENTS_FLUSH_MS = 100
+"""Longest stretch of the session clock ``events.jsonl`` rows wait in the writer's buffer."""
+_FLUSH_NS = EVENTS_FLUSH_MS * 1_000_000
 
 FILE_MODE = 0o644
 """Mode of every file written (``os.open`` applies the process umask on top)."""
 
 
 def _dump(obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> str:
+    text = json.dumps(obj, indent=indent, ensure_ascii=False, default=str, sort_keys=sort_keys)
+    if not may_hold_secret(text):  # nothing redact_obj would change: skip walking every string
+        return text
     return json.dumps(
         redact_obj(obj), indent=indent, ensure_ascii=False, default=str, sort_keys=sort_keys
     )
@@ -72,6 +83,7 @@ class RunWriter:
         self._lock = threading.Lock()
         fd = os.open(self.dir / "events.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
         self._events: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8")
+        self._flushed_ns = t0_ns
 
     # ------------------------------------------------------------------ incremental log
     def log(self, src: str, direction: str, frame: dict[str, Any], t_ns: int) -> None:
@@ -87,7 +99,17 @@ class RunWriter:
         with self._lock:
             if self._events is not None:
                 self._events.write(line)
+                if not 0 <= t_ns - self._flushed_ns < _FLUSH_NS:
+                    self._events.flush()
+                    self._flushed_ns = t_ns
+
+    def flush(self, t_ns: int) -> None:
+        """Flush ``events.jsonl`` if its oldest unflushed row may be :data:`EVENTS_FLUSH_MS`
+        old (the shell calls this on its ticks, so a quiet call's last rows reach the disk)."""
+        with self._lock:
+            if self._events is not None and not 0 <= t_ns - self._flushed_ns < _FLUSH_NS:
                 self._events.flush()
+                self._flushed_ns = t_ns
 
     def hydra_frame(self, direction: str, frame: dict[str, Any], t_ns: int) -> None:
         """``FrameLogger`` for :class:`~hydralab.client.HydraClient`."""

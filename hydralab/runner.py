@@ -36,6 +36,7 @@ from hydralab.emulator import Emulator, EmulatorConfig, EmulatorSession
 from hydralab.evalog import fill_assistant_speech
 from hydralab.latency import latency_stats
 from hydralab.listener import Hearing, Listener
+from hydralab.perf import steady_gc
 from hydralab.policy import CALLER_POLICIES, CallerPolicy, CallerPolicyName
 from hydralab.protocol.budget import (
     CONFIGURE_CEILING_BYTES,
@@ -681,16 +682,17 @@ async def run_record(
                 if progress is not None
                 else None
             )
-            try:
-                caller_result = await _place_call(caller_obj, bridge, interrupt)
-            finally:
-                if watcher is not None:
-                    watcher.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await watcher
-            if caller_result is None:
-                raise CallInterrupted("interrupted before the call began: nothing was recorded")
-            session = await _the_session(bridge, caller_result, timeout_s=session_timeout_s)
+            with steady_gc():  # no full collection stalls the call's clock
+                try:
+                    caller_result = await _place_call(caller_obj, bridge, interrupt)
+                finally:
+                    if watcher is not None:
+                        watcher.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await watcher
+                if caller_result is None:
+                    raise CallInterrupted("interrupted before the call began: nothing was recorded")
+                session = await _the_session(bridge, caller_result, timeout_s=session_timeout_s)
         finally:
             if bridge is not None:
                 await bridge.stop()

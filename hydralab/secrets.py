@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -13,6 +14,7 @@ __all__ = [
     "Secret",
     "get_api_key",
     "install_log_redaction",
+    "may_hold_secret",
     "redact",
     "redact_known",
     "redact_obj",
@@ -24,6 +26,7 @@ _QUERY_KEY = re.compile(r"(?i)((?:api_key|apikey|access_token|token|key)=)[^&\s\
 _BEARER = re.compile(r"(?i)(bearer\s+|token\s+)[A-Za-z0-9._\-]{8,}")
 _BEARER_HINT = re.compile(r"(?i)bearer|token")  # a cheap first look: most text has neither
 _known: set[str] = set()
+_known_json: set[str] = set()  # each known key as it appears inside a JSON string
 
 
 class Secret:
@@ -35,6 +38,8 @@ class Secret:
         self._value = value
         if value:
             _known.add(value)
+            if len(value) >= 4:
+                _known_json.add(json.dumps(value, ensure_ascii=False)[1:-1])
 
     def reveal(self) -> str:
         """The real value, for the one place that must put it on the wire."""
@@ -70,6 +75,16 @@ def redact(text: str) -> str:
         if len(k) >= 4:
             out = out.replace(k, "***")
     return out
+
+
+def may_hold_secret(json_text: str) -> bool:
+    """Whether :func:`redact_obj` could change an object whose JSON (``ensure_ascii=False``)
+    is ``json_text``: it holds an ``=``, ``bearer`` or ``token`` (JSON never escapes them), or
+    a known key as JSON writes it. ``False`` means the text is safe as it is: the cheap check
+    that lets a writer skip redacting every string of every row (most rows are audio frames)."""
+    if "=" in json_text or _BEARER_HINT.search(json_text):
+        return True
+    return any(k in json_text for k in _known_json)
 
 
 def redact_known(text: str) -> str:

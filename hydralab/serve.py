@@ -28,7 +28,14 @@ import contextlib
 import dataclasses
 import datetime as dt
 import glob
+import multiprocessing
+import pickle
+import queue
+import signal
+import socket
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +43,7 @@ from hydralab.bridge import Bridge, BridgeConfig, BridgeSession
 from hydralab.client import HYDRA_URL
 from hydralab.clock import Clock
 from hydralab.emulator import Emulator, EmulatorConfig
+from hydralab.perf import steady_gc
 from hydralab.protocol.budget import CONFIGURE_CEILING_BYTES, ConfigureMode
 from hydralab.records import Record, load_record
 from hydralab.runner import (
@@ -55,7 +63,7 @@ from hydralab.runner import (
     tool_executor,
 )
 from hydralab.script import Script, script_from_record
-from hydralab.secrets import ENV_VAR, Secret, get_api_key
+from hydralab.secrets import ENV_VAR, Secret, get_api_key, redact
 from hydralab.speech.stt import SttConfig, Transcriber
 from hydralab.tools import BackendChoice
 
@@ -79,6 +87,8 @@ class BridgeServer:
         transcriber: User-turn STT, as :func:`hydralab.runner.run_record` takes it.
         script: What the emulator says (default: the record's reference conversation).
         max_calls: Conversations at once; a caller over it is refused (close 1013 ``busy``).
+        reuse_port: Share ``port`` with other processes (``SO_REUSEPORT``):
+            :func:`serve_workers` runs several servers of one record on one port.
         tools, eva_dir: Which tool code runs the calls, as for
             :func:`hydralab.runner.run_record` (checked and loaded before serving).
         Others: as :func:`hydralab.runner.run_record`.
@@ -110,6 +120,7 @@ class BridgeServer:
         max_calls: int = DEFAULT_MAX_CALLS,
         tools: BackendChoice = "auto",
         eva_dir: Path | str | None = None,
+        reuse_port: bool = False,
     ) -> None:
         if max_calls < 1:
             raise ValueError(f"max_calls must be >= 1, got {max_calls}")
@@ -128,6 +139,7 @@ class BridgeServer:
         self.max_calls = max_calls
         record_run_dir(self.out_dir, f"{self.run_id}-001", self.record.id)  # plain names only
         self.port = port
+        self.reuse_port = reuse_port
         self._endpoint = resolve_hydra_url(hydra_url) if model == "hydra" else HYDRA_URL
         self._key = get_api_key(api_key)
         if model == "hydra" and not self._key:
@@ -165,6 +177,7 @@ class BridgeServer:
         """Connections refused (over ``max_calls``, or while stopping): close 1013."""
         self.url = ""
         self._n = 0
+        self._gc_hold: contextlib.ExitStack | None = None
 
     async def start(self) -> str:
         """Start the emulator (if chosen) and the bridge; the callers' ``ws://…/ws`` URL."""
@@ -179,8 +192,11 @@ class BridgeServer:
         self._bridge = Bridge(
             self._new_session, max_concurrent=self.max_calls, on_refused=self.refused.append
         )
-        self.url = await self._bridge.start(port=self.port)
+        self.url = await self._bridge.start(port=self.port, reuse_port=self.reuse_port)
         self.port = self._bridge.port
+        if self._gc_hold is None:  # no full collection of the start-up objects stalls a call
+            self._gc_hold = contextlib.ExitStack()
+            self._gc_hold.enter_context(steady_gc())
         return self.url
 
     def _new_session(self) -> BridgeSession:
@@ -258,6 +274,9 @@ class BridgeServer:
         if self._bridge is not None:
             await self._bridge.stop()
             self._bridge = None
+        if self._gc_hold is not None:
+            self._gc_hold.close()
+            self._gc_hold = None
         if self.emulator is not None:
             await self.emulator.stop()
         if self._stt is not None:
@@ -285,3 +304,217 @@ async def serve_bridge(
         yield server
     finally:
         await server.stop()
+
+
+# ---------------------------------------------------------------------- several processes
+@dataclass(frozen=True)
+class WorkerReport:
+    """What one :func:`serve_workers` process served."""
+
+    worker: int
+    run_id: str
+    results: list[tuple[str | None, str]]  # (ended_reason, run_dir) per conversation
+    failures: list[str]
+    refused: int
+    error: str | None = None
+
+
+def _worker_main(
+    k: int,
+    record: str | Record | None,
+    kwargs: dict[str, Any],
+    ready: Any,
+    status: Any,
+    stop: Any,
+    reports: Any,
+) -> None:
+    """One :func:`serve_workers` process: a :class:`BridgeServer` on the shared port until
+    ``stop`` is set. ``status[k - 1]`` says whether it started (1) or not (-1), set before
+    ``ready`` is released; its report goes to ``reports``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the workers
+    run_id = str(kwargs.get("run_id"))
+
+    def failed(exc: BaseException) -> WorkerReport:
+        return WorkerReport(k, run_id, [], [], 0, redact(f"{type(exc).__name__}: {exc}"))
+
+    async def main() -> WorkerReport:
+        try:
+            server = BridgeServer(record, **kwargs)
+            await server.start()
+        except BaseException as exc:
+            status[k - 1] = -1
+            return failed(exc)
+        finally:
+            if status[k - 1] == 0:
+                status[k - 1] = 1
+            ready.release()
+        await asyncio.to_thread(stop.wait)
+        results = await server.stop()
+        return WorkerReport(
+            k,
+            server.run_id,
+            [(r.ended_reason, str(r.run_dir)) for r in results],
+            list(server.failures),
+            len(server.refused),
+        )
+
+    try:
+        report = asyncio.run(main())
+    except BaseException as exc:  # reported, never a silent worker
+        report = failed(exc)
+    reports.put(report)
+
+
+class ServeWorkers:
+    """``workers`` processes, each a :class:`BridgeServer` of the same record, sharing one port
+    on 127.0.0.1 (``SO_REUSEPORT``: the kernel spreads the callers' connections over them), so
+    the bridge's work uses every core: one event loop keeps exact 20 ms time for only so many
+    calls (``make bench``).
+
+    Worker ``k`` (1-based) names its runs ``RUN_ID-wK-NNN`` and takes at most
+    ``ceil(max_calls / workers)`` calls at once (the kernel's spreading is by connection, not
+    by load: a caller refused by a full worker may find room on a retry). Each worker runs its
+    own emulator (``model="emulator"``) and writes its own run directories.
+
+    Usage::
+
+        with ServeWorkers("HL-AIR-001", workers=2, out_dir="runs") as served:
+            print(served.url)
+            ...  # callers call
+        served.reports  # one WorkerReport per worker
+    """
+
+    def __init__(
+        self,
+        record: str | Record | None = None,
+        *,
+        workers: int = 2,
+        port: int = 0,
+        run_id: str | None = None,
+        max_calls: int = DEFAULT_MAX_CALLS,
+        start_timeout_s: float = 120.0,
+        **kwargs: Any,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        if max_calls < 1:
+            raise ValueError(f"max_calls must be >= 1, got {max_calls}")
+        for name, value in kwargs.items():
+            pickle_check(name, value)
+        self.record = record
+        self.workers = workers
+        self.run_id = run_id or _run_id()
+        self.max_calls = max_calls
+        self.per_worker = -(-max_calls // workers)
+        self.start_timeout_s = start_timeout_s
+        self._kwargs = kwargs
+        self._holder: socket.socket | None = None
+        self.port = port
+        self._procs: list[Any] = []
+        self._ctx = multiprocessing.get_context("spawn")
+        self._stop = self._ctx.Event()
+        self._reports: Any = self._ctx.Queue()
+        self.reports: list[WorkerReport] = []
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def start(self) -> str:
+        """Start the workers; returns once every one listens (or raises with why not)."""
+        # the port: held open (bound, never listening) with SO_REUSEPORT, so no other program
+        # takes it while the workers start; connections only go to the workers' listeners
+        holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind(("127.0.0.1", self.port))
+        self._holder, self.port = holder, holder.getsockname()[1]
+        ready = self._ctx.Semaphore(0)
+        status = self._ctx.Array("i", self.workers)
+        for k in range(1, self.workers + 1):
+            kw = {
+                **self._kwargs,
+                "port": self.port,
+                "reuse_port": True,
+                "run_id": f"{self.run_id}-w{k}",
+                "max_calls": self.per_worker,
+            }
+            proc = self._ctx.Process(
+                target=_worker_main,
+                args=(k, self.record, kw, ready, status, self._stop, self._reports),
+                name=f"hydralab-serve-w{k}",
+                daemon=True,
+            )
+            proc.start()
+            self._procs.append(proc)
+        deadline = time.monotonic() + self.start_timeout_s
+        for _ in self._procs:
+            if not ready.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                self.stop()
+                raise TimeoutError(f"serve workers did not start within {self.start_timeout_s:g} s")
+        if any(
+            status[i] != 1 for i in range(self.workers)
+        ):  # a worker that could not start: its report says why
+            reports = self.stop(timeout_s=30.0)
+            bad = [r for r in reports if r.error]
+            why = f"serve worker {bad[0].worker} failed: {bad[0].error}" if bad else "failed"
+            raise RuntimeError(why)
+        return self.url
+
+    def _collect(self, *, block: bool, timeout_s: float = 0.0) -> list[WorkerReport]:
+        got: list[WorkerReport] = []
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                got.append(
+                    self._reports.get(timeout=max(0.01, deadline - time.monotonic()))
+                    if block
+                    else self._reports.get_nowait()
+                )
+            except queue.Empty:
+                if not block or time.monotonic() >= deadline:
+                    break
+            if block and len(self.reports) + len(got) >= len(self._procs):
+                break
+        self.reports.extend(got)
+        return got
+
+    def stop(self, *, timeout_s: float = 120.0) -> list[WorkerReport]:
+        """End the calls in flight (``server_shutdown``), write their outputs, stop the
+        workers; every worker's report (a worker that died is reported as such)."""
+        self._stop.set()
+        self._collect(block=True, timeout_s=timeout_s)
+        for proc in self._procs:
+            proc.join(timeout=5.0)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5.0)
+        seen = {r.worker for r in self.reports}
+        for k, proc in enumerate(self._procs, start=1):
+            if k not in seen:
+                self.reports.append(
+                    WorkerReport(k, f"{self.run_id}-w{k}", [], [], 0, f"exited ({proc.exitcode})")
+                )
+        self._procs = []
+        if self._holder is not None:
+            self._holder.close()
+            self._holder = None
+        self.reports.sort(key=lambda r: r.worker)
+        return self.reports
+
+    def __enter__(self) -> ServeWorkers:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def pickle_check(name: str, value: Any) -> None:
+    """``value`` goes to the worker processes: say clearly when it cannot."""
+    try:
+        pickle.dumps(value)
+    except Exception as exc:
+        raise ValueError(
+            f"serve workers: {name} cannot be sent to a worker process ({exc}); pass a "
+            "name or a picklable configuration"
+        ) from None

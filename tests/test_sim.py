@@ -234,7 +234,7 @@ def test_sim_model_session_frames_events_as_hydra_client_does() -> None:
     client._configured.set()
     sent: list[str] = []
 
-    async def capture(text: str, logged: dict[str, Any]) -> None:
+    async def capture(text: str, logged: dict[str, Any], *, elided: bool = False) -> None:
         sent.append(text)
 
     client._send_text = capture  # type: ignore[method-assign]
@@ -264,7 +264,7 @@ def test_sim_model_session_frames_events_as_hydra_client_does() -> None:
         "conversation.item.create",
         "input_audio_buffer.append",
     ]
-    assert logged[-1][1]["audio"] == "<642 bytes>"  # audio elided as HydraClient does
+    assert logged[-1][1]["audio"] == "<640 bytes>"  # audio elided as HydraClient does
 
 
 def test_sim_model_session_rejects_bad_frames_as_the_client_does() -> None:

@@ -67,7 +67,6 @@ from typing import Any, Final, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
-import scipy.fft
 
 from hydralab.audio.pcm import check_pcm16
 from hydralab.audio.timeline import AUDIBLE_DBFS
@@ -289,6 +288,8 @@ def _pink(rng: np.random.Generator, n: int, sample_rate_hz: int) -> Float64Array
     """Gaussian noise with a 1/f power spectrum above :data:`PINK_CORNER_HZ` (FFT shaping)."""
     if n == 0:
         return np.zeros(0)
+    import scipy.fft  # deferred: scipy.fft costs ~0.5 s at import, only pink noise needs it
+
     m = int(scipy.fft.next_fast_len(max(n, 2), real=True))
     spectrum = rng.standard_normal(m // 2 + 1) + 1j * rng.standard_normal(m // 2 + 1)
     freqs = np.fft.rfftfreq(m, d=1.0 / sample_rate_hz)

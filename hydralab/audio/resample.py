@@ -5,7 +5,7 @@ Why not ``soxr.ResampleStream`` for the live path: it holds samples back (HQ: 11
 per-chunk resampling: edge transients at 50 Hz (error only ~28 dB below the signal). See
 ``docs/hydra-facts.md``, "Resampling".
 
-:class:`StreamResampler` is a rational L/M polyphase FIR (Kaiser-window ``firwin`` prototype)
+:class:`StreamResampler` is a rational L/M polyphase FIR (Kaiser-windowed sinc prototype)
 that carries its input history across calls, so streaming in any chunking gives the same samples
 as one call over the whole signal, emits exactly ``floor(total_in * out / in)`` samples so far
 after every call, and delays the signal by a fixed, whole number of output samples
@@ -34,6 +34,9 @@ MAX_RATIO_TERM = 1024
 """Largest L or M (of the reduced ratio out/in = L/M) the polyphase resampler accepts."""
 
 _DIRECT_TERM = 64  # up to this, every polyphase branch of a window is computed at once
+# The input buffer (history + chunk) is kept between calls up to this many samples (512 KiB);
+# a longer chunk (a whole file in one call) gets a temporary buffer instead.
+_KEEP_BUFFER_SAMPLES = 1 << 16
 
 DEFAULT_TAPS_PER_PHASE = 48
 # Band edges as fractions of the lower Nyquist frequency: flat to 0.85 (3400 Hz at 8 kHz),
@@ -55,23 +58,42 @@ class _Design:
     attenuation_db: float
 
 
+def _kaiser_beta(attenuation_db: float) -> float:
+    """Kaiser window ``beta`` for a stop-band attenuation in dB (Kaiser's empirical formula, as
+    ``scipy.signal.kaiser_beta``)."""
+    a = attenuation_db
+    if a > 50:
+        return 0.1102 * (a - 8.7)
+    if a > 21:
+        return float(0.5842 * (a - 21) ** 0.4 + 0.07886 * (a - 21))  # float ** float is Any
+    return 0.0
+
+
+def _kaiser_lowpass(numtaps: int, cutoff: float, beta: float) -> npt.NDArray[np.float64]:
+    """Kaiser-windowed sinc low-pass, ``cutoff`` in cycles per sample, scaled to unit DC gain.
+
+    The same taps (to rounding) as ``scipy.signal.firwin(numtaps, cutoff, window=("kaiser", beta),
+    fs=1.0)``, in numpy only: importing ``scipy.signal`` takes ~0.8 s, and the first
+    :class:`StreamResampler` is built on the event loop as a call starts.
+    """
+    right = cutoff / 0.5  # cutoff as a fraction of the Nyquist frequency (fs = 1)
+    m = np.arange(numtaps, dtype=np.float64) - 0.5 * (numtaps - 1)
+    h: npt.NDArray[np.float64] = right * np.sinc(right * m)
+    h *= np.kaiser(numtaps, beta)
+    h /= np.sum(h)  # unit gain at DC
+    return h
+
+
 @functools.lru_cache(maxsize=64)
 def _design(up: int, down: int, taps_per_phase: int) -> _Design:
     """Design (once per ratio) the Kaiser low-pass prototype and its polyphase bank."""
-    from scipy.signal import firwin, kaiser_beta  # deferred: scipy.signal takes ~0.8 s to import
-
     delay = max(1, round(taps_per_phase * max(up, down) / (2 * down)))
     taps = 2 * down * delay + 1  # odd, symmetric: group delay = M * delay upsampled samples
     nyq = 0.5 / max(up, down)  # lower Nyquist frequency, normalised to the upsampled rate
     width = (_STOP_EDGE - _PASS_EDGE) * nyq
     attenuation = min(14.36 * (taps - 1) * width + 7.95, _MAX_ATTENUATION_DB)  # Kaiser formula
-    proto = firwin(
-        taps,
-        0.5 * (_PASS_EDGE + _STOP_EDGE) * nyq,
-        window=("kaiser", kaiser_beta(attenuation)),
-        fs=1.0,
-    )
-    proto = np.asarray(proto, dtype=np.float64) * up  # zero-stuffing costs a factor L of gain
+    proto = _kaiser_lowpass(taps, 0.5 * (_PASS_EDGE + _STOP_EDGE) * nyq, _kaiser_beta(attenuation))
+    proto = proto * up  # zero-stuffing costs a factor L of gain
     per_phase = -(-taps // up)
     padded = np.zeros(per_phase * up, dtype=np.float64)
     padded[:taps] = proto
@@ -85,7 +107,11 @@ def _design(up: int, down: int, taps_per_phase: int) -> _Design:
 
 
 def _to_int16(y: npt.NDArray[np.float64]) -> npt.NDArray[np.int16]:
-    return np.clip(np.rint(y), -32768, 32767).astype(np.int16)
+    """Round and saturate to int16. Overwrites ``y``, which must be the caller's own scratch."""
+    np.rint(y, out=y)
+    np.maximum(y, -32768.0, out=y)  # same as np.clip (no NaN here), without its Python overhead
+    np.minimum(y, 32767.0, out=y)
+    return y.astype(np.int16)
 
 
 def _check_rate(name: str, value: int) -> None:
@@ -134,7 +160,8 @@ class StreamResampler:
         self._identity = up == down
         self._d = _design(up, down, self.taps_per_phase) if not self._identity else None
         self._hist_len = 0 if self._d is None else self._d.per_phase - 1 + down
-        self._history: npt.NDArray[np.float64] = np.zeros(self._hist_len, dtype=np.float64)
+        # buf[:hist_len] is the input history (newest last); each call appends its chunk after it.
+        self._buf: npt.NDArray[np.float64] = np.zeros(self._hist_len, dtype=np.float64)
         self._n_in = 0
         self._n_out = 0
 
@@ -177,7 +204,7 @@ class StreamResampler:
 
     def reset(self) -> None:
         """Forget the filter history and counters (start a new, unrelated stream)."""
-        self._history = np.zeros(self._hist_len, dtype=np.float64)
+        self._buf[: self._hist_len] = 0.0
         self._n_in = 0
         self._n_out = 0
 
@@ -205,9 +232,19 @@ class StreamResampler:
         start_in = self._n_in
         end_out = ((start_in + n) * up) // down
         count = end_out - self._n_out
-        buf: npt.NDArray[np.float64] = np.concatenate((self._history, pcm), dtype=np.float64)
+        hist = self._hist_len
+        total = hist + n
+        buf = self._buf
+        if total > buf.shape[0]:
+            buf = np.empty(total, dtype=np.float64)
+            buf[:hist] = self._buf[:hist]
+            if total <= _KEEP_BUFFER_SAMPLES:
+                self._buf = buf
+        else:
+            buf = buf[:total]
+        buf[hist:] = pcm  # exact int16 -> float64
         y = self._compute(buf, start_in, count) if count > 0 else np.zeros(0, dtype=np.float64)
-        self._history = buf[buf.shape[0] - self._hist_len :].copy()
+        self._buf[:hist] = buf[n:]  # the newest hist_len samples (numpy copes with the overlap)
         self._n_in = start_in + n
         self._n_out = end_out
         return _to_int16(y)
