@@ -488,6 +488,8 @@ def _conversation_tables(
         **{f"heard_p{p}_ms": heard_st.get(f"p{p}_ms", np.nan) for p in PERCENTILES},
         **_turn_taking_columns(d),
         "run_dir": str(d),
+        # executor "ray": the host the call ran on (its node.json; None for local runs)
+        "node": (_read_json(d / "node.json", {}) or {}).get("hostname"),
     }
     ids = {k: meta.get(k) for k in ("conversation", "trial", "variant")}
     ids.update(record_id=session["record_id"], model=session["model"])

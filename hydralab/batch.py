@@ -26,6 +26,11 @@ each other's clocks: the offline STT holds the GIL for 100–400 ms per caller u
 stalled loop stamps another call's ``speech_stopped`` or first audio late (measured: up to
 ~550 ms). Against the emulator every conversation also reports ``overhead_max_ms``, the most any
 turn's measured ``model_response`` exceeded what the emulator actually did (its ground truth).
+
+``executor="ray"`` runs each conversation as a Ray task instead (:mod:`hydralab.ray_exec`, the
+``ray`` extra): the same run directories, manifest, resume and failure handling, with a per-node
+call limit, a cluster-wide cap on live model sessions and each run's ``node.json``. The executor
+is not an experiment setting: a batch started locally may be resumed on Ray and back.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydralab.aio import run_sync
 from hydralab.caller import CallerConfig
@@ -64,6 +69,9 @@ from hydralab.runner import (
     run_record,
 )
 from hydralab.secrets import get_api_key, redact
+
+if TYPE_CHECKING:  # Ray's executor module is imported when a batch asks for it
+    from hydralab.ray_exec import RaySettings
 
 __all__ = [
     "EXPERIMENT_KEYS",
@@ -91,6 +99,9 @@ FINISHED = ("ok", "failed")
 #: handshake). Such a conversation is an infrastructure ``error``, not a ``failed`` one. A
 #: session that was up and then dropped ends ``model_disconnected``: the model's failure.
 NEVER_CONNECTED = frozenset({"model_connect_failed"})
+#: Where the conversations run: ``"local"`` (one child process each, on this machine) or
+#: ``"ray"`` (one Ray task each, :mod:`hydralab.ray_exec`).
+EXECUTORS = ("local", "ray")
 #: ``run_record`` arguments a variant may not set: the batch sets them for every conversation.
 _BATCH_OWNED = ("out_dir", "run_id", "hydra_url", "emulator_config", "caller_config", "api_key")
 #: The ``batch.json`` config entries a resume must keep: they define what the conversations
@@ -132,6 +143,8 @@ class Conversation:
     # status "error" because the call never reached the model (DNS, refused, 401, server_full,
     # handshake): not a model failure, left out of scores and latency, re-run on resume
     infrastructure: bool = False
+    node: str | None = None  # executor "ray": the host it ran on (its run's node.json says more)
+    node_id: str | None = None  # executor "ray": Ray's id of that node
 
     @property
     def key(self) -> str:
@@ -366,6 +379,13 @@ async def run_batch(
     hydra_url: str | None = None,
     variants: Mapping[str, Mapping[str, Any]] | None = None,
     label: str | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+    ray_init_kwargs: Mapping[str, Any] | None = None,
+    calls_per_node: int | None = None,
+    max_model_sessions: int | None = None,
+    max_calls_per_minute: float | None = None,
+    ship_results: bool = False,
     **run_kwargs: Any,
 ) -> BatchResult:
     """Run ``records × trials`` conversations, at most ``concurrency`` at a time.
@@ -398,6 +418,24 @@ async def run_batch(
             ``hydra_url``, ``emulator_config``, ``caller_config`` or ``api_key``.
         label: Free text describing the batch (e.g. ``"hydra-v1.1, zoe, pink 10 dB"``), kept in
             ``batch.json`` (its config and every conversation's entry).
+        executor: ``"local"`` (default: one child process per conversation on this machine)
+            or ``"ray"``: one Ray task per conversation (``pip install 'hydralab[ray]'``; see
+            :mod:`hydralab.ray_exec`), ``concurrency`` tasks in flight. Not an experiment
+            setting (a batch may be resumed on the other executor); kept in ``batch.json``.
+        ray_address: ``executor="ray"``: an existing cluster's address (``"auto"``,
+            ``"ray://head:10001"``); ``None`` = the Ray this process already joined, else a
+            local one that hydralab starts (and shuts down at the end).
+        ray_init_kwargs: More ``ray.init`` arguments (``num_cpus``, ``runtime_env``, ...).
+        calls_per_node: A local Ray's per-node call limit (its ``hydralab_call`` resource;
+            default 2 per CPU core). The nodes of an existing cluster declare it when they
+            start: ``ray start --resources '{"hydralab_call": N}'``.
+        max_model_sessions: Live calls across the cluster at once (Hydra's per-organisation
+            session cap answers ``server_full``); ``None`` = no limit.
+        max_calls_per_minute: Call starts across the cluster per minute (Smallest's request
+            rate cap); ``None`` = no limit.
+        ship_results: Always send each run directory back to the driver (``tar.gz``) instead
+            of writing it in place; it is shipped anyway when a worker cannot see the batch
+            directory.
         **run_kwargs: Passed to :func:`hydralab.runner.run_record` (``hydra_model``, ``voice``,
             ``data_dir``, ``transcriber``, ...).
 
@@ -411,6 +449,16 @@ async def run_batch(
     """
     if trials < 1 or concurrency < 1:
         raise ValueError(f"trials and concurrency must be ≥ 1, got {trials} and {concurrency}")
+    ray_settings = _ray_settings(
+        executor,
+        processes=processes,
+        address=ray_address,
+        init_kwargs=ray_init_kwargs,
+        calls_per_node=calls_per_node,
+        max_model_sessions=max_model_sessions,
+        max_calls_per_minute=max_calls_per_minute,
+        ship_results=ship_results,
+    )
     for vname, vkw in (variants or {}).items():
         owned = sorted(set(vkw) & set(_BATCH_OWNED))
         if owned:
@@ -487,8 +535,15 @@ async def run_batch(
             for name, kw in (variants or {}).items()
         },
         "label": label,
+        "executor": executor,  # not an experiment setting: a resume may use the other one
     }
     _check_resume(batch_dir, stored, config)
+    runner_ray = None
+    if ray_settings is not None:
+        from hydralab.ray_exec import RayExecutor
+
+        runner_ray = RayExecutor(ray_settings, batch_dir)
+        config["ray"] = runner_ray.start()
     result = BatchResult(batch_dir, convs, skipped=len(convs) - len(todo), config=config)
     created = dt.datetime.now().isoformat(timespec="seconds")
     t_start = time.monotonic()
@@ -525,6 +580,7 @@ async def run_batch(
                     shutil.rmtree(old, ignore_errors=True)
             c.status, c.error, c.ended_reason, c.run_dir = "running", None, None, None
             c.overhead_max_ms, c.not_completed, c.infrastructure = None, None, False
+            c.node = c.node_id = None
             c.started_at = dt.datetime.now().isoformat(timespec="seconds")
             c.attempts += 1
             t0 = time.monotonic()
@@ -541,14 +597,19 @@ async def run_batch(
                 "caller_config": dataclasses.replace(cal, seed=cal_seed + k),
             }
             try:
-                if processes:
+                if runner_ray is not None:
+                    kwargs = _for_ray(kwargs, models_of[c.variant])
+                    out = await runner_ray.run(by_id[c.record_id], kwargs, key=c.key)
+                elif processes:
                     out = await _run_in_subprocess(by_id[c.record_id], kwargs)
                 else:
                     out = _outcome(await run_record(by_id[c.record_id], **kwargs))
             except Exception as exc:  # one conversation failing never stops the batch
                 out = _exception_outcome(exc)
+            node = out.get("node") or {}
+            c.node, c.node_id = node.get("hostname"), node.get("node_id")
             if "exception" in out:
-                c.status, c.error = "error", out["exception"]
+                c.status, c.error = "error", redact(out["exception"])
                 c.infrastructure = bool(out.get("infrastructure"))
             else:
                 c.run_dir = os.path.relpath(out["run_dir"], batch_dir)
@@ -572,10 +633,72 @@ async def run_batch(
         for c in convs:  # cancelled mid-call: the next run retries it
             if c.status == "running":
                 c.status, c.error = "error", "cancelled"
+        if runner_ray is not None:  # cancels what still runs; Ray stops if hydralab started it
+            runner_ray.close()
         save()
         if bar is not None:
             bar.close()
     return result
+
+
+def _ray_settings(
+    executor: str,
+    *,
+    processes: bool,
+    address: str | None,
+    init_kwargs: Mapping[str, Any] | None,
+    calls_per_node: int | None,
+    max_model_sessions: int | None,
+    max_calls_per_minute: float | None,
+    ship_results: bool,
+) -> RaySettings | None:
+    """The checked Ray settings of ``executor="ray"`` (``None`` for the local executor)."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}: use 'local' or 'ray'")
+    given = {
+        "ray_address": address is not None,
+        "ray_init_kwargs": init_kwargs is not None,
+        "calls_per_node": calls_per_node is not None,
+        "max_model_sessions": max_model_sessions is not None,
+        "max_calls_per_minute": max_calls_per_minute is not None,
+        "ship_results": ship_results,
+    }
+    if executor == "local":
+        named = [k for k, v in given.items() if v]
+        if named:
+            raise ValueError(f"{', '.join(named)} applies to executor='ray' only")
+        return None
+    if not processes:
+        raise ValueError("executor='ray' runs each conversation in a Ray task: processes=False "
+                         "(one event loop) does not apply")  # fmt: skip
+    from hydralab.ray_exec import RaySettings, import_ray
+
+    import_ray()  # not installed: say how, before anything is written
+    settings = RaySettings(
+        address=address,
+        init_kwargs=init_kwargs,
+        calls_per_node=calls_per_node,
+        max_model_sessions=max_model_sessions,
+        max_calls_per_minute=max_calls_per_minute,
+        ship_results=ship_results,
+    )
+    settings.check()
+    return settings
+
+
+def _for_ray(kwargs: dict[str, Any], model: str) -> dict[str, Any]:
+    """A conversation's ``run_record`` arguments for a Ray worker: folders absolute (a
+    worker's working directory is not the driver's) and, against Hydra, the key (a remote
+    node has no ``SMALLEST_API_KEY``; a :class:`~hydralab.secrets.Secret` never prints)."""
+    out = dict(kwargs)
+    for name in ("out_dir", "data_dir", "eva_dir"):
+        if isinstance(out.get(name), str | Path):
+            out[name] = Path(out[name]).expanduser().resolve()
+    if model == "hydra" and not out.get("api_key"):
+        key = get_api_key()
+        if key:
+            out["api_key"] = key
+    return out
 
 
 def _outcome(r: RunResult) -> dict[str, Any]:
@@ -689,7 +812,7 @@ def run_batch_sync(
 SWEEP_KEYS = (
     "records", "trials", "label", "batch_id", "concurrency", "seed", "data_dir", "eva_dir",
     "stt", "tools", "configure_mode", "profile", "hydra_url", "session_timeout_s", "models",
-    "callers",
+    "callers", "executor", "ray_address", "max_model_sessions", "max_calls_per_minute",
 )  # fmt: skip
 _MODEL_KEYS = ("label", "model", "hydra_model", "voice")
 _CALLER_KEYS = ("label", "caller", "persona", "hearing", "line")
@@ -705,6 +828,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "model": ("emulator", "hydra"),
     "caller": ("scripted", "rules"),
     "hearing": ("stt", "native"),
+    "executor": EXECUTORS,
 }
 
 
@@ -821,6 +945,10 @@ def load_sweep(path: Path | str) -> Sweep:
         label: free text             # batch label (optional)
         batch_id: my-sweep           # batch directory; rerun to resume (optional)
         concurrency: 3               # conversations at once (optional)
+        executor: local              # local | ray (where they run; not an experiment setting)
+        ray_address: auto            # executor ray: an existing cluster (default: local Ray)
+        max_model_sessions: 4        # executor ray: live calls across the cluster (optional)
+        max_calls_per_minute: 60     # executor ray: call starts across the cluster (optional)
         seed: 0                      # seed of trial 1 (default 0)
         data_dir: ../eva/data        # records folder (optional; default: eva_dir or hydralab's)
         eva_dir: ../eva              # EVA checkout (optional)
@@ -912,6 +1040,24 @@ def load_sweep(path: Path | str) -> Sweep:
             raise ck.fail("batch_id", str(exc)) from None
     if "concurrency" in top:
         batch_kwargs["concurrency"] = ck.integer(top["concurrency"], "concurrency", minimum=1)
+    if "executor" in top:
+        batch_kwargs["executor"] = ck.choice(top["executor"], "executor", "executor")
+    ray_only = [
+        k for k in ("ray_address", "max_model_sessions", "max_calls_per_minute") if k in top
+    ]
+    if ray_only and batch_kwargs.get("executor") != "ray":
+        raise ck.fail(ray_only[0], "applies to 'executor: ray' only")
+    if "ray_address" in top:
+        batch_kwargs["ray_address"] = ck.text(top["ray_address"], "ray_address")
+    if "max_model_sessions" in top:
+        batch_kwargs["max_model_sessions"] = ck.integer(
+            top["max_model_sessions"], "max_model_sessions", minimum=1
+        )
+    if "max_calls_per_minute" in top:
+        rpm = ck.number(top["max_calls_per_minute"], "max_calls_per_minute")
+        if rpm <= 0:
+            raise ck.fail("max_calls_per_minute", f"must be > 0, got {rpm:g}")
+        batch_kwargs["max_calls_per_minute"] = rpm
 
     models: list[tuple[str, dict[str, Any]]] = []
     for i, item in enumerate(ck.labelled(top["models"], "models")):
@@ -982,20 +1128,31 @@ async def run_batch_sweep(
     retry_failed: bool = False,
     progress: bool = True,
     processes: bool = True,
+    **executor_kwargs: Any,
 ) -> BatchResult:
     """Run the sweep file ``path`` (:func:`load_sweep`) as one batch: every record × trial once
     per ``models × callers`` combination, the variant ``<model label>+<caller label>``.
 
-    ``batch_id`` and ``concurrency`` override the file's; the rest is as :func:`run_batch`
-    (resume: the same file and batch id; :class:`BatchSettingsError` if the file changed what
-    the conversations measure).
+    ``batch_id`` and ``concurrency`` override the file's, and so do ``executor_kwargs``
+    (:func:`run_batch`'s ``executor``, ``ray_address``, ``ray_init_kwargs``,
+    ``calls_per_node``, ``max_model_sessions``, ``max_calls_per_minute``, ``ship_results``);
+    the rest is as :func:`run_batch` (resume: the same file and batch id;
+    :class:`BatchSettingsError` if the file changed what the conversations measure).
     """
+    allowed = (
+        "executor", "ray_address", "ray_init_kwargs", "calls_per_node", "max_model_sessions",
+        "max_calls_per_minute", "ship_results",
+    )  # fmt: skip
+    unknown = sorted(set(executor_kwargs) - set(allowed))
+    if unknown:
+        raise TypeError(f"run_batch_sweep: unexpected arguments {', '.join(unknown)}")
     sweep = load_sweep(path)
     kwargs = {**sweep.run_kwargs, **sweep.batch_kwargs}
     if batch_id is not None:
         kwargs["batch_id"] = batch_id
     if concurrency is not None:
         kwargs["concurrency"] = concurrency
+    kwargs.update(executor_kwargs)
     return await run_batch(
         sweep.record_ids(),
         trials=sweep.trials,

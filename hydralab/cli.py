@@ -146,7 +146,9 @@ def _parser() -> argparse.ArgumentParser:
         "--trials, more records, --concurrency may change. With --config SWEEP.yaml the sweep "
         "file defines the experiment (records, trials, models x callers as variants "
         "<model>+<caller>); only --out, --batch-id, --concurrency, --retry-failed, "
-        "--no-progress and --one-process may be given with it.",
+        "--no-progress, --one-process and the Ray options may be given with it. --ray runs "
+        "each conversation as a Ray task (pip install 'hydralab[ray]'), on a local Ray or an "
+        "existing cluster.",
     )
     bat.add_argument(
         "records", nargs="*", metavar="RECORD", help="record ids (default: all of --data-dir's)"
@@ -203,6 +205,46 @@ def _parser() -> argparse.ArgumentParser:
     bat.add_argument(
         "--one-process", action="store_true", help="all conversations in one event loop"
     )
+    bat.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run each conversation as a Ray task (needs pip install 'hydralab[ray]'): on a "
+        "local Ray that hydralab starts, or on the cluster at ADDRESS ('auto', "
+        "'ray://head:10001') (default: the local executor, one child process each)",
+    )
+    bat.add_argument(
+        "--calls-per-node",
+        type=int,
+        default=None,
+        metavar="N",
+        help="--ray without ADDRESS: calls at once per node (the local Ray's hydralab_call "
+        "resource; a cluster's nodes declare it: ray start --resources "
+        "'{\"hydralab_call\": N}') (default: 2 per CPU core)",
+    )
+    bat.add_argument(
+        "--max-model-sessions",
+        type=int,
+        default=None,
+        metavar="N",
+        help="--ray: live model sessions across the cluster at once (Hydra's per-organisation "
+        "cap) (default: no limit)",
+    )
+    bat.add_argument(
+        "--max-calls-per-minute",
+        type=float,
+        default=None,
+        metavar="N",
+        help="--ray: call starts per minute across the cluster (default: no limit)",
+    )
+    bat.add_argument(
+        "--ship-results",
+        action="store_true",
+        help="--ray: send every run directory back to this machine (default: only when a "
+        "worker cannot see the batch directory)",
+    )
 
     srv = add_parser(
         "serve",
@@ -241,6 +283,15 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=4,
         help="calls at once; a caller over it is refused with close 1013 busy (default: 4)",
+    )
+    srv.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="bridge processes sharing the port (SO_REUSEPORT), so the calls use every core; "
+        "worker K names its runs RUN_ID-wK-NNN and takes ceil(max-calls / N) calls at once "
+        "(default: 1, one process)",
     )
 
     rep = add_parser(
@@ -548,6 +599,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "emulator":
             return _emulator(args)
         if args.command == "serve":
+            if args.workers > 1:
+                return asyncio.run(_serve_workers(args))
             return asyncio.run(_serve(args))
         if args.command == "replay":
             from hydralab.replay import serve_fixture
@@ -712,6 +765,53 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0 if not server.failures else 1
 
 
+async def _serve_workers(args: argparse.Namespace) -> int:
+    """``serve --workers N``: N bridge processes on one port until SIGINT / SIGTERM."""
+    from hydralab.emulator import EmulatorConfig
+    from hydralab.serve import ServeWorkers
+
+    served = ServeWorkers(
+        args.record,
+        workers=args.workers,
+        model=args.model,
+        out_dir=args.out,
+        run_id=args.run_id,
+        port=args.port,
+        hydra_model=args.hydra_model,
+        hydra_url=args.hydra_url,
+        voice=args.voice,
+        transcriber=None if args.stt == "none" else args.stt,
+        emulator_config=EmulatorConfig.for_profile(args.profile, seed=args.seed),
+        max_calls=args.max_calls,
+        **_tool_kwargs(args),
+    )
+    url = await asyncio.to_thread(served.start)
+    stop = asyncio.Event()
+    print(
+        f"hydralab serve: {args.workers} workers ({args.model}) waiting for callers on {url}; "
+        f"runs go to {Path(args.out) / (served.run_id + '-wK-NNN')}; Ctrl-C to stop",
+        flush=True,
+    )
+    try:
+        with _stop_signals(lambda _sig: stop.set()):
+            await stop.wait()
+    finally:
+        reports = await asyncio.to_thread(served.stop)
+    failed = False
+    for rep in reports:
+        for reason, run_dir in rep.results:
+            print(f"{reason or '?':<16} {run_dir}")
+        for failure in rep.failures:
+            print(f"not written: {failure}", file=sys.stderr)
+        if rep.refused:
+            print(f"worker {rep.worker}: {rep.refused} caller(s) refused (busy)", file=sys.stderr)
+        if rep.error:
+            print(f"worker {rep.worker}: {rep.error}", file=sys.stderr)
+        failed = failed or bool(rep.failures or rep.error)
+    print(f"{sum(len(r.results) for r in reports)} call(s) served", flush=True)
+    return 1 if failed else 0
+
+
 def _batch(args: argparse.Namespace) -> int:
     from hydralab.analysis import latency_table, load_batch
 
@@ -740,7 +840,8 @@ def _batch(args: argparse.Namespace) -> int:
 #: experiment); ``records`` and every other option conflict with it.
 _SWEEP_CLI_OPTIONS = (
     "command", "config", "out", "batch_id", "concurrency", "retry_failed", "no_progress",
-    "one_process",
+    "one_process", "ray", "calls_per_node", "max_model_sessions", "max_calls_per_minute",
+    "ship_results",
 )  # fmt: skip
 
 
@@ -763,7 +864,7 @@ def _batch_sweep(args: argparse.Namespace) -> Any:
         raise ValueError(
             f"--config {args.config} defines the experiment: set {', '.join(given)} in the "
             "sweep file instead (only --out, --batch-id, --concurrency, --retry-failed, "
-            "--no-progress, --one-process go with --config)"
+            "--no-progress, --one-process and the Ray options go with --config)"
         )
     concurrency = args.concurrency if args.concurrency != defaults["concurrency"] else None
     return run_batch_sweep_sync(
@@ -774,7 +875,24 @@ def _batch_sweep(args: argparse.Namespace) -> Any:
         retry_failed=args.retry_failed,
         progress=not args.no_progress,
         processes=not args.one_process,
+        **_ray_kwargs(args),
     )
+
+
+def _ray_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``run_batch``'s executor arguments from ``--ray [ADDRESS]`` and the Ray options (only
+    those given: a sweep file's own stay unless overridden)."""
+    out: dict[str, Any] = {}
+    if args.ray is not None:
+        out["executor"] = "ray"
+        if args.ray:
+            out["ray_address"] = args.ray
+    for name in ("calls_per_node", "max_model_sessions", "max_calls_per_minute"):
+        if getattr(args, name) is not None:
+            out[name] = getattr(args, name)
+    if args.ship_results:
+        out["ship_results"] = True
+    return out
 
 
 def _batch_options(args: argparse.Namespace) -> Any:
@@ -801,6 +919,7 @@ def _batch_options(args: argparse.Namespace) -> Any:
         retry_failed=args.retry_failed,
         progress=not args.no_progress,
         processes=not args.one_process,
+        **_ray_kwargs(args),
         **{**kwargs, "data_dir": data_dir},
         **_caller_kwargs(args, simulate=False),
     )
