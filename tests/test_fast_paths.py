@@ -68,3 +68,34 @@ def test_known_key_and_patterns_are_caught() -> None:
     ):
         out = _dump(row, indent=None)
         assert "abcdef123456" not in out and "abcdefghijk" not in out
+
+
+def test_the_hint_check_covers_the_case_blind_regex() -> None:
+    """Every text the redactor's case-blind hint regex finds, the cheap check flags."""
+    from hydralab.secrets import _BEARER_HINT
+
+    for text in ("BeArEr x", "TOKEN", "to\u212aen", "xx bearer", "nothing here", "tok en"):
+        if _BEARER_HINT.search(text):
+            assert may_hold_secret(json.dumps(text, ensure_ascii=False)), text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from("abeknortBEKNORT \u212a\u0130"), max_size=12))
+def test_the_hint_check_is_a_superset(text: str) -> None:
+    from hydralab.secrets import _BEARER_HINT
+
+    if _BEARER_HINT.search(text):
+        assert may_hold_secret(json.dumps(text, ensure_ascii=False))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=64), st.sampled_from(["", " ", "\n", "\r\n", "\t"]))
+def test_pcm_decoding_takes_whitespace_as_before(data: bytes, ws: str) -> None:
+    import base64
+
+    from hydralab.protocol.hydra import decode_pcm16
+
+    text = base64.b64encode(data).decode()
+    spaced = ws.join(text[i : i + 4] for i in range(0, len(text), 4))
+    pcm, carry = decode_pcm16(spaced, validate=True)
+    assert pcm.tobytes() + carry == data

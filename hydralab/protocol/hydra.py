@@ -110,9 +110,14 @@ def decode_pcm16(
             alphabet).
     """
     try:
-        raw = base64.b64decode(b64.translate(_B64_SPACE) if validate else b64, validate=validate)
+        raw = base64.b64decode(b64, validate=validate)
     except ValueError as exc:  # binascii.Error
-        raise ValueError(f"audio is not base64: {exc}") from None
+        if not validate:
+            raise ValueError(f"audio is not base64: {exc}") from None
+        try:  # whitespace is allowed: strip it (rare, and a copy of the text) and try again
+            raw = base64.b64decode(b64.translate(_B64_SPACE), validate=True)
+        except ValueError as exc2:
+            raise ValueError(f"audio is not base64: {exc2}") from None
     data = carry + raw
     n = len(data) // 2 * 2
     return np.frombuffer(data[:n], dtype="<i2").astype(np.int16), data[n:]
