@@ -2,10 +2,10 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS := speech,notebooks,dev
+EXTRAS := speech,notebooks,dev,ray
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lab venv lint typecheck bench clean
+.PHONY: demo test lab venv lint typecheck bench bench-resample clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,7 +37,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy hydralab
 
+## Performance of the bridge (issue 16): one run, ~10 minutes (benchmarks/README.md). BENCH_ARGS
+## passes options, e.g. `make bench BENCH_ARGS="--quick"` (~2 minutes) or
+## BENCH_ARGS="--hydralab /tmp/hl_before --compare benchmarks/results/bridge_bench.json".
+## The resampler comparison: `make bench-resample`.
 bench: $(STAMP)
+	$(BIN)/python benchmarks/bridge_bench.py $(BENCH_ARGS)
+
+bench-resample: $(STAMP)
 	$(BIN)/python benchmarks/resample_bench.py
 
 clean:

@@ -494,7 +494,9 @@ class BridgeSession(CoreOutcome):
                     self._wake_fut = None
                 continue
             self._apply(self.core.advance(now))
-            await asyncio.sleep(0)
+            again = self.core.next_deadline_ns()
+            if again is not None and again <= now:  # still due: let the writers run first
+                await asyncio.sleep(0)
 
     async def _caller_writer(self, ws: ServerConnection) -> None:
         while True:
