@@ -21,9 +21,13 @@ demo: $(STAMP)
 
 ## The whole suite: lint, types, unit + end-to-end tests, notebooks (nbval).
 ## Tests run on 3 workers, one test file per worker at a time (most calls are simulated in
-## virtual time; the real-socket ones mostly wait); then the three notebooks, side by side.
+## virtual time; the real-socket ones mostly wait); then, alone, the two files that load every
+## core (a local Ray cluster; two serve worker processes with 12 callers), so that they never
+## skew the timing of the real-socket calls beside them; then the notebooks, side by side.
+HEAVY_TESTS := tests/test_ray_batch.py tests/test_serve_workers.py
 test: $(STAMP) lint typecheck
-	$(BIN)/python -m pytest -n 3 --dist loadfile tests
+	$(BIN)/python -m pytest -n 3 --dist loadfile tests $(addprefix --ignore=,$(HEAVY_TESTS))
+	$(BIN)/python -m pytest $(HEAVY_TESTS)
 	$(BIN)/python -m pytest -n 3 --dist loadfile notebooks
 
 ## JupyterLab on notebooks/ (the venv with the notebooks extra, as `make test` sets it up),
