@@ -13,8 +13,9 @@ the first ``hydralab.X`` (or ``from hydralab import X``) imports the one submodu
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hydralab._lazy import lazy_attributes
 
 if TYPE_CHECKING:  # the same names, eagerly, for type checkers (the runtime path is __getattr__)
     from hydralab.analysis import (
@@ -197,23 +198,7 @@ def _version() -> str:
         return "0.0.0"
 
 
-def _lazy_getattr(name: str) -> Any:
-    """Resolve ``hydralab.<name>`` on first access and cache it in the module's globals."""
-    if name == "__version__":
-        value: Any = _version()
-    elif name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    elif not name.startswith("_"):  # a submodule: hydralab.analysis after a bare import hydralab
-        try:
-            return importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise  # the submodule exists but one of its own imports is missing
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
+_lazy_getattr = lazy_attributes(__name__, _LAZY, globals(), special={"__version__": _version})
 
 
 if not TYPE_CHECKING:  # hidden from type checkers, so an unknown name stays an error for them

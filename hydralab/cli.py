@@ -725,24 +725,29 @@ async def _run_call(args: argparse.Namespace) -> int:
     return 0 if result.completed else 1
 
 
-async def _serve(args: argparse.Namespace) -> int:
+def _serve_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``hydralab serve``'s options as :class:`~hydralab.serve.BridgeServer` arguments."""
     from hydralab.emulator import EmulatorConfig
+
+    return {
+        "model": args.model,
+        "out_dir": args.out,
+        "run_id": args.run_id,
+        "port": args.port,
+        "hydra_model": args.hydra_model,
+        "hydra_url": args.hydra_url,
+        "voice": args.voice,
+        "transcriber": None if args.stt == "none" else args.stt,
+        "emulator_config": EmulatorConfig.for_profile(args.profile, seed=args.seed),
+        "max_calls": args.max_calls,
+        **_tool_kwargs(args),
+    }
+
+
+async def _serve(args: argparse.Namespace) -> int:
     from hydralab.serve import BridgeServer
 
-    server = BridgeServer(
-        args.record,
-        model=args.model,
-        out_dir=args.out,
-        run_id=args.run_id,
-        port=args.port,
-        hydra_model=args.hydra_model,
-        hydra_url=args.hydra_url,
-        voice=args.voice,
-        transcriber=None if args.stt == "none" else args.stt,
-        emulator_config=EmulatorConfig.for_profile(args.profile, seed=args.seed),
-        max_calls=args.max_calls,
-        **_tool_kwargs(args),
-    )
+    server = BridgeServer(args.record, **_serve_kwargs(args))
     url = await server.start()
     stop = asyncio.Event()
     print(
@@ -767,24 +772,9 @@ async def _serve(args: argparse.Namespace) -> int:
 
 async def _serve_workers(args: argparse.Namespace) -> int:
     """``serve --workers N``: N bridge processes on one port until SIGINT / SIGTERM."""
-    from hydralab.emulator import EmulatorConfig
     from hydralab.serve import ServeWorkers
 
-    served = ServeWorkers(
-        args.record,
-        workers=args.workers,
-        model=args.model,
-        out_dir=args.out,
-        run_id=args.run_id,
-        port=args.port,
-        hydra_model=args.hydra_model,
-        hydra_url=args.hydra_url,
-        voice=args.voice,
-        transcriber=None if args.stt == "none" else args.stt,
-        emulator_config=EmulatorConfig.for_profile(args.profile, seed=args.seed),
-        max_calls=args.max_calls,
-        **_tool_kwargs(args),
-    )
+    served = ServeWorkers(args.record, workers=args.workers, **_serve_kwargs(args))
     url = await asyncio.to_thread(served.start)
     stop = asyncio.Event()
     print(

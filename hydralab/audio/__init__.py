@@ -7,8 +7,9 @@ not pay for the others (:mod:`~hydralab.audio.perturb` and its TTS, the timeline
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hydralab._lazy import lazy_attributes
 
 # Eager, not lazy: ``resample`` names both a function and the submodule defining it. Importing the
 # submodule (any ``from hydralab.audio.resample import ...``) binds the *module* as this package's
@@ -73,19 +74,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def _lazy_getattr(name: str) -> Any:
-    """Resolve ``hydralab.audio.<name>`` on first access and cache it in the module's globals."""
-    if name not in _LAZY:
-        if not name.startswith("_"):  # a submodule, e.g. hydralab.audio.perturb (was eager)
-            try:
-                return importlib.import_module(f"{__name__}.{name}")
-            except ModuleNotFoundError as exc:
-                if exc.name != f"{__name__}.{name}":
-                    raise  # the submodule exists but one of its own imports is missing
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    globals()[name] = value
-    return value
+_lazy_getattr = lazy_attributes(__name__, _LAZY, globals())
 
 
 if not TYPE_CHECKING:  # hidden from type checkers, so an unknown name stays an error for them
