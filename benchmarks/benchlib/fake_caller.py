@@ -144,8 +144,11 @@ class CallerGroup:
 
 
 async def _main(args: argparse.Namespace) -> None:
+    from benchlib.bridge_proc import LagProbe
     from benchlib.cmdloop import command_loop
 
+    probe = LagProbe()  # this process's own stalls delay its stamps: reported beside them
+    probe.start()
     lo, hi = (int(x) for x in args.ids.split(":"))
     group = CallerGroup(list(range(lo, hi)), args.urls.split(","), args.n_total)
 
@@ -161,6 +164,13 @@ async def _main(args: argparse.Namespace) -> None:
     async def status() -> dict[str, Any]:
         return group.status()
 
+    async def lag_reset() -> dict[str, Any]:
+        probe.reset()
+        return {}
+
+    async def lag_report() -> dict[str, Any]:
+        return {"lag_ms": probe.report()}
+
     async def report(path: str) -> dict[str, Any]:
         Path(path).write_text(json.dumps(group.report()))
         return {"path": path, **group.status()}
@@ -172,6 +182,8 @@ async def _main(args: argparse.Namespace) -> None:
             "stop_stream": stop_stream,
             "status": status,
             "report": report,
+            "lag_reset": lag_reset,
+            "lag_report": lag_report,
         },
         {"convs": len(group.convs)},
     )

@@ -142,12 +142,14 @@ def run_load(
         b0 = [b.cpu_s() for b in bridges]
         g0 = [c.cpu_s() for c in gens]
         _parallel(bridges, "lag_reset")
+        _parallel(callers, "lag_reset")
         _sleep_until(w0 + int(spec.window_s * NS))
         w1 = time.monotonic_ns()
         b1 = [b.cpu_s() for b in bridges]
         g1 = [c.cpu_s() for c in gens]
         rss = sum(b.rss_mb() for b in bridges)
         lag = _parallel(bridges, "lag_report", raw=True)
+        gen_lag = _parallel(callers, "lag_report")
         active = sum(int(r["active"]) for r in _parallel(bridges, "status"))
         _parallel(callers, "stop_stream")
         model.call("stop_responding")
@@ -186,6 +188,7 @@ def run_load(
             c.name: round((b - a) / window_s, 4) for c, a, b in zip(gens, g0, g1, strict=True)
         },
         "idle_lag_ms": [r["lag_ms"] for r in idle_lag],
+        "caller_lag_ms": [r["lag_ms"] for r in gen_lag],
         "lag_ms": summary([x for r in lag for x in r["samples"]], tail=True),  # none: workers
         # the largest stalls (> 10 ms), seconds from the window's start
         "lag_spikes": [[round(t - w0 / NS, 3), ms] for r in lag for t, ms in r.get("spikes", [])],
@@ -228,8 +231,9 @@ def analyse(
       its grid slot (the previous one came late) waits for the slot, so this includes the
       model's jitter as the pacer absorbs it;
     - ``pacing_ms``: |deviation| of the caller's frame arrivals from the ideal grid anchored
-      at the first frame of each response (responses starting inside the window; the longest
-      one when ``continuous``), with ``drift_ms_per_min``.
+      at the first frame of each response (responses starting inside the window; when
+      ``continuous``, the longest one from its first frame to the window's end), with
+      ``drift_ms_per_min``.
     """
     by_conv: dict[int, dict[str, Any]] = {}
     dup = 0
@@ -286,6 +290,7 @@ def analyse(
         from benchlib.stats import pacing_stats
 
         longest = max(pace_segs, key=lambda s: s.size)
+        longest = longest[longest < w1]  # from its first frame to the window's end
         pacing = pacing_stats(longest, period, min_drift_s=1.0)
         pacing["duration_s"] = round((longest[-1] - longest[0]) / NS, 2)
     out: dict[str, Any] = {

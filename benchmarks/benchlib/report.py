@@ -295,21 +295,32 @@ def item4(res: dict[str, Any]) -> str:
                 p.get("p99"),
                 p.get("p99.9"),
                 p.get("max"),
+                p.get("offset_ms"),
+                _g(p, "jitter", "p99"),
+                _g(p, "jitter", "max"),
                 p.get("drift_ms_per_min"),
                 lag.get("p50"),
                 lag.get("p99"),
                 lag.get("max"),
                 _g(run, "model_send_lateness_ms", "p99"),
+                _g(run, "model_send_lateness_ms", "max"),
+                max((x.get("max") or 0.0 for x in run.get("caller_lag_ms") or []), default=None),
             ]
         )
     for run in res.get("runs", []):
         if "error" in run:
-            rows.append([run.get("label"), "error: " + run["error"][:100]] + [None] * 10)
+            rows.append([run.get("label"), "error: " + run["error"][:100]] + [None] * 15)
     head = (
         "### 4. Pacing of one continuous response (targets: p99 ≤ 2 ms, max ≤ 10 ms, drift 0)\n\n"
         "Absolute deviation of the caller's frame arrivals from the ideal grid anchored at the "
         "first frame (bridge: 20 ms frames, the model sending a 100 ms lead then real time; relay: "
-        "the model's own deltas, no lead); loop lag: the process under test's 5 ms probe.\n\n"
+        "the model's own deltas, no lead); loop lag: the process under test's 5 ms probe; "
+        "model late: how late the fake model sent its deltas (beyond the 100 ms lead, the "
+        "bridge's queue runs dry and its pacer restarts the grid: a lasting offset). Anchored at "
+        "the first frame, one early or late first frame shifts every deviation: *offset* is "
+        "the median signed deviation (the first frame's own error, seen from the rest), "
+        "*jitter* the deviation around it. *caller lag max*: the fake caller's own loop stall "
+        "(its stamps are late by as much).\n\n"
     )
     notes = []
     for run in _runs(res):
@@ -338,11 +349,16 @@ def item4(res: dict[str, Any]) -> str:
             "p99",
             "p99.9",
             "max",
+            "offset",
+            "jitter p99",
+            "jitter max",
             "drift ms/min",
             "lag p50",
             "lag p99",
             "lag max",
             "model late p99",
+            "model late max",
+            "caller lag max",
         ],
         rows,
     )
@@ -393,7 +409,7 @@ def item5(res: dict[str, Any]) -> str:
         key=lambda r: (r.get("spec", {}).get("bridge_procs", 0), r.get("spec", {}).get("n", 0)),
     ):
         if "error" in run:
-            rows.append([run.get("label"), "error: " + run["error"][:80]] + [None] * 11)
+            rows.append([run.get("label"), "error: " + run["error"][:80]] + [None] * 12)
             continue
         s = run["spec"]
         bad = {k: v for k, v in run["checks"].items() if v and k != "silence_fill_appends"}
@@ -403,6 +419,7 @@ def item5(res: dict[str, Any]) -> str:
                 s["n"],
                 _g(run, "pacing_ms", "p99"),
                 _g(run, "pacing_ms", "max"),
+                _g(run, "pacing_ms", "jitter", "p99"),
                 _g(run, "downlink_first_ms", "p99"),
                 _g(run, "uplink_ms", "p99"),
                 run["bridge_cpu_frac"],
@@ -441,6 +458,7 @@ def item5(res: dict[str, Any]) -> str:
                 "N",
                 "pacing p99",
                 "pacing max",
+                "jitter p99",
                 "first-frame p99",
                 "uplink p99",
                 "bridge CPU",
@@ -565,10 +583,13 @@ def headline(results: dict[str, Any]) -> dict[str, float]:
             )
     for run in _runs(items.get("4", {})):
         kind = run["spec"]["kind"]
-        for q in ("p99", "p99.9", "max", "drift_ms_per_min"):
+        for q in ("p99", "p99.9", "max", "drift_ms_per_min", "offset_ms"):
             v = _g(run, "pacing_ms", q)
             if v is not None:
                 out[f"4 {kind} pacing {q}"] = v
+        v = _g(run, "pacing_ms", "jitter", "p99")
+        if v is not None:
+            out[f"4 {kind} pacing jitter p99"] = v
         v = _g(run, "lag_ms", "p99")
         if v is not None:
             out[f"4 {kind} loop lag p99"] = v

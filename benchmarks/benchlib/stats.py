@@ -71,14 +71,20 @@ def pacing_stats(
     min_drift_s: float = 1.0,
 ) -> dict[str, Any]:
     """|deviation| of frame arrivals from the ideal ``period_ms`` grid (anchored at the first
-    frame of each segment) — p50/p99/p99.9/max — and the drift (ms per minute: the
-    duration-weighted mean of the per-segment slopes, segments of at least ``min_drift_s``)."""
+    frame of each segment) — p50/p99/p99.9/max — the drift (ms per minute: the
+    duration-weighted mean of the per-segment slopes, segments of at least ``min_drift_s``), and
+    the same deviation around the segment's median offset (:func:`_jitter`)."""
     devs: list[np.ndarray] = []
+    jits: list[np.ndarray] = []
+    offsets: list[float] = []
     slopes: list[tuple[float, float]] = []
     segs = segments(arrivals_ns, gap_ms)
     for seg in segs:
         d = grid_deviation_ms(seg, period_ms)
         devs.append(np.abs(d))
+        off = float(np.median(d))
+        offsets.append(off)
+        jits.append(np.abs(d - off))
         dur_s = (seg[-1] - seg[0]) / 1e9
         if dur_s >= min_drift_s:
             s = drift_ms_per_min(seg, d)
@@ -87,6 +93,7 @@ def pacing_stats(
     allv = np.concatenate(devs) if devs else np.zeros(0)
     out = summary(allv, tail=True)
     out["segments"] = len(segs)
+    out.update(_jitter(jits, offsets))
     if slopes:
         w = np.array([d for _, d in slopes])
         out["drift_ms_per_min"] = round(float(np.dot([s for s, _ in slopes], w) / w.sum()), 4)
@@ -100,14 +107,33 @@ def pooled_pacing(
 ) -> dict[str, Any]:
     """:func:`pacing_stats` over many conversations' arrivals, deviations pooled."""
     devs: list[np.ndarray] = []
+    jits: list[np.ndarray] = []
+    offsets: list[float] = []
     n_segs = 0
     for arr in per_conv:
         for seg in segments(arr, gap_ms):
             n_segs += 1
-            devs.append(np.abs(grid_deviation_ms(seg, period_ms)))
+            d = grid_deviation_ms(seg, period_ms)
+            devs.append(np.abs(d))
+            offsets.append(float(np.median(d)))
+            jits.append(np.abs(d - offsets[-1]))
     out = summary(np.concatenate(devs) if devs else np.zeros(0), tail=True)
     out["segments"] = n_segs
+    out.update(_jitter(jits, offsets))
     return out
+
+
+def _jitter(jits: list[np.ndarray], offsets: list[float]) -> dict[str, Any]:
+    """The deviation around each segment's median offset (``jitter``: what is left once a
+    constant offset of the first frame — early or late, anchoring the grid — is taken out), and
+    the offsets themselves (``offset_ms``: median over segments, ``offset_max_ms``: largest
+    magnitude)."""
+    j = summary(np.concatenate(jits) if jits else np.zeros(0), tail=True)
+    return {
+        "jitter": {k: j[k] for k in ("p50", "p99", "p99.9", "max")},
+        "offset_ms": round(float(np.median(offsets)), 4) if offsets else None,
+        "offset_max_ms": round(float(max(offsets, key=abs)), 4) if offsets else None,
+    }
 
 
 def match_latency(
