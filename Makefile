@@ -41,9 +41,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy hydralab
 
-## Performance of the bridge (issue 16): one run, ~10 minutes (benchmarks/README.md). BENCH_ARGS
-## passes options, e.g. `make bench BENCH_ARGS="--quick"` (~2 minutes) or
-## BENCH_ARGS="--hydralab /tmp/hl_before --compare benchmarks/results/bridge_bench.json".
+## Performance of the bridge (issue 16): one run, ~9 minutes (benchmarks/README.md). BENCH_ARGS
+## passes options, e.g. `make bench BENCH_ARGS="--quick"` (~2 minutes), or beside the kept run of
+## the tree before the optimisation, without overwriting the kept files:
+## BENCH_ARGS="--compare benchmarks/results/bridge_bench_before.json --json /tmp/after.json".
 ## The resampler comparison: `make bench-resample`.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bridge_bench.py $(BENCH_ARGS)
