@@ -420,6 +420,11 @@ class ServeWorkers:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
 
+    @property
+    def pids(self) -> list[int]:
+        """The worker processes' ids (e.g. to read their CPU and memory from ``/proc``)."""
+        return [p.pid for p in self._procs if p.pid is not None]
+
     def start(self) -> str:
         """Start the workers; returns once every one listens (or raises with why not)."""
         # the port: held open (bound, never listening) with SO_REUSEPORT, so no other program

@@ -87,4 +87,4 @@ def test_a_worker_that_cannot_start_says_why(tmp_path: Path) -> None:
     served = ServeWorkers("NO-SUCH-RECORD", workers=2, out_dir=tmp_path, transcriber=None)
     with pytest.raises(RuntimeError, match=r"serve worker \d failed: .*NO-SUCH-RECORD"):
         served.start()
-    assert not served._procs
+    assert not served._procs and served.pids == []
