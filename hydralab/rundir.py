@@ -99,17 +99,19 @@ class RunWriter:
         with self._lock:
             if self._events is not None:
                 self._events.write(line)
-                if not 0 <= t_ns - self._flushed_ns < _FLUSH_NS:
-                    self._events.flush()
-                    self._flushed_ns = t_ns
+                self._flush_if_due(t_ns)
 
     def flush(self, t_ns: int) -> None:
         """Flush ``events.jsonl`` if its oldest unflushed row may be :data:`EVENTS_FLUSH_MS`
         old (the shell calls this on its ticks, so a quiet call's last rows reach the disk)."""
         with self._lock:
-            if self._events is not None and not 0 <= t_ns - self._flushed_ns < _FLUSH_NS:
-                self._events.flush()
-                self._flushed_ns = t_ns
+            self._flush_if_due(t_ns)
+
+    def _flush_if_due(self, t_ns: int) -> None:
+        """(lock held)"""
+        if self._events is not None and not 0 <= t_ns - self._flushed_ns < _FLUSH_NS:
+            self._events.flush()
+            self._flushed_ns = t_ns
 
     def hydra_frame(self, direction: str, frame: dict[str, Any], t_ns: int) -> None:
         """``FrameLogger`` for :class:`~hydralab.client.HydraClient`."""

@@ -400,7 +400,7 @@ class ServeWorkers:
         if max_calls < 1:
             raise ValueError(f"max_calls must be >= 1, got {max_calls}")
         for name, value in kwargs.items():
-            pickle_check(name, value)
+            _check_picklable(name, value)
         self.record = record
         self.workers = workers
         self.run_id = run_id or _run_id()
@@ -465,29 +465,23 @@ class ServeWorkers:
             raise RuntimeError(why)
         return self.url
 
-    def _collect(self, *, block: bool, timeout_s: float = 0.0) -> list[WorkerReport]:
-        got: list[WorkerReport] = []
+    def _collect(self, timeout_s: float) -> None:
+        """Take the workers' reports until every worker has reported or ``timeout_s`` ends."""
         deadline = time.monotonic() + timeout_s
-        while True:
+        while len(self.reports) < len(self._procs):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
             try:
-                got.append(
-                    self._reports.get(timeout=max(0.01, deadline - time.monotonic()))
-                    if block
-                    else self._reports.get_nowait()
-                )
+                self.reports.append(self._reports.get(timeout=left))
             except queue.Empty:
-                if not block or time.monotonic() >= deadline:
-                    break
-            if block and len(self.reports) + len(got) >= len(self._procs):
-                break
-        self.reports.extend(got)
-        return got
+                return
 
     def stop(self, *, timeout_s: float = 120.0) -> list[WorkerReport]:
         """End the calls in flight (``server_shutdown``), write their outputs, stop the
         workers; every worker's report (a worker that died is reported as such)."""
         self._stop.set()
-        self._collect(block=True, timeout_s=timeout_s)
+        self._collect(timeout_s)
         for proc in self._procs:
             proc.join(timeout=5.0)
             if proc.is_alive():
@@ -514,7 +508,7 @@ class ServeWorkers:
         self.stop()
 
 
-def pickle_check(name: str, value: Any) -> None:
+def _check_picklable(name: str, value: Any) -> None:
     """``value`` goes to the worker processes: say clearly when it cannot."""
     try:
         pickle.dumps(value)
